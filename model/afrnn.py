@@ -1,0 +1,250 @@
+"""Antisymmetric Feedback RNN (Schwabe, Glasmachers, Acosta, ACML 2022) as one block matrix.
+
+The network has N recurrent layers g¹ … gᴺ of widths D(1) … D(N). Stacked into z (size D = Σ D(n)),
+one step is (eqs. 6–7, 17–18; see ``model.recurrence``)
+
+    z_{t+1} = z_t + ε · tanh(B z_t + U x_t + b),       B = A − γ I,
+
+where A is the block matrix with
+
+* diagonal blocks  A^{nn} = R_n − R_nᵀ                  (antisymmetric recurrence of layer n),
+* coupling blocks  A^{mn} = W_{n→m}                     (feedforward, lower layer n → upper m),
+                   A^{nm} = −W_{n→m}ᵀ  (AFRNN), F (FRNN, a free matrix) or 0 (2-ARNN),
+
+U feeds the input into layer 1 only (U = [E; 0; …]) and the readout is linear on the top layer.
+Theorem 3: if every A^{nm} = −(A^{mn})ᵀ, A is antisymmetric, so by Lemma 2 every eigenvalue of the
+continuous-time Jacobian D_t B (D_t = diag tanh'(·)) has real part −γ·(something ≥ 0) ≤ 0, for any
+depth, widths and set of coupled pairs.
+
+Variants (``feedback``): ``"antisymmetric"`` → AFRNN, ``"none"`` → 2-ARNN, ``"free"`` → FRNN; a
+single layer is the ARNN of Chang et al. (2019).
+
+Parameter names are generated in one loop and become checkpoint keys::
+
+    layers.{n}.weight_rec   R_n, (D(n), D(n))       layers.{n}.bias      b_n, (D(n),)
+    couplings.{k}.weight_ff W,   (D(m), D(n))       couplings.{k}.weight_fb F (FRNN only), (D(n), D(m))
+    weight_in               E,   (D(1), input_size) head.weight / head.bias   the readout
+
+Init: R_n ~ N(0, (init_std/√D(n))²), W ~ N(0, (init_std/√D(n))²) for source layer n, E ~ N(0, 1/in),
+biases 0.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from model.recurrence import euler_recurrence, euler_step, euler_velocity
+
+FEEDBACK_MODES = ("antisymmetric", "none", "free")
+UPDATE_SCHEMES = ("simultaneous", "sequential")
+
+
+class AntisymmetricLayer(nn.Module):
+    """One recurrent layer's own parameters: R_n (its block is R_n − R_nᵀ − γI) and bias b_n."""
+
+    def __init__(self, size: int, init_std: float):
+        super().__init__()
+        self.weight_rec = nn.Parameter(torch.randn(size, size) * (init_std / math.sqrt(size)))
+        self.bias = nn.Parameter(torch.zeros(size))
+
+    def antisymmetric_block(self) -> Tensor:
+        """A^{nn} = R_n − R_nᵀ."""
+        return self.weight_rec - self.weight_rec.t()
+
+
+class LayerCoupling(nn.Module):
+    """The coupling of a lower layer n with an upper layer m > n.
+
+    ``weight_ff`` is W (D(m) × D(n)), the block A^{mn}. The block A^{nm} is −Wᵀ for AFRNN, the
+    free matrix ``weight_fb`` for FRNN, and 0 for 2-ARNN.
+    """
+
+    def __init__(self, lower: int, upper: int, lower_size: int, upper_size: int,
+                 feedback: str, init_std: float):
+        super().__init__()
+        self.lower = lower
+        self.upper = upper
+        self.feedback = feedback
+        self.weight_ff = nn.Parameter(
+            torch.randn(upper_size, lower_size) * (init_std / math.sqrt(lower_size)))
+        if feedback == "free":
+            self.weight_fb = nn.Parameter(
+                torch.randn(lower_size, upper_size) * (init_std / math.sqrt(upper_size)))
+        else:
+            self.register_parameter("weight_fb", None)
+
+    def feedback_block(self) -> Optional[Tensor]:
+        """A^{nm}: −Wᵀ (antisymmetric), F (free) or None (no feedback)."""
+        if self.feedback == "antisymmetric":
+            return -self.weight_ff.t()
+        return self.weight_fb
+
+
+@dataclass
+class AFRNNConfig:
+    input_size: int = 1                   # channels per step: 1 pixel MNIST, 3 CIFAR-10, 4 pendulum
+    layer_sizes: Tuple[int, ...] = (128, 128)
+    output_size: int = 10                 # classes, or predicted state variables
+    # coupled (lower, upper) layer pairs, 0-based; None = consecutive pairs (the "sparse default")
+    couplings: Optional[Tuple[Tuple[int, int], ...]] = None
+    feedback: str = "antisymmetric"       # "antisymmetric" (AFRNN) | "none" (2-ARNN) | "free" (FRNN)
+    epsilon: float = 0.01                 # Euler step ε (paper text for MNIST/CIFAR-10)
+    gamma: float = 0.001                  # diffusion γ: B = A − γI
+    update: str = "simultaneous"          # eqs. 6–7; "sequential" = the reference code's sweep
+    init_std: float = 1.0                 # recurrent weights ~ N(0, (init_std/√D)²)
+    initial_state: float = 0.0            # value of every entry of z_0 (the pendulum uses 1)
+
+    def __post_init__(self):
+        self.layer_sizes = tuple(int(s) for s in self.layer_sizes)
+        if not self.layer_sizes or any(s < 1 for s in self.layer_sizes):
+            raise ValueError(f"layer_sizes must be one or more positive widths, got {self.layer_sizes}")
+        if self.input_size < 1 or self.output_size < 1:
+            raise ValueError(f"input_size and output_size must be ≥ 1, got "
+                             f"{self.input_size} and {self.output_size}")
+        if self.feedback not in FEEDBACK_MODES:
+            raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, got {self.feedback!r}")
+        if self.update not in UPDATE_SCHEMES:
+            raise ValueError(f"update must be one of {UPDATE_SCHEMES}, got {self.update!r}")
+        if self.epsilon <= 0:
+            raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be ≥ 0, got {self.gamma}")
+        n = len(self.layer_sizes)
+        if self.couplings is None:
+            self.couplings = tuple((i, i + 1) for i in range(n - 1))
+        pairs = []
+        for pair in self.couplings:
+            lower, upper = (int(p) for p in pair)
+            if not 0 <= lower < upper < n:
+                raise ValueError(f"couplings must be pairs (lower, upper) with 0 ≤ lower < upper < "
+                                 f"{n}, got {tuple(pair)}")
+            pairs.append((lower, upper))
+        if len(set(pairs)) != len(pairs):
+            raise ValueError(f"couplings must not repeat a pair, got {pairs}")
+        self.couplings = tuple(pairs)
+        if self.gamma == 0:
+            warnings.warn("gamma = 0: the Euler discretisation is only marginally stable "
+                          "(max|1 + ελ| ≥ 1 for imaginary λ)", stacklevel=3)
+
+    @property
+    def variant(self) -> str:
+        if len(self.layer_sizes) == 1:
+            return "arnn"
+        return {"antisymmetric": "afrnn", "none": "2-arnn", "free": "frnn"}[self.feedback]
+
+
+class AFRNN(nn.Module):
+    """N-layer AFRNN / FRNN / 2-ARNN / ARNN with a linear readout from the top layer.
+
+    Shapes: x is (N, T, input_size) (batch first); states are (N, T+1, D) with z_0 first;
+    readouts are (N, output_size) at the last step or (N, T, output_size) at every step.
+    """
+
+    def __init__(self, config: AFRNNConfig):
+        super().__init__()
+        self.config = config
+        sizes = list(config.layer_sizes)
+        self.layer_sizes: List[int] = sizes
+        bounds = [0]
+        for s in sizes:
+            bounds.append(bounds[-1] + s)
+        self.layer_bounds: List[int] = bounds
+        self.state_size: int = bounds[-1]
+        self.epsilon: float = float(config.epsilon)
+        self.gamma: float = float(config.gamma)
+        self.feedback: str = config.feedback
+        self.variant: str = config.variant
+        self.sequential: bool = config.update == "sequential"
+        self.initial_value: float = float(config.initial_state)
+        # Theorem 3 holds iff every coupling block pair is (W, −Wᵀ); 2-ARNN's spectrum is that of
+        # its antisymmetric diagonal blocks (block triangular), so its continuous system is stable too.
+        self.theorem_applies: bool = config.feedback != "free" or len(sizes) == 1
+
+        self.weight_in = nn.Parameter(
+            torch.randn(sizes[0], config.input_size) / math.sqrt(config.input_size))
+        self.layers = nn.ModuleList(AntisymmetricLayer(s, config.init_std) for s in sizes)
+        self.couplings = nn.ModuleList(
+            LayerCoupling(lo, up, sizes[lo], sizes[up], config.feedback, config.init_std)
+            for lo, up in config.couplings)
+        self.head = nn.Linear(sizes[-1], config.output_size)
+
+    # -- the pieces of the step, exported for the stability analysis --------------------------
+    @torch.jit.export
+    def coupling_matrix(self) -> Tensor:
+        """B = A − γ I, shape (D, D)."""
+        bounds = self.layer_bounds
+        B = torch.zeros(self.state_size, self.state_size,
+                        dtype=self.weight_in.dtype, device=self.weight_in.device)
+        n = 0
+        for layer in self.layers:
+            B[bounds[n]:bounds[n + 1], bounds[n]:bounds[n + 1]] = layer.antisymmetric_block()
+            n += 1
+        for coupling in self.couplings:
+            lo, up = coupling.lower, coupling.upper
+            B[bounds[up]:bounds[up + 1], bounds[lo]:bounds[lo + 1]] = coupling.weight_ff
+            fb = coupling.feedback_block()
+            if fb is not None:
+                B[bounds[lo]:bounds[lo + 1], bounds[up]:bounds[up + 1]] = fb
+        return B - self.gamma * torch.eye(self.state_size, dtype=B.dtype, device=B.device)
+
+    @torch.jit.export
+    def input_drive(self, x: Tensor) -> Tensor:
+        """u_t = U x_t + b for every step: (N, T, input_size) → (N, T, D), one GEMM for all t."""
+        n_batch, steps = x.shape[0], x.shape[1]
+        biases = [layer.bias for layer in self.layers]
+        first = torch.nn.functional.linear(x, self.weight_in, biases[0])
+        if len(biases) == 1:
+            return first
+        rest = torch.cat(biases[1:]).expand(n_batch, steps, self.state_size - self.layer_sizes[0])
+        return torch.cat([first, rest], dim=2)
+
+    @torch.jit.export
+    def initial_state(self, n_batch: int) -> Tensor:
+        """z_0: every entry equals the configured initial value (0, or 1 for the pendulum)."""
+        return torch.full((n_batch, self.state_size), self.initial_value,
+                          dtype=self.weight_in.dtype, device=self.weight_in.device)
+
+    @torch.jit.export
+    def step(self, z: Tensor, drive_t: Tensor) -> Tensor:
+        """One step z_t ↦ z_{t+1} (the model's own update scheme). z, drive_t: (N, D)."""
+        return euler_step(z, drive_t, self.coupling_matrix().t(), self.epsilon,
+                          self.layer_bounds, self.sequential)
+
+    @torch.jit.export
+    def velocity(self, z: Tensor, drive_t: Tensor) -> Tensor:
+        """tanh(B z + u), whose derivative gives D_t = diag(1 − velocity²). z, drive_t: (N, D)."""
+        return euler_velocity(z, drive_t, self.coupling_matrix().t())
+
+    @torch.jit.export
+    def readout(self, states: Tensor) -> Tensor:
+        """The linear head on the top layer of states (…, D) → (…, output_size)."""
+        return self.head(states[..., self.layer_bounds[-2]:])
+
+    # -- running sequences ------------------------------------------------------------------
+    def _run(self, x: Tensor, h0: Optional[Tensor], keep_states: bool) -> Tuple[Tensor, List[Tensor]]:
+        if x.dim() != 3 or x.shape[2] != self.weight_in.shape[1]:
+            raise ValueError("expected x of shape (batch, steps, " + str(self.weight_in.shape[1])
+                             + "), got " + str(list(x.shape)))
+        z0 = self.initial_state(x.shape[0]) if h0 is None else h0
+        drive = self.input_drive(x).transpose(0, 1)              # (T, N, D)
+        return euler_recurrence(drive, z0, self.coupling_matrix().t(), self.epsilon,
+                                self.layer_bounds, self.sequential, keep_states)
+
+    def forward(self, x: Tensor, h0: Optional[Tensor] = None, every_step: bool = False) -> Tensor:
+        """Readout at the last step (N, C), or at every step (N, T, C) with ``every_step``."""
+        last, states = self._run(x, h0, every_step)
+        if every_step:
+            return self.readout(torch.stack(states, dim=1))
+        return self.readout(last)
+
+    @torch.jit.export
+    def forward_with_states(self, x: Tensor, h0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """(readout at every step (N, T, C), states z_0 … z_T (N, T+1, D))."""
+        z0 = self.initial_state(x.shape[0]) if h0 is None else h0
+        _, states = self._run(x, z0, True)
+        all_states = torch.stack([z0] + states, dim=1)
+        return self.readout(all_states[:, 1:]), all_states

@@ -1,0 +1,1 @@
+"""Data sets, training, evaluation and TorchScript export for AFRNN models."""

@@ -1,0 +1,78 @@
+"""The checkpoint manifest: everything the service needs to serve an exported model, and nothing it
+must guess. One JSON file per artifact, next to it (``<name>.json`` beside ``<name>.pt``).
+
+This schema is shared by ``training.export`` (which writes it) and ``service`` (which reads it).
+"""
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_SCHEMA_VERSION = 1
+
+Task = Literal["pendulum", "mnist", "cifar10"]
+Variant = Literal["arnn", "2-arnn", "frnn", "afrnn", "lstm"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Architecture(_Strict):
+    family: Literal["afrnn", "lstm"]        # which class: model.AFRNN or model.LSTMBaseline
+    variant: Variant
+    config: dict[str, Any]                  # the dataclass fields of AFRNNConfig / LSTMConfig
+
+
+class InputSpec(_Strict):
+    sequence_length: int = Field(gt=0, description="steps per sequence (784, 1024, 29)")
+    channels: int = Field(gt=0, description="values per step (1 MNIST, 3 CIFAR-10, 4 pendulum)")
+    layout: str = Field(description="how a sample maps to steps, e.g. 'row-major pixels'")
+    normalization_mean: list[float] = Field(description="per-channel mean subtracted after scaling")
+    normalization_std: list[float] = Field(description="per-channel std divided after scaling")
+    value_range: tuple[float, float] = Field(description="valid raw values after scaling to [0, 1] "
+                                                         "(images) or in `units` (pendulum)")
+    units: str = Field(description="'intensity' for images, 'radians' for the pendulum state")
+    initial_state_names: list[str] | None = None     # pendulum: theta1, theta2, omega1, omega2
+
+
+class OutputSpec(_Strict):
+    kind: Literal["classes", "states"]
+    class_names: list[str] | None = None
+    state_names: list[str] | None = None
+    units: list[str] | None = None          # per state variable (rad, rad, rad/s, rad/s)
+    dt: float | None = None                 # seconds between predicted states
+
+
+class TrainingRecord(_Strict):
+    epochs: float
+    wall_time_s: float
+    hardware: str
+    command: str
+    hyperparameters: dict[str, Any] = {}
+
+
+class Artifact(_Strict):
+    file: str                               # path relative to the manifest's directory
+    format: Literal["torchscript"] = "torchscript"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int
+
+
+class Manifest(_Strict):
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="served model name")
+    version: str
+    task: Task
+    architecture: Architecture
+    parameters: int
+    input: InputSpec
+    output: OutputSpec
+    metrics: dict[str, float] = {}          # on the full test split, e.g. test_accuracy
+    training: TrainingRecord
+    dataset_hash: str
+    code_version: str                       # git commit of the code that trained it
+    torch_version: str
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    artifact: Artifact
