@@ -105,7 +105,8 @@ def time_batch1_inference(scripted: torch.jit.ScriptModule, threads: int, repeat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (< 45 s)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for training steps")
     args = parser.parse_args()

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from model import AFRNN, AFRNNConfig, PAPER_PARAMETER_COUNTS, count_parameters, paper_model
+from model import AFRNN, PAPER_PARAMETER_COUNTS, AFRNNConfig, count_parameters, paper_model
 from model.paper import INCONSISTENT_PAPER_COUNTS, PAPER_TASKS, VARIANTS
 
 torch.set_num_threads(1)
@@ -25,7 +25,7 @@ def naive_afrnn(model: AFRNN, x: torch.Tensor, h0: torch.Tensor, sequential: boo
     eps, gamma = model.epsilon, model.gamma
     g = list(torch.split(h0, sizes, dim=1))
     own = [layer.weight_rec - layer.weight_rec.t() - gamma * torch.eye(s, dtype=x.dtype)
-           for layer, s in zip(model.layers, sizes)]
+           for layer, s in zip(model.layers, sizes, strict=True)]
     incoming = {n: [] for n in range(len(sizes))}          # n ← (m, matrix)
     for c in model.couplings:
         incoming[c.upper].append((c.lower, c.weight_ff))
