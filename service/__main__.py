@@ -1,0 +1,68 @@
+"""``afrnn-serve`` / ``python -m service``: serve the checkpoints of a model dir with uvicorn.
+
+With no arguments it serves the shipped checkpoints (``checkpoints/``) on http://127.0.0.1:8000.
+Every flag overrides its ``AFRNN_*`` environment variable (see ``service.config.Settings``)::
+
+    afrnn-serve                                         # shipped checkpoints, 127.0.0.1:8000
+    afrnn-serve --host 0.0.0.0 --port 8080 --model-dir /models --strict
+    AFRNN_API_KEY=secret AFRNN_LOG_FORMAT=text afrnn-serve --device cpu --max-batch-size 32
+
+The API key is read from ``AFRNN_API_KEY`` only (a flag would show it in the process list).
+OpenAPI docs: http://HOST:PORT/docs. Stop with SIGTERM or Ctrl-C: in-flight requests finish, the
+queues drain, and the log ends with "shutdown complete".
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.config import Settings
+from service.logging import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="afrnn-serve", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Defaults come from AFRNN_* environment variables, then from "
+                                            "service/config.py.")
+    add = parser.add_argument
+    add("--host", help="interface to bind (default 127.0.0.1; 0.0.0.0 in a container)")
+    add("--port", type=int, help="TCP port (default 8000)")
+    add("--model-dir", type=Path, help="directory of <name>.json manifests and <name>.pt artifacts "
+                                       "(default: the repo's checkpoints/)")
+    add("--device", choices=["auto", "cpu", "cuda"], help="'auto' (default) takes CUDA when available")
+    add("--strict", action="store_true", default=None,
+        help="any model that fails to load, or an empty model dir, aborts the start")
+    add("--max-batch-size", type=int, help="rows per forward pass (default 64)")
+    add("--max-queue-delay-ms", type=float, help="hold a non-full batch open this long (default 0)")
+    add("--max-queue-length", type=int, help="queued requests per model before 503 (default 256)")
+    add("--request-timeout-s", type=float, help="queue wait + inference limit before 504 (default 30)")
+    add("--max-body-bytes", type=int, help="larger request bodies get 413 (default 8 MiB)")
+    add("--classify-max-batch", type=int, help="images per /classify request (default 64)")
+    add("--pendulum-max-batch", type=int, help="initial states per /pendulum/predict request (default 256)")
+    add("--pendulum-max-steps", type=int, help="longest pendulum rollout (default 290)")
+    add("--torch-threads", type=int, help="intra-op threads (default 1)")
+    add("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="default info")
+    add("--log-format", choices=["json", "text"], help="default json (one object per line)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    overrides = {key: value for key, value in vars(args).items() if value is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as err:
+        sys.exit(f"afrnn-serve: invalid settings:\n{err}")
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                access_log=False, log_level=settings.log_level,
+                timeout_graceful_shutdown=int(settings.request_timeout_s) + 5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Dependencies, as ``Annotated`` types: shared state lives on ``app.state`` and reaches handlers here."""
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from service.config import Settings
+from service.errors import UnauthorizedError
+from service.metrics import ServiceMetrics
+from service.registry import ModelRegistry, ServedModel
+from service.stability import StabilityReports
+
+API_KEY_HEADER = "X-API-Key"
+_api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
+                               description="required on inference and model routes when AFRNN_API_KEY is set")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    return request.app.state.metrics
+
+
+def get_stability(request: Request) -> StabilityReports:
+    return request.app.state.stability
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+StabilityDep = Annotated[StabilityReports, Depends(get_stability)]
+
+
+def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]) -> None:
+    """401 unless the configured API key (if any) is given in the X-API-Key header."""
+    expected = settings.api_key
+    if expected is None:
+        return
+    if key is None:
+        raise UnauthorizedError(f"missing API key: send it in the {API_KEY_HEADER} header",
+                                headers={"WWW-Authenticate": "ApiKey"})
+    if not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
+        raise UnauthorizedError(f"wrong API key in the {API_KEY_HEADER} header",
+                                headers={"WWW-Authenticate": "ApiKey"})
+
+
+def get_model(name: str, registry: RegistryDep, request: Request) -> ServedModel:
+    """The model named in the path (any state), or 404; tags the request's metrics with it."""
+    entry = registry.get(name)
+    request.state.model = entry.name
+    return entry
+
+
+ModelDep = Annotated[ServedModel, Depends(get_model)]

@@ -1,0 +1,1 @@
+"""One router per concern (FastAPI full-stack template layout)."""

@@ -1,0 +1,37 @@
+"""``POST /classify``: image classification with dynamic batching."""
+
+import time
+
+from fastapi import APIRouter, Request
+
+from service.api.deps import RegistryDep, SettingsDep
+from service.api.inference import submit
+from service.errors import InputError
+from service.schemas import ERROR_RESPONSES, ClassifyRequest, ClassifyResponse
+from service.tasks import ClassifyJob
+
+router = APIRouter(tags=["inference"])
+
+
+@router.post("/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
+async def classify(body: ClassifyRequest, request: Request, registry: RegistryDep,
+                   settings: SettingsDep) -> ClassifyResponse:
+    """Classify one image (`pixels`) or a batch (`images`) with a pixel-sequence classifier."""
+    started = time.perf_counter()
+    entry = registry.resolve(body.model, "classifier")
+    request.state.model = entry.name
+    api = entry.api
+    images = body.image_list
+    if len(images) > settings.classify_max_batch:
+        raise InputError(("images",), f"at most classify_max_batch = {settings.classify_max_batch} images "
+                                      f"per request, got {len(images)}")
+    if body.top_k > api.num_classes:
+        raise InputError(("top_k",), f"top_k must be ≤ the number of classes ({api.num_classes}) of model "
+                                     f"{entry.name!r}, got {body.top_k}")
+    x = api.decode(images, body.scale, body.image_locs)                  # decode
+    result = await submit(entry, ClassifyJob(x, body.return_sequence))   # batch → predict → unbatch
+    predictions = api.encode(result.value, body.top_k, body.return_sequence)   # encode
+    return ClassifyResponse(
+        model=entry.name, version=entry.manifest.version, predictions=predictions,
+        latency_ms=(time.perf_counter() - started) * 1000, queue_ms=result.queue_wait_s * 1000,
+        inference_ms=result.inference_s * 1000, batch_size=result.batch_rows)

@@ -1,0 +1,37 @@
+"""``GET /models`` and ``GET /models/{name}``: manifests with load status, device and checksum flag."""
+
+from fastapi import APIRouter
+
+from service.api.deps import ModelDep, RegistryDep
+from service.registry import ServedModel
+from service.schemas import ERROR_RESPONSES, ModelDetail, ModelList, ModelSummary
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def _summary(entry: ServedModel) -> dict:
+    manifest = entry.manifest
+    return dict(
+        name=entry.name, status=entry.status, reason=entry.reason, device=entry.device,
+        checksum_verified=entry.checksum_verified,
+        task=manifest.task if manifest else None,
+        variant=manifest.architecture.variant if manifest else None,
+        parameters=manifest.parameters if manifest else None,
+        metrics=dict(manifest.metrics) if manifest else {},
+        version=manifest.version if manifest else None)
+
+
+@router.get("", response_model=ModelList, responses=ERROR_RESPONSES)
+async def list_models(registry: RegistryDep) -> ModelList:
+    """Every model found in the model dir, served or not (then with the reason)."""
+    return ModelList(models=[ModelSummary(**_summary(e)) for e in registry.models.values()])
+
+
+@router.get("/{name}", response_model=ModelDetail, responses=ERROR_RESPONSES)
+async def get_model(entry: ModelDep) -> ModelDetail:
+    """One model: its full manifest, load status, device and whether its checksum was verified."""
+    return ModelDetail(
+        **_summary(entry),
+        manifest=entry.manifest.model_dump(mode="json") if entry.manifest else None,
+        load_seconds=entry.load_seconds,
+        queue_depth=entry.batcher.queue_depth if entry.batcher else None)

@@ -1,0 +1,43 @@
+"""``POST /pendulum/predict``: double-pendulum rollouts with dynamic batching."""
+
+import asyncio
+import time
+
+import numpy as np
+from fastapi import APIRouter, Request
+
+from service.api.deps import RegistryDep, SettingsDep
+from service.api.inference import submit
+from service.errors import InputError
+from service.schemas import ERROR_RESPONSES, PendulumRequest, PendulumResponse
+from service.tasks import PendulumJob
+
+router = APIRouter(prefix="/pendulum", tags=["inference"])
+
+
+@router.post("/predict", response_model=PendulumResponse, responses=ERROR_RESPONSES)
+async def predict(body: PendulumRequest, request: Request, registry: RegistryDep,
+                  settings: SettingsDep) -> PendulumResponse:
+    """Predict the double pendulum's states at dt, 2 dt, …, steps·dt from its initial state(s)."""
+    started = time.perf_counter()
+    entry = registry.resolve(body.model, "pendulum")
+    request.state.model = entry.name
+    api = entry.api
+    states = body.state_list
+    if len(states) > settings.pendulum_max_batch:
+        raise InputError(("initial_states",), f"at most pendulum_max_batch = {settings.pendulum_max_batch} "
+                                              f"initial states per request, got {len(states)}")
+    steps = body.steps if body.steps is not None else api.trained_steps
+    if steps > settings.pendulum_max_steps:
+        raise InputError(("steps",), f"steps must be ≤ pendulum_max_steps = {settings.pendulum_max_steps}, "
+                                     f"got {steps}")
+    x0 = api.decode([s.model_dump() for s in states], body.units, body.state_locs)
+    result = await submit(entry, PendulumJob(x0, steps))
+    if body.include_reference:     # the physics solver is CPU work: keep it off the event loop
+        trajectories = await asyncio.to_thread(api.encode, result.value, x0, body.units, True)
+    else:
+        trajectories = api.encode(result.value, np.asarray(x0), body.units, False)
+    return PendulumResponse(
+        model=entry.name, version=entry.manifest.version, units=body.units, dt=api.dt,
+        times=api.times(steps), trained_steps=api.trained_steps, extrapolated=steps > api.trained_steps,
+        trajectories=trajectories, latency_ms=(time.perf_counter() - started) * 1000)

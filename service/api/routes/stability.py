@@ -1,0 +1,47 @@
+"""``POST /models/{name}/stability`` and ``GET /models/{name}/stability.png``."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from model.stability import StabilityReport
+from service.api.deps import MetricsDep, ModelDep, SettingsDep, StabilityDep
+from service.errors import InputError
+from service.schemas import ERROR_RESPONSES, StabilityRequest
+
+router = APIRouter(prefix="/models", tags=["stability"])
+
+
+@router.post("/{name}/stability", response_model=StabilityReport, responses=ERROR_RESPONSES)
+async def stability(entry: ModelDep, body: StabilityRequest, reports: StabilityDep, metrics: MetricsDep,
+                    settings: SettingsDep) -> StabilityReport:
+    """The model's stability report (Theorem 3, Jacobian spectra, gradient propagation, Lyapunov
+    exponents) for its default input (cached) or for a given sample."""
+    entry.require_ready()
+    sections = reports.check_options(entry, body.sections, body.lyapunov_k)
+    x = None
+    if body.has_sample:
+        x = reports.sample_input(entry, body.pixels, body.scale,
+                                 body.initial_state.model_dump() if body.initial_state else None,
+                                 body.units, body.steps, settings.pendulum_max_steps)
+    report, cached = await reports.report(entry, sections, body.lyapunov_k, x)
+    metrics.stability_reports.labels(model=entry.name,
+                                     cache="custom" if x is not None else ("hit" if cached else "miss")).inc()
+    return report
+
+
+@router.get("/{name}/stability.png", response_class=Response, responses={
+    **ERROR_RESPONSES, 200: {"content": {"image/png": {}}, "description": "the report's figures"}})
+async def stability_png(entry: ModelDep, reports: StabilityDep, metrics: MetricsDep,
+                        sections: Annotated[list[str] | None, Query()] = None,
+                        lyapunov_k: Annotated[int, Query(ge=1)] = 16) -> Response:
+    """The figures of the default-input stability report, as one PNG (cached)."""
+    entry.require_ready()
+    try:
+        checked = reports.check_options(entry, sections, lyapunov_k)
+    except InputError as err:
+        raise InputError(("query", *err.loc), err.msg) from None
+    png, cached = await reports.png(entry, checked, lyapunov_k)
+    metrics.stability_reports.labels(model=entry.name, cache="hit" if cached else "miss").inc()
+    return Response(content=png, media_type="image/png",
+                    headers={"Cache-Control": "public, max-age=3600"})

@@ -1,0 +1,82 @@
+"""Service settings: one typed ``Settings`` read from ``AFRNN_*`` environment variables (or a ``.env``
+file), overridden by command-line flags (see ``service.__main__``).
+
+Every field has a documented default, so ``afrnn-serve`` with no arguments and no environment serves
+the shipped checkpoints on http://127.0.0.1:8000.
+
+Batching knobs, in the LitServe / Triton sense:
+
+* ``max_batch_size`` — most rows (images, initial states) one forward pass may stack;
+* ``max_queue_delay_ms`` — how long the batcher may hold a non-full batch open for more requests.
+  0 (the default) forms each batch from whatever is queued when the model becomes free: no latency
+  is added to a lone request, and under load requests that arrive during a forward pass form the
+  next batch;
+* ``max_queue_length`` — requests waiting per model beyond which new ones get 503 + Retry-After.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repo's shipped checkpoints, resolved relative to the package so that it does not depend on cwd.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+class Settings(BaseSettings):
+    """Configuration of one service process; environment variables are ``AFRNN_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="AFRNN_", env_file=".env", extra="ignore",
+                                      protected_namespaces=())
+
+    # -- where and what to serve ------------------------------------------------------------------
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="directory of <name>.json manifests + <name>.pt")
+    host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in a container)")
+    port: int = Field(8000, ge=1, le=65535)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="'auto' takes CUDA when torch sees a GPU, else the CPU")
+    strict: bool = Field(False, description="any model that fails to load (or an empty model dir) "
+                                            "is fatal at start instead of being served as unavailable")
+
+    # -- dynamic batching -------------------------------------------------------------------------
+    max_batch_size: int = Field(64, ge=1, le=4096, description="rows stacked in one forward pass")
+    max_queue_delay_ms: float = Field(0.0, ge=0.0, description="hold a non-full batch open this long")
+    max_queue_length: int = Field(256, ge=1, description="queued requests per model before 503")
+    request_timeout_s: float = Field(30.0, gt=0.0, description="queue wait + inference, else 504")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
+
+    # -- request limits ---------------------------------------------------------------------------
+    classify_max_batch: int = Field(64, ge=1, description="images per /classify request")
+    pendulum_max_batch: int = Field(256, ge=1, description="initial states per /pendulum/predict request")
+    pendulum_max_steps: int = Field(290, ge=1, description="longest rollout (trained horizon is 29)")
+    stability_cache_size: int = Field(32, ge=0, description="default-input reports kept per process")
+
+    # -- runtime ----------------------------------------------------------------------------------
+    torch_threads: int = Field(1, ge=1, description="intra-op threads; 1 is fastest for the small "
+                                                   "GEMMs of batch-1 recurrences on 2 cores")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "text"] = Field("json", description="'json' = one JSON object per line")
+    api_key: SecretStr | None = Field(None, description="when set, every inference and model route "
+                                                        "needs the header X-API-Key")
+
+    @field_validator("log_level", "log_format", "device", mode="before")
+    @classmethod
+    def _lower(cls, value):
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value):
+        return None if value in ("", None) else value
+
+    @model_validator(mode="after")
+    def _delay_below_timeout(self) -> "Settings":
+        if self.max_queue_delay_ms / 1000.0 >= self.request_timeout_s:
+            raise ValueError(f"max_queue_delay_ms ({self.max_queue_delay_ms} ms) must be shorter than "
+                             f"request_timeout_s ({self.request_timeout_s} s)")
+        return self
+
+    @property
+    def max_queue_delay_s(self) -> float:
+        return self.max_queue_delay_ms / 1000.0

@@ -1,0 +1,70 @@
+"""Prometheus metrics of one app, on its own ``CollectorRegistry`` (so that several apps in one process,
+as in tests, never share or double-register collectors).
+
+=====================================  =========  ======================================================
+name                                   type       labels / meaning
+=====================================  =========  ======================================================
+afrnn_http_requests_total              counter    route, method, status
+afrnn_http_request_duration_seconds    histogram  route, model, status — wall time of the whole request
+afrnn_inference_seconds                histogram  model — one batched forward pass (worker thread)
+afrnn_queue_wait_seconds               histogram  model — enqueue → start of the request's forward
+afrnn_batch_size                       histogram  model — rows stacked in one forward pass
+afrnn_queue_depth                      gauge      model — requests waiting for the model
+afrnn_models_loaded                    gauge      — models loaded and warm
+afrnn_model_ready                      gauge      model — 1 when served, 0 while loading or unavailable
+afrnn_errors_total                     counter    kind — validation, not_found, body_too_large,
+                                                  unauthorized, overloaded, timeout, not_ready, internal
+afrnn_stability_reports_total          counter    model, cache (hit | miss | custom)
+=====================================  =========  ======================================================
+
+``route`` is the route's path template (``/models/{name}``), never the raw path, so label cardinality
+stays bounded; requests that match no route are labelled ``unmatched``.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
+                   1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+ERROR_KINDS = ("validation", "not_found", "body_too_large", "unauthorized", "overloaded", "timeout",
+               "not_ready", "internal")
+
+
+class ServiceMetrics:
+    """The collectors of one app; ``render()`` gives the text exposition format."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("afrnn_http_requests", "HTTP requests handled",
+                                ["route", "method", "status"], registry=r)
+        self.request_seconds = Histogram("afrnn_http_request_duration_seconds",
+                                         "Wall time of a request, from first byte to response",
+                                         ["route", "model", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.inference_seconds = Histogram("afrnn_inference_seconds", "Time of one batched forward pass",
+                                           ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait_seconds = Histogram("afrnn_queue_wait_seconds",
+                                            "Time a request waited before its forward pass started",
+                                            ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("afrnn_batch_size", "Rows stacked in one forward pass", ["model"],
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge("afrnn_queue_depth", "Requests waiting for the model", ["model"],
+                                 registry=r)
+        self.models_loaded = Gauge("afrnn_models_loaded", "Models loaded and warm", registry=r)
+        self.model_ready = Gauge("afrnn_model_ready", "1 when the model is served", ["model"], registry=r)
+        self.errors = Counter("afrnn_errors", "Rejected or failed requests by kind", ["kind"], registry=r)
+        for kind in ERROR_KINDS:
+            self.errors.labels(kind=kind)       # export every kind at 0 from the start
+        self.stability_reports = Counter("afrnn_stability_reports", "Stability reports served",
+                                         ["model", "cache"], registry=r)
+
+    def observe_batch(self, model: str, rows: int, inference_s: float, queue_waits_s: list[float]) -> None:
+        self.batch_size.labels(model=model).observe(rows)
+        self.inference_seconds.labels(model=model).observe(inference_s)
+        waits = self.queue_wait_seconds.labels(model=model)
+        for wait in queue_waits_s:
+            waits.observe(wait)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

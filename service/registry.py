@@ -1,0 +1,229 @@
+"""The model registry: every manifest in the model dir, loaded, verified, warmed up and batched.
+
+Start-up (``setup``, the LitServe hook, called from the app's lifespan):
+
+1. ``discover`` reads every ``*.json`` in the model dir as a ``training.manifest.Manifest``. A file that
+   does not parse, or repeats a name, becomes an *unavailable* entry with the reason.
+2. ``load_all`` loads each model in a worker thread with ``training.export.load_exported``, which checks
+   the artifact's SHA-256 against the manifest BEFORE ``torch.jit.load`` (a TorchScript file is code:
+   a file that fails the check is never loaded). The module goes to the device, its task API is built
+   from the manifest (``service.tasks``), and it is warmed up with real-shaped batches. Then its
+   ``DynamicBatcher`` starts and the entry turns *ready*.
+3. A model that fails any step is *unavailable*, with the reason; the others are still served. With
+   ``strict`` any failure — or a model dir without manifests — raises ``ModelLoadError`` instead.
+
+Entries report ``status`` "ready" | "unavailable" (while loading: "unavailable" with reason "loading").
+"""
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+
+from service.batching import DynamicBatcher
+from service.config import Settings
+from service.errors import InputError, ModelNotFoundError, ModelNotReadyError
+from service.metrics import ServiceMetrics
+from service.tasks import TaskAPI, build_task_api
+from training.export import ArtifactIntegrityError, load_exported, read_manifest
+from training.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+LOADING = "loading"
+READY = "ready"
+UNAVAILABLE = "unavailable"
+
+
+class ModelLoadError(RuntimeError):
+    """A model failed to load while the registry is strict."""
+
+
+def resolve_device(requested: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is a configuration error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was requested (AFRNN_DEVICE / --device) but torch sees no CUDA "
+                             "device; use 'auto' or 'cpu'")
+    return torch.device(requested)
+
+
+@dataclass
+class ServedModel:
+    """One manifest's entry: its state, and once ready its module, task API and batcher."""
+
+    name: str
+    manifest_path: Path
+    manifest: Manifest | None = None
+    state: str = LOADING                    # loading | ready | unavailable
+    reason: str | None = "loading"
+    device: str = "cpu"
+    checksum_verified: bool = False
+    load_seconds: float | None = None
+    api: TaskAPI | None = None
+    batcher: DynamicBatcher | None = None
+    executor: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str:
+        """The wire status: 'ready' or 'unavailable'."""
+        return READY if self.state == READY else UNAVAILABLE
+
+    @property
+    def module(self) -> torch.jit.ScriptModule | None:
+        return self.api.module if self.api is not None else None
+
+    def require_ready(self) -> "ServedModel":
+        """This entry, or ``ModelNotReadyError`` (503) saying why not."""
+        if self.state == LOADING:
+            raise ModelNotReadyError(f"model {self.name!r} is still loading", headers={"Retry-After": "2"})
+        if self.state != READY:
+            raise ModelNotReadyError(f"model {self.name!r} is unavailable: {self.reason}")
+        return self
+
+
+class ModelRegistry:
+    """All served models of one app, by name."""
+
+    def __init__(self, settings: Settings, metrics: ServiceMetrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.device = resolve_device(settings.device)
+        self.models: dict[str, ServedModel] = {}
+        self.loaded = asyncio.Event()
+
+    # -- start-up ---------------------------------------------------------------------------------
+    def discover(self) -> None:
+        """Read the manifests (cheap); every entry starts 'loading' or, if unreadable, 'unavailable'."""
+        model_dir = self.settings.model_dir
+        paths = sorted(model_dir.glob("*.json")) if model_dir.is_dir() else []
+        if not paths:
+            message = f"no manifests (*.json) in model dir {model_dir}"
+            if self.settings.strict:
+                raise ModelLoadError(message + " (strict mode)")
+            log.warning(message + "; serving no models")
+        for path in paths:
+            try:
+                manifest = read_manifest(path)
+            except (ValidationError, ValueError, OSError) as err:
+                self._add(ServedModel(path.stem, path, state=UNAVAILABLE,
+                                      reason=f"invalid manifest {path.name}: {_one_line(err)}"))
+                continue
+            if manifest.name in self.models:
+                self._add(ServedModel(f"{manifest.name}@{path.name}", path, manifest, state=UNAVAILABLE,
+                                      reason=f"duplicate model name {manifest.name!r} (already served from "
+                                             f"{self.models[manifest.name].manifest_path.name})"))
+                continue
+            self._add(ServedModel(manifest.name, path, manifest, device=str(self.device)))
+
+    def _add(self, entry: ServedModel) -> None:
+        self.models[entry.name] = entry
+        self.metrics.model_ready.labels(model=entry.name).set(0)
+        if entry.state == UNAVAILABLE:
+            log.error("model unavailable", extra={"model": entry.name, "reason": entry.reason})
+
+    async def load_all(self) -> None:
+        """Load, verify and warm every discovered model (one at a time, each in a thread)."""
+        try:
+            for entry in list(self.models.values()):
+                if entry.state == LOADING:
+                    await self._load(entry)
+            failures = [f"{e.name}: {e.reason}" for e in self.models.values() if e.state == UNAVAILABLE]
+            if failures and self.settings.strict:
+                raise ModelLoadError("strict mode: model(s) failed to load: " + "; ".join(failures))
+        finally:
+            self.loaded.set()
+
+    async def _load(self, entry: ServedModel) -> None:
+        started = time.perf_counter()
+        try:
+            module, api = await asyncio.to_thread(self._load_and_warm, entry)
+        except ArtifactIntegrityError as err:
+            entry.state, entry.reason = UNAVAILABLE, f"artifact refused: {err}"
+        except Exception as err:                                   # noqa: BLE001 — any failure marks it
+            entry.state, entry.reason = UNAVAILABLE, f"{type(err).__name__}: {_one_line(err)}"
+        else:
+            s = self.settings
+            entry.api = api
+            entry.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{entry.name}")
+            entry.batcher = DynamicBatcher(
+                entry.name, api.run_batch, max_batch_size=s.max_batch_size,
+                max_queue_delay_s=s.max_queue_delay_s, max_queue_length=s.max_queue_length,
+                request_timeout_s=s.request_timeout_s, executor=entry.executor,
+                on_batch=lambda rows, t, waits, name=entry.name: self.metrics.observe_batch(
+                    name, rows, t, waits),
+                on_queue_depth=self.metrics.queue_depth.labels(model=entry.name).set)
+            entry.batcher.start()
+            entry.state, entry.reason = READY, None
+            entry.load_seconds = time.perf_counter() - started
+            self.metrics.model_ready.labels(model=entry.name).set(1)
+            self.metrics.models_loaded.inc()
+            log.info("model ready", extra={"model": entry.name, "device": entry.device,
+                                           "load_seconds": round(entry.load_seconds, 3)})
+            return
+        log.error("model unavailable", extra={"model": entry.name, "reason": entry.reason})
+
+    def _load_and_warm(self, entry: ServedModel) -> tuple[torch.jit.ScriptModule, TaskAPI]:
+        module, manifest = load_exported(entry.manifest_path, map_location=self.device)
+        entry.checksum_verified = True
+        entry.manifest = manifest
+        api = build_task_api(manifest, module, self.device)
+        api.warmup(self.settings.max_batch_size)
+        return module, api
+
+    # -- lookups ----------------------------------------------------------------------------------
+    def get(self, name: str) -> ServedModel:
+        """The entry called ``name`` (any state), or ``ModelNotFoundError`` (404) listing the served names."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelNotFoundError(f"unknown model {name!r}; served models: {sorted(self.models)}"
+                                     ) from None
+
+    def resolve(self, name: str | None, kind: str) -> ServedModel:
+        """The ready model of task-API ``kind`` ('classifier' | 'pendulum') a request asks for.
+
+        ``name`` may be omitted when exactly one model of that kind is served.
+        """
+        if name is None:
+            candidates = [e for e in self.models.values() if e.manifest is not None and self._kind(e) == kind]
+            if len(candidates) != 1:
+                raise InputError(("model",), f"model is required: {len(candidates)} {kind} models are served "
+                                             f"({sorted(e.name for e in candidates)})")
+            entry = candidates[0]
+        else:
+            entry = self.get(name)
+        if entry.manifest is not None and self._kind(entry) != kind:
+            raise InputError(("model",), f"model {entry.name!r} (task {entry.manifest.task}) is not a {kind} "
+                                         f"model; {kind} models: {sorted(self.names_of(kind))}")
+        return entry.require_ready()
+
+    def names_of(self, kind: str) -> list[str]:
+        return [e.name for e in self.models.values() if e.manifest is not None and self._kind(e) == kind]
+
+    @staticmethod
+    def _kind(entry: ServedModel) -> str:
+        return "classifier" if entry.manifest.output.kind == "classes" else "pendulum"
+
+    @property
+    def ready(self) -> bool:
+        """Loading has finished and every model not marked unavailable is loaded and warm."""
+        return self.loaded.is_set() and all(e.state != LOADING for e in self.models.values())
+
+    # -- shutdown ---------------------------------------------------------------------------------
+    async def close(self, drain_timeout_s: float) -> None:
+        """Stop every batcher after its queue has drained (graceful shutdown)."""
+        batchers = [e for e in self.models.values() if e.batcher is not None]
+        await asyncio.gather(*(e.batcher.close(drain_timeout_s) for e in batchers))
+        for entry in batchers:
+            entry.executor.shutdown(wait=True)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:500]

@@ -1,0 +1,48 @@
+"""``GET /models``, ``GET /models/{name}`` and the health probes."""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from service.schemas.common import Response
+
+
+class ModelSummary(Response):
+    name: str = Field(examples=["mnist"])
+    task: str | None = Field(examples=["mnist"])
+    variant: str | None = Field(examples=["afrnn"])
+    parameters: int | None = Field(examples=[50826])
+    status: Literal["ready", "unavailable"]
+    reason: str | None = Field(None, description="why the model is unavailable ('loading' while it loads)")
+    device: str = Field(examples=["cpu"])
+    metrics: dict[str, float] = Field(default_factory=dict, description="the manifest's test metrics")
+    version: str | None = None
+    checksum_verified: bool = Field(description="the artifact's SHA-256 matched its manifest")
+
+
+class ModelList(Response):
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    manifest: dict[str, Any] | None = Field(description="the full manifest (null if it did not parse)")
+    load_seconds: float | None = None
+    queue_depth: int | None = None
+
+
+class DeviceInfo(Response):
+    device: str = Field(examples=["cpu"])
+    cuda_available: bool
+    cuda_device_name: str | None = None
+    torch_version: str
+    torch_threads: int
+
+
+class Liveness(Response):
+    status: Literal["alive"] = "alive"
+
+
+class Readiness(Response):
+    status: Literal["ready", "not_ready"]
+    models: dict[str, str] = Field(description="model name → 'ready', or the reason it is not")
+    device: DeviceInfo

@@ -1,0 +1,143 @@
+"""Stability reports of served models (``model.stability``), computed off the event loop and cached.
+
+A report runs the model step by step with Jacobians, eigenvalues and a QR-based Lyapunov spectrum: it
+is CPU-heavy (seconds). So:
+
+* it runs in its own single worker thread (one report at a time; the models' batchers keep serving);
+* the report for the *default input* is cached per (model, sections, k), in an LRU of
+  ``stability_cache_size`` entries, and concurrent requests for the same uncomputed key share one
+  computation; the PNG of the figures is cached the same way;
+* a report for a caller's own input sample is computed each time (never cached).
+
+Default input: for a classifier, ``stability_report``'s own default (zeros of the trained sequence
+length, i.e. the mean image after normalisation); for the pendulum, the network input of the trained
+protocol for the resting state s₀ = 0 (``network_inputs``: s₀, then the constant 1.0), since the
+pendulum model never sees an all-zero sequence. A caller's sample is decoded and normalised exactly as
+for ``/classify`` or ``/pendulum/predict``.
+"""
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.stability import SECTIONS, StabilityReport, stability_report
+from model.stability.plots import render_report_png
+from service.errors import InputError
+from service.registry import ServedModel
+from service.tasks import ClassifierAPI, PendulumAPI
+from training.data.pendulum import network_inputs
+
+CacheKey = tuple[str, tuple[str, ...] | None, int, str]
+
+
+class StabilityReports:
+    """The stability endpoints' engine: input building, the worker thread and the caches."""
+
+    def __init__(self, cache_size: int):
+        self.cache_size = cache_size
+        self._cache: OrderedDict[CacheKey, Any] = OrderedDict()
+        self._inflight: dict[CacheKey, asyncio.Future] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stability")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- request checks and inputs ----------------------------------------------------------------
+    @staticmethod
+    def check_options(entry: ServedModel, sections: list[str] | None, lyapunov_k: int
+                      ) -> tuple[str, ...] | None:
+        """Validated, order-normalised sections (None = all); raises ``InputError`` naming the field."""
+        if sections is not None:
+            unknown = [s for s in sections if s not in SECTIONS]
+            if unknown:
+                raise InputError(("sections",), f"unknown section(s) {unknown}; valid sections: "
+                                                f"{list(SECTIONS)}")
+            if not sections:
+                raise InputError(("sections",), f"give at least one section, or omit the field for all of "
+                                                f"{list(SECTIONS)}")
+        state_size = int(entry.module.state_size)
+        if lyapunov_k > state_size:
+            raise InputError(("lyapunov_k",), f"lyapunov_k must be ≤ the state size D = {state_size} of "
+                                              f"model {entry.name!r}, got {lyapunov_k}")
+        return None if sections is None else tuple(s for s in SECTIONS if s in set(sections))
+
+    @staticmethod
+    def default_input(entry: ServedModel) -> torch.Tensor | None:
+        api = entry.api
+        if isinstance(api, PendulumAPI):
+            return network_inputs(torch.zeros(1, 4), api.trained_steps)
+        return None
+
+    @staticmethod
+    def sample_input(entry: ServedModel, pixels: Any, scale: float | None, initial_state: dict | None,
+                     units: str, steps: int | None, max_steps: int) -> torch.Tensor:
+        """The network input (1, T, C) for a caller's sample, normalised as for inference."""
+        api = entry.api
+        if isinstance(api, ClassifierAPI):
+            if initial_state is not None:
+                raise InputError(("initial_state",), f"model {entry.name!r} is a classifier: give `pixels`")
+            return torch.from_numpy(api.decode_image(pixels, scale, ("pixels",)))[None]
+        if pixels is not None:
+            raise InputError(("pixels",), f"model {entry.name!r} is a pendulum model: give `initial_state`")
+        steps = steps if steps is not None else api.trained_steps
+        if steps > max_steps:
+            raise InputError(("steps",), f"steps must be ≤ pendulum_max_steps = {max_steps}, got {steps}")
+        x0 = api.decode([initial_state], units, [("initial_state",)])
+        model_x0 = (torch.from_numpy(x0.astype(np.float32))[:, api._input_order] - torch.from_numpy(api.mean)
+                    ) / torch.from_numpy(api.std)
+        return network_inputs(model_x0, steps)
+
+    # -- computing --------------------------------------------------------------------------------
+    def _compute(self, entry: ServedModel, x: torch.Tensor | None, sections: tuple[str, ...] | None,
+                 lyapunov_k: int) -> StabilityReport:
+        spec = entry.manifest.input
+        return stability_report(
+            entry.module, None if x is None else x.to(entry.api.device),
+            sections=None if sections is None else list(sections), lyapunov_k=lyapunov_k,
+            sequence_length=spec.sequence_length, input_size=spec.channels)
+
+    async def _run(self, fn: Callable, *args) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def report(self, entry: ServedModel, sections: tuple[str, ...] | None, lyapunov_k: int,
+                     x: torch.Tensor | None = None) -> tuple[StabilityReport, bool]:
+        """(report, served_from_cache) — the default-input report is cached; a given ``x`` never is."""
+        if x is not None:
+            return await self._run(self._compute, entry, x, sections, lyapunov_k), False
+        key = (entry.name, sections, lyapunov_k, "report")
+        return await self._cached(key, lambda: self._run(self._compute, entry, self.default_input(entry),
+                                                         sections, lyapunov_k))
+
+    async def png(self, entry: ServedModel, sections: tuple[str, ...] | None, lyapunov_k: int
+                  ) -> tuple[bytes, bool]:
+        """The default-input report's figures as PNG bytes, cached like the report."""
+        async def render() -> bytes:
+            report, _ = await self.report(entry, sections, lyapunov_k)
+            return await self._run(render_report_png, report)
+        return await self._cached((entry.name, sections, lyapunov_k, "png"), render)
+
+    async def _cached(self, key: CacheKey, compute: Callable[[], Awaitable[Any]]) -> tuple[Any, bool]:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key], True
+        task = self._inflight.get(key)
+        shared = task is not None
+        if task is None:
+            # A task of its own: a caller that disconnects does not cancel the others' computation.
+            task = asyncio.ensure_future(compute())
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._store(key, t))
+        return await asyncio.shield(task), shared
+
+    def _store(self, key: CacheKey, task: asyncio.Task) -> None:
+        self._inflight.pop(key, None)
+        if task.cancelled() or task.exception() is not None or self.cache_size == 0:
+            return
+        self._cache[key] = task.result()
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)

@@ -1,0 +1,220 @@
+"""Image classifiers (pixel MNIST, pixel CIFAR-10, any manifest whose output kind is ``classes``).
+
+The LitServe split, with everything shape- and normalisation-related taken from the manifest:
+
+* **decode** (request handler): one image — a flat pixel list of T·C values, a nested (H, W) or
+  (H, W, C) or (T, C) array, or a base64 PNG — becomes the (T, C) float32 sequence the network was
+  trained on::
+
+      x_t,c = (pixel_t,c / scale − mean_c) / std_c,        t = row · W + col,
+
+  the T pixels in row-major order and C channels per pixel (a flat list interleaves them: r₀ g₀ b₀
+  r₁ …, i.e. the HWC layout, not the planar layout of the CIFAR-10 pickles). ``scale`` is the value
+  of full intensity: 255 for 0–255 input, 1 for 0–1 input; a PNG is always 8-bit (scale 255).
+* **batch → predict → unbatch** (worker thread, ``run_batch``): the requests' (n_i, T, C) arrays are
+  concatenated into one (N, T, C) tensor — sequences of one model all have length T, so a batch is a
+  plain stack — and run through ``module(x, every_step=...)``; softmax gives probabilities, split
+  back per request. If any request asks for per-step predictions, the whole batch runs with
+  ``every_step=True`` and the others take its last step.
+* **encode** (request handler): label, class name, probabilities, top-k and, with
+  ``return_sequence``, the per-step label and confidence (anytime classification).
+"""
+
+import base64
+import binascii
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from service.errors import InputError
+from training.manifest import Manifest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class ClassifyJob:
+    """One request's images, decoded: ``x`` is (n, T, C) float32, already normalised."""
+
+    x: np.ndarray
+    every_step: bool = False
+
+    @property
+    def rows(self) -> int:
+        return self.x.shape[0]
+
+
+class ClassifierAPI:
+    """Decode, batch, predict, unbatch and encode for one loaded classifier."""
+
+    kind = "classifier"
+
+    def __init__(self, manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device):
+        if manifest.output.kind != "classes":
+            raise ValueError(f"{manifest.name}: output kind {manifest.output.kind!r} is not 'classes'")
+        spec = manifest.input
+        self.manifest = manifest
+        self.module = module
+        self.device = device
+        self.steps = spec.sequence_length
+        self.channels = spec.channels
+        if len(spec.normalization_mean) != self.channels or len(spec.normalization_std) != self.channels:
+            raise ValueError(f"{manifest.name}: manifest has {self.channels} channels but normalisation "
+                             f"mean {spec.normalization_mean} / std {spec.normalization_std}")
+        self.mean = np.asarray(spec.normalization_mean, dtype=np.float32)
+        self.std = np.asarray(spec.normalization_std, dtype=np.float32)
+        self.value_range = spec.value_range
+        side = math.isqrt(self.steps)
+        self.side = side if side * side == self.steps else None
+        names = manifest.output.class_names
+        self.class_names = list(names) if names else None
+        self.accepted_shapes = self._accepted_shapes()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else int(self.manifest.architecture.config.get(
+            "output_size", 0))
+
+    def class_name(self, label: int) -> str:
+        return self.class_names[label] if self.class_names else str(label)
+
+    def _accepted_shapes(self) -> list[tuple[int, ...]]:
+        t, c = self.steps, self.channels
+        shapes = [(t * c,), (t, c)]
+        if self.side is not None:
+            if c == 1:
+                shapes.append((self.side, self.side))
+            shapes.append((self.side, self.side, c))
+        return list(dict.fromkeys(shapes))
+
+    # -- decode -----------------------------------------------------------------------------------
+    def decode(self, images: Sequence[Any], scale: float | None,
+               locs: Sequence[Sequence[str | int]]) -> np.ndarray:
+        """Images → normalised (n, T, C) float32; ``locs[i]`` names image i in ``InputError``s."""
+        out = np.empty((len(images), self.steps, self.channels), dtype=np.float32)
+        for i, (image, loc) in enumerate(zip(images, locs, strict=True)):
+            out[i] = self.decode_image(image, scale, loc)
+        return out
+
+    def decode_image(self, image: Any, scale: float | None, loc: Sequence[str | int]) -> np.ndarray:
+        """One image → normalised (T, C) float32."""
+        if isinstance(image, str):
+            unit = self._decode_png(image, loc)
+        else:
+            if scale is None:
+                raise InputError(("scale",), "scale is required with pixel arrays: 255 when the values "
+                                             "are 0–255, 1 when they are 0–1")
+            unit = self._decode_array(image, float(scale), loc)
+        return ((unit - self.mean) / self.std).astype(np.float32, copy=False)
+
+    def _decode_array(self, image: Any, scale: float, loc: Sequence[str | int]) -> np.ndarray:
+        try:
+            arr = np.asarray(image)
+        except (ValueError, TypeError):
+            arr = None
+        if arr is None or arr.dtype.kind not in "iuf":
+            raise InputError(loc, "must be a rectangular array of numbers (a flat pixel list or a nested "
+                                  f"image array) or a base64 PNG string; accepted shapes for model "
+                                  f"{self.manifest.name!r}: {self._shapes_text()}")
+        if arr.shape not in self.accepted_shapes:
+            raise InputError(loc, f"shape {tuple(arr.shape)} is not an image of model "
+                                  f"{self.manifest.name!r}; accepted shapes: {self._shapes_text()}")
+        arr = arr.astype(np.float32, copy=False).reshape(self.steps, self.channels)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            index = int(np.flatnonzero(bad.ravel())[0])
+            raise InputError(loc, f"pixel values must be finite numbers; found {arr.ravel()[index]} at flat "
+                                  f"index {index}")
+        low, high = self.value_range[0] * scale, self.value_range[1] * scale
+        out_of_range = (arr < low) | (arr > high)
+        if out_of_range.any():
+            index = int(np.flatnonzero(out_of_range.ravel())[0])
+            raise InputError(loc, f"pixel values must lie in [{low:g}, {high:g}] for scale {scale:g}; "
+                                  f"found {arr.ravel()[index]:g} at flat index {index}")
+        return arr / np.float32(scale)
+
+    def _decode_png(self, text: str, loc: Sequence[str | int]) -> np.ndarray:
+        payload = text.split(",", 1)[1] if text.startswith("data:") else text
+        try:
+            raw = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(loc, "a string image must be a base64-encoded PNG (optionally a data: URL); "
+                                  "the string is not valid base64") from None
+        if not raw.startswith(PNG_MAGIC):
+            raise InputError(loc, "a string image must be a base64-encoded PNG; the decoded bytes do not "
+                                  "start with the PNG signature")
+        try:
+            with Image.open(io.BytesIO(raw)) as img:
+                if self.side is None or img.size != (self.side, self.side):
+                    want = f"{self.side}×{self.side}" if self.side else "no PNG input (not a square image)"
+                    raise InputError(loc, f"PNG is {img.size[0]}×{img.size[1]} pixels; model "
+                                          f"{self.manifest.name!r} takes {want}")
+                mode = "L" if self.channels == 1 else "RGB"
+                if self.channels not in (1, 3):
+                    raise InputError(loc, f"model {self.manifest.name!r} has {self.channels} channels; "
+                                          "PNG input needs 1 (greyscale) or 3 (RGB)")
+                pixels = np.asarray(img.convert(mode), dtype=np.float32)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(loc, f"the PNG could not be decoded ({err})") from None
+        return pixels.reshape(self.steps, self.channels) / np.float32(255.0)
+
+    def _shapes_text(self) -> str:
+        return ", ".join(str(s) for s in self.accepted_shapes)
+
+    # -- batch → predict → unbatch (worker thread, under torch.inference_mode) ---------------------
+    def run_batch(self, jobs: list[ClassifyJob]) -> list[torch.Tensor]:
+        """Probabilities per job: (n, classes), or (n, T, classes) for jobs that asked for every step."""
+        x = torch.from_numpy(np.concatenate([job.x for job in jobs]) if len(jobs) > 1 else jobs[0].x)
+        every_step = any(job.every_step for job in jobs)
+        probabilities = self.predict(x, every_step).cpu()
+        out, start = [], 0
+        for job in jobs:
+            part = probabilities[start:start + job.rows]
+            start += job.rows
+            out.append(part if job.every_step or not every_step else part[:, -1])
+        return out
+
+    def predict(self, x: torch.Tensor, every_step: bool) -> torch.Tensor:
+        logits = self.module(x.to(self.device, non_blocking=True), None, every_step)
+        return torch.softmax(logits.float(), dim=-1)
+
+    def warmup(self, max_batch_size: int) -> None:
+        """Real-shaped forward passes (batch 1, both modes, and a full batch) so that the first request
+        does not pay for TorchScript's profiling runs."""
+        zero = self.decode_image(np.zeros((self.steps * self.channels,)), 1.0, ("warmup",))[None]
+        with torch.inference_mode():
+            for _ in range(3):
+                self.run_batch([ClassifyJob(zero)])
+            self.run_batch([ClassifyJob(zero, every_step=True)])
+            self.run_batch([ClassifyJob(np.repeat(zero, max_batch_size, axis=0))])
+
+    # -- encode -----------------------------------------------------------------------------------
+    def encode(self, probabilities: torch.Tensor, top_k: int, return_sequence: bool) -> list[dict]:
+        """Per image: label, class name, probabilities, the top-k classes and the per-step sequence."""
+        final = probabilities[:, -1] if probabilities.dim() == 3 else probabilities
+        k = min(top_k, final.shape[1])
+        top_p, top_i = final.topk(k, dim=1)
+        predictions = []
+        for row in range(final.shape[0]):
+            label = int(top_i[row, 0])
+            prediction = {
+                "label": label,
+                "class_name": self.class_name(label),
+                "probabilities": final[row].tolist(),
+                "top_k": [{"label": int(i), "class_name": self.class_name(int(i)), "probability": float(p)}
+                          for p, i in zip(top_p[row].tolist(), top_i[row].tolist(), strict=True)],
+                "sequence": None,
+            }
+            if return_sequence:
+                confidence, labels = probabilities[row].max(dim=1)
+                prediction["sequence"] = {"labels": labels.tolist(), "confidence": confidence.tolist()}
+            predictions.append(prediction)
+        return predictions

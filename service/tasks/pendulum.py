@@ -1,0 +1,161 @@
+"""The double-pendulum predictor (manifests whose output kind is ``states``).
+
+The network is not autoregressive: for a rollout of S steps its input is (``training.data.pendulum.
+network_inputs``) the initial state s₀ (radians, rad/s) at step 0 and the constant 1.0 on all four
+channels at steps 1 … S−1, its hidden state starts at the model's own ``initial_state`` (all ones),
+and its readout at step t is the predicted state at time (t+1)·dt:
+
+    input  x = [s₀, 1, 1, …, 1]                (S, 4)
+    output ŷ = [ŝ(dt), ŝ(2 dt), …, ŝ(S dt)]     (S, 4)
+
+The recurrence is causal (ŷ_t depends on x_0 … x_t only) and the inputs after step 0 are the same for
+every request, so requests with different ``steps`` share one batch: the batch runs for the longest
+S and each request keeps its first S_i rows — exactly the rows it would get alone.
+
+The manifest's ``input.normalization_mean/std`` are applied to s₀ (identity for the shipped
+checkpoints); ``output.state_names`` orders the outputs, ``output.dt`` is the time step.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from service.errors import InputError
+from training.data.pendulum import network_inputs, simulate, total_energy
+from training.manifest import Manifest
+
+# The wire order of the state variables (the request's and response's field names).
+WIRE_STATE_NAMES = ("theta1", "theta2", "omega1", "omega2")
+DEGREES_PER_RADIAN = 180.0 / math.pi
+
+
+@dataclass
+class PendulumJob:
+    """One request's initial states ``x0`` (n, 4) in radians (wire order) and rollout length."""
+
+    x0: np.ndarray
+    steps: int
+
+    @property
+    def rows(self) -> int:
+        return self.x0.shape[0]
+
+
+class PendulumAPI:
+    """Decode, batch, predict, unbatch and encode for one loaded pendulum model."""
+
+    kind = "pendulum"
+
+    def __init__(self, manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device):
+        if manifest.output.kind != "states":
+            raise ValueError(f"{manifest.name}: output kind {manifest.output.kind!r} is not 'states'")
+        spec, out = manifest.input, manifest.output
+        if spec.channels != 4:
+            raise ValueError(f"{manifest.name}: a pendulum model takes 4 input channels, manifest says "
+                             f"{spec.channels}")
+        in_names = list(spec.initial_state_names or WIRE_STATE_NAMES)
+        out_names = list(out.state_names or WIRE_STATE_NAMES)
+        for where, names in (("input.initial_state_names", in_names), ("output.state_names", out_names)):
+            if sorted(names) != sorted(WIRE_STATE_NAMES):
+                raise ValueError(f"{manifest.name}: manifest {where} {names} must be a permutation of "
+                                 f"{list(WIRE_STATE_NAMES)}")
+        if not out.dt or out.dt <= 0:
+            raise ValueError(f"{manifest.name}: manifest output.dt must be a positive time step, "
+                             f"got {out.dt}")
+        self.manifest = manifest
+        self.module = module
+        self.device = device
+        self.dt = float(out.dt)
+        self.trained_steps = spec.sequence_length
+        self.value_range = spec.value_range             # radians (and rad/s)
+        # wire order → the model's input channel order, and the model's output order → wire order
+        self._input_order = [WIRE_STATE_NAMES.index(n) for n in in_names]
+        self._output_order = [out_names.index(n) for n in WIRE_STATE_NAMES]
+        units = list(out.units or ("rad", "rad", "rad/s", "rad/s"))
+        self._angular = np.array([units[i].startswith("rad") for i in self._output_order])
+        self.mean = np.asarray(spec.normalization_mean or [0.0] * 4, dtype=np.float32)
+        self.std = np.asarray(spec.normalization_std or [1.0] * 4, dtype=np.float32)
+
+    # -- decode -----------------------------------------------------------------------------------
+    def decode(self, states: Sequence[dict[str, float]], units: str,
+               locs: Sequence[Sequence[str | int]]) -> np.ndarray:
+        """Initial states (wire names, ``units``) → (n, 4) radians in wire order, range-checked."""
+        x0 = np.array([[s[name] for name in WIRE_STATE_NAMES] for s in states], dtype=np.float64)
+        if units == "degrees":
+            x0 = x0 / DEGREES_PER_RADIAN
+        low, high = self.value_range
+        for i, loc in enumerate(locs):
+            for j, name in enumerate(WIRE_STATE_NAMES):
+                if not low - 1e-12 <= x0[i, j] <= high + 1e-12:
+                    unit = "degrees" if units == "degrees" else "radians"
+                    scale = DEGREES_PER_RADIAN if units == "degrees" else 1.0
+                    suffix = "/s" if name.startswith("omega") else ""
+                    raise InputError((*loc, name), f"{states[i][name]:g} {unit}{suffix} is outside the range "
+                                                   f"[{low * scale:g}, {high * scale:g}] {unit}{suffix} of "
+                                                   f"model {self.manifest.name!r}'s training data")
+        return x0
+
+    # -- batch → predict → unbatch (worker thread, under torch.inference_mode) ---------------------
+    def run_batch(self, jobs: list[PendulumJob]) -> list[torch.Tensor]:
+        """Predicted states (n, steps, 4) in radians, wire order, per job."""
+        x0 = np.concatenate([job.x0 for job in jobs]) if len(jobs) > 1 else jobs[0].x0
+        steps = max(job.steps for job in jobs)
+        predicted = self.predict(torch.from_numpy(x0.astype(np.float32)), steps).cpu()
+        out, start = [], 0
+        for job in jobs:
+            out.append(predicted[start:start + job.rows, :job.steps])
+            start += job.rows
+        return out
+
+    def predict(self, x0: torch.Tensor, steps: int) -> torch.Tensor:
+        """(n, 4) initial states → (n, steps, 4) predicted states (radians, wire order)."""
+        model_x0 = (x0[:, self._input_order] - torch.from_numpy(self.mean)) / torch.from_numpy(self.std)
+        x = network_inputs(model_x0.to(self.device), steps)
+        predicted = self.module(x, None, True)
+        return predicted[..., self._output_order].float()
+
+    def warmup(self, max_batch_size: int) -> None:
+        zero = np.zeros((1, 4))
+        with torch.inference_mode():
+            for _ in range(3):
+                self.run_batch([PendulumJob(zero, self.trained_steps)])
+            self.run_batch([PendulumJob(np.repeat(zero, max_batch_size, axis=0), self.trained_steps)])
+
+    # -- encode -----------------------------------------------------------------------------------
+    def to_units(self, states: np.ndarray, units: str) -> np.ndarray:
+        """(…, 4) wire-order states in radians → ``units`` (degrees converts rad and rad/s)."""
+        if units == "radians":
+            return states
+        return np.where(self._angular, states * DEGREES_PER_RADIAN, states)
+
+    def times(self, steps: int) -> list[float]:
+        return [round((t + 1) * self.dt, 12) for t in range(steps)]
+
+    def encode(self, predicted: torch.Tensor, x0: np.ndarray, units: str, include_reference: bool
+               ) -> list[dict]:
+        """One trajectory per initial state; with ``include_reference`` the physics solution
+        (``training.data.pendulum.simulate``, the training data's solver), the per-step and mean
+        squared error in the response's units, and the energy of both trajectories."""
+        predicted_rad = predicted.double().numpy()
+        steps = predicted_rad.shape[1]
+        reference_rad = simulate(x0, steps, self.dt)[:, 1:] if include_reference else None
+        trajectories = []
+        for i in range(predicted_rad.shape[0]):
+            shown = self.to_units(predicted_rad[i], units)
+            entry = {"predicted": shown.tolist(), "reference": None, "mse": None, "step_mse": None,
+                     "energy": None}
+            if reference_rad is not None:
+                reference = self.to_units(reference_rad[i], units)
+                step_mse = ((shown - reference) ** 2).mean(axis=1)
+                entry.update(
+                    reference=reference.tolist(),
+                    mse=float(step_mse.mean()),
+                    step_mse=step_mse.tolist(),
+                    energy={"initial": float(total_energy(x0[i])),
+                            "predicted": total_energy(predicted_rad[i]).tolist(),
+                            "reference": total_energy(reference_rad[i]).tolist()})
+            trajectories.append(entry)
+        return trajectories

@@ -1,0 +1,195 @@
+"""Fixtures: tiny checkpoints exported with ``training.export.export_torchscript`` and real uvicorn
+processes (``python -m service``) on free ports, driven with httpx.
+
+The shared ``service`` (session scope) serves, from one model dir:
+
+* ``mnist`` — a 2×8 AFRNN on 784 × 1 pixel sequences, ``cifar10`` — a 2×8 AFRNN on 1024 × 3,
+  ``pendulum`` — a 2×8 AFRNN on the 29-step pendulum protocol (all with random weights);
+* ``corrupt`` — exported, then one byte of its .pt flipped (its SHA-256 no longer matches);
+* ``garbled.json`` — a manifest that is not valid JSON.
+
+It requires the API key ``test-key`` and holds batches open for 20 ms (so that concurrent requests
+are batched with certainty).
+"""
+
+import dataclasses
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from model import count_parameters, paper_model
+from training.data import cifar10, mnist, pendulum
+from training.export import export_torchscript
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "test-key"
+
+
+def _manifest_fields(model: torch.nn.Module, name: str, task: str, version: str = "0.1.0-test") -> dict:
+    """Every ``Manifest`` field but ``artifact`` for ``model`` served as ``task``."""
+    if task == "mnist":
+        input_spec = dict(sequence_length=784, channels=1, layout="row-major pixels",
+                          normalization_mean=list(mnist.MNIST_MEAN), normalization_std=list(mnist.MNIST_STD),
+                          value_range=(0.0, 1.0), units="intensity")
+        output = dict(kind="classes", class_names=list(mnist.CLASS_NAMES))
+    elif task == "cifar10":
+        input_spec = dict(sequence_length=1024, channels=3, layout="row-major pixels, RGB per step",
+                          normalization_mean=list(cifar10.CIFAR10_MEAN),
+                          normalization_std=list(cifar10.CIFAR10_STD), value_range=(0.0, 1.0),
+                          units="intensity")
+        output = dict(kind="classes", class_names=list(cifar10.CLASS_NAMES))
+    elif task == "pendulum":
+        input_spec = dict(sequence_length=29, channels=4, layout="initial state, then 1.0",
+                          normalization_mean=[0.0] * 4, normalization_std=[1.0] * 4,
+                          value_range=pendulum.INITIAL_RANGE, units="radians",
+                          initial_state_names=list(pendulum.STATE_NAMES))
+        output = dict(kind="states", state_names=list(pendulum.STATE_NAMES), units=list(pendulum.STATE_UNITS),
+                      dt=pendulum.DT)
+    else:
+        raise ValueError(task)
+    config = dataclasses.asdict(model.config)
+    return dict(
+        name=name, version=version, task=task,
+        architecture=dict(family="lstm" if model.variant == "lstm" else "afrnn", variant=model.variant,
+                          config=config),
+        parameters=count_parameters(model), input=input_spec, output=output, metrics={"test_accuracy": 0.1},
+        training=dict(epochs=0.0, wall_time_s=0.0, hardware="none (random weights)", command="pytest"),
+        dataset_hash="none", code_version="test", torch_version=torch.__version__)
+
+
+@pytest.fixture(scope="session")
+def manifest_fields():
+    return _manifest_fields
+
+
+def tiny_model(task: str, seed: int, **overrides) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    options = dict(layer_sizes=(8, 8), epsilon=0.1, gamma=0.1)
+    options.update(overrides)
+    return paper_model(task, "afrnn", **options).eval()
+
+
+def export_tiny(out_dir: Path, task: str, name: str | None = None, seed: int = 0, **overrides):
+    model = tiny_model(task, seed, **overrides)
+    export_torchscript(model, out_dir, _manifest_fields(model, name or task, task))
+    return model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """``python -m service`` in a subprocess, its stderr (JSON-lines log) captured in a file."""
+
+    def __init__(self, model_dir: Path, log_path: Path, *args: str, api_key: str | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        env.pop("AFRNN_API_KEY", None)
+        if api_key is not None:
+            env["AFRNN_API_KEY"] = api_key
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--port", str(self.port),
+             "--log-format", "json", *args],
+            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> "ServiceProcess":
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/health/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"service not ready after {timeout_s} s:\n{self.log()}")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, api_key: str | None = API_KEY, **kwargs) -> httpx.Client:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models")
+    export_tiny(out, "mnist", seed=1)
+    export_tiny(out, "cifar10", seed=2)
+    export_tiny(out, "pendulum", seed=3)
+    export_tiny(out, "mnist", name="corrupt", seed=4)
+    pt = out / "corrupt.pt"
+    data = bytearray(pt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pt.write_bytes(bytes(data))
+    (out / "garbled.json").write_text("{ not json")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(model_dir) -> dict[str, torch.nn.Module]:
+    """The eager models behind the shared service's checkpoints (independent oracles)."""
+    return {"mnist": tiny_model("mnist", 1), "cifar10": tiny_model("cifar10", 2),
+            "pendulum": tiny_model("pendulum", 3)}
+
+
+@pytest.fixture(scope="session")
+def service(model_dir, tmp_path_factory):
+    proc = ServiceProcess(model_dir, tmp_path_factory.mktemp("logs") / "service.log",
+                          "--max-queue-delay-ms", "20", "--max-body-bytes", "1000000",
+                          api_key=API_KEY)
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def client(service):
+    with service.client() as c:
+        yield c
+
+
+def mnist_pixels(seed: int) -> list[int]:
+    """A deterministic pseudo-random 0–255 image of 784 pixels."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (784,), generator=g).tolist()
+
+
+def normalised(pixels, mean, std, channels: int) -> torch.Tensor:
+    """The oracle's own normalisation: (pixel/255 − mean_c)/std_c as a (1, T, C) tensor."""
+    x = torch.tensor(pixels, dtype=torch.float64).reshape(1, -1, channels) / 255.0
+    return ((x - torch.tensor(mean, dtype=torch.float64)) / torch.tensor(std, dtype=torch.float64)).float()
+
+
+def degrees(x: float) -> float:
+    return x * 180.0 / math.pi

@@ -1,0 +1,202 @@
+"""The dynamic batcher without HTTP: each concurrent caller gets its own answer, batches respect the
+size limit, overload and timeouts fail fast, failures are isolated, and close() drains the queue."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from model import paper_model
+from service.batching import BatcherClosedError, DynamicBatcher, QueueFullError, RequestTimeoutError
+from service.tasks import ClassifierAPI, ClassifyJob
+from training.manifest import Manifest
+
+torch.set_num_threads(1)
+
+
+class Doubler:
+    """run_batch for tests: doubles each payload, records the batches, can be slowed or poisoned."""
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self.batches: list[list] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, payloads: list) -> list:
+        self.batches.append(list(payloads))
+        self.threads.add(threading.current_thread().name)
+        assert torch.is_inference_mode_enabled()
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if any(p == "poison" for p in payloads):
+            raise ValueError("poisoned batch")
+        return [p * 2 for p in payloads]
+
+
+def make(run, **overrides) -> DynamicBatcher:
+    options = dict(max_batch_size=8, max_queue_delay_s=0.0, max_queue_length=64, request_timeout_s=5.0)
+    options.update(overrides)
+    batcher = DynamicBatcher("test", run, **options)
+    batcher.start()
+    return batcher
+
+
+def test_concurrent_callers_each_get_their_own_answer():
+    async def scenario():
+        run = Doubler(delay_s=0.02)
+        batcher = make(run, max_batch_size=8)
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(20)))
+        await batcher.close()
+        return run, results
+
+    run, results = asyncio.run(scenario())
+    assert [r.value for r in results] == [2 * i for i in range(20)]
+    assert all(len(b) <= 8 for b in run.batches)
+    assert max(len(b) for b in run.batches) > 1, f"nothing was batched: {run.batches}"
+    assert sum(len(b) for b in run.batches) == 20
+    assert not any(name == threading.main_thread().name for name in run.threads)   # off the event loop
+    assert all(r.batch_rows >= 1 and r.inference_s > 0 and r.queue_wait_s >= 0 for r in results)
+
+
+def test_rows_count_toward_the_batch_limit_and_an_oversized_request_runs_alone():
+    async def scenario():
+        run = Doubler(delay_s=0.02)
+        batcher = make(run, max_batch_size=4)
+        first = asyncio.ensure_future(batcher.submit(100, rows=1))     # occupies the worker
+        await asyncio.sleep(0.005)
+        rest = [batcher.submit(1, rows=3), batcher.submit(2, rows=3), batcher.submit(3, rows=9)]
+        results = await asyncio.gather(first, *rest)
+        await batcher.close()
+        return run, results
+
+    run, results = asyncio.run(scenario())
+    assert [r.value for r in results] == [200, 2, 4, 6]
+    assert run.batches == [[100], [1], [2], [3]]           # 3 + 3 > 4, and the 9-row request alone
+    assert results[3].batch_rows == 9
+
+
+def test_max_queue_delay_holds_a_batch_open_for_late_requests():
+    async def scenario(delay_s):
+        run = Doubler()
+        batcher = make(run, max_queue_delay_s=delay_s)
+        first = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(0.02)
+        second = asyncio.ensure_future(batcher.submit(2))
+        await asyncio.gather(first, second)
+        await batcher.close()
+        return run.batches
+
+    assert asyncio.run(scenario(0.2)) == [[1, 2]]
+    assert asyncio.run(scenario(0.0)) == [[1], [2]]
+
+
+def test_full_queue_is_refused_at_once_with_a_retry_hint():
+    async def scenario():
+        run = Doubler(delay_s=0.1)
+        batcher = make(run, max_batch_size=1, max_queue_length=2)
+        busy = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.02)                               # 0 is in the forward pass
+        queued = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError, match="max_queue_length = 2") as refused:
+            await batcher.submit(3)
+        results = await asyncio.gather(busy, *queued)
+        await batcher.close()
+        return refused.value, results
+
+    error, results = asyncio.run(scenario())
+    assert error.retry_after_s >= 1
+    assert [r.value for r in results] == [0, 2, 4]
+
+
+def test_timeout_raises_and_drops_the_request_from_the_queue():
+    async def scenario():
+        run = Doubler(delay_s=0.2)
+        batcher = make(run, max_batch_size=1, request_timeout_s=0.05)
+        busy = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.01)
+        with pytest.raises(RequestTimeoutError, match="request_timeout_s = 0.05"):
+            await batcher.submit(1)                             # waits behind 0, times out queued
+        depth = batcher.queue_depth
+        with pytest.raises(RequestTimeoutError):
+            await busy                                          # its forward outlives the timeout
+        await batcher.close()
+        return run.batches, depth
+
+    batches, depth = asyncio.run(scenario())
+    assert depth == 0
+    assert batches == [[0]]                                     # the timed-out request never ran
+
+
+def test_a_failing_request_does_not_fail_its_batch_neighbours():
+    async def scenario():
+        run = Doubler(delay_s=0.02)
+        batcher = make(run)
+        busy = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.005)
+        outcomes = await asyncio.gather(batcher.submit(1), batcher.submit("poison"), batcher.submit(3),
+                                        return_exceptions=True)
+        await busy
+        await batcher.close()
+        return run.batches, outcomes
+
+    batches, outcomes = asyncio.run(scenario())
+    assert [1, "poison", 3] in batches                          # they were batched, then retried alone
+    assert outcomes[0].value == 2 and outcomes[2].value == 6
+    assert isinstance(outcomes[1], ValueError)
+
+
+def test_close_drains_the_queue_then_refuses_new_requests():
+    async def scenario():
+        run = Doubler(delay_s=0.02)
+        batcher = make(run, max_batch_size=2)
+        pending = [asyncio.ensure_future(batcher.submit(i)) for i in range(6)]
+        await asyncio.sleep(0)
+        await batcher.close(drain_timeout_s=5)
+        with pytest.raises(BatcherClosedError):
+            await batcher.submit(99)
+        return [p.result().value for p in pending]
+
+    assert asyncio.run(scenario()) == [0, 2, 4, 6, 8, 10]
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="max_batch_size must be ≥ 1"):
+        DynamicBatcher("x", Doubler(), max_batch_size=0, max_queue_delay_s=0, max_queue_length=1,
+                       request_timeout_s=1)
+    with pytest.raises(ValueError, match="less than request_timeout_s"):
+        DynamicBatcher("x", Doubler(), max_batch_size=1, max_queue_delay_s=2, max_queue_length=1,
+                       request_timeout_s=1)
+
+
+def test_batched_classifier_forward_equals_unbatched(manifest_fields):
+    """The real model path: ClassifierAPI.run_batch on stacked requests vs one by one, within 1e-5."""
+    torch.manual_seed(0)
+    model = paper_model("mnist", "afrnn", layer_sizes=(8, 8), epsilon=0.1, gamma=0.1).eval()
+    manifest = Manifest.model_validate({**manifest_fields(model, "mnist", "mnist"),
+                                        "artifact": {"file": "mnist.pt", "sha256": "0" * 64, "bytes": 0}})
+    api = ClassifierAPI(manifest, torch.jit.script(model), torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    jobs = [ClassifyJob(api.decode(list(rng.integers(0, 256, size=(n, 784))), 255,
+                                   [("images", i) for i in range(n)]), every_step=(n == 2))
+            for n in (1, 3, 2)]
+
+    async def scenario():
+        batcher = make(api.run_batch, max_batch_size=16)
+        batcher_results = await asyncio.gather(*(batcher.submit(job, job.rows) for job in jobs))
+        await batcher.close()
+        return batcher_results
+
+    with torch.inference_mode():
+        alone = [api.run_batch([job])[0] for job in jobs]
+        direct = [torch.softmax(model(torch.from_numpy(job.x)), dim=-1) for job in jobs]
+    results = asyncio.run(scenario())
+    assert any(r.batch_rows > 1 for r in results)
+    for result, single, oracle, job in zip(results, alone, direct, jobs, strict=True):
+        assert result.value.shape == ((job.rows, 784, 10) if job.every_step else (job.rows, 10))
+        torch.testing.assert_close(result.value, single, rtol=0, atol=1e-5)
+        last = result.value[:, -1] if job.every_step else result.value
+        torch.testing.assert_close(last, oracle, rtol=0, atol=1e-5)
