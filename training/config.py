@@ -1,0 +1,111 @@
+"""The resolved training configuration: one validated source for a run, saved in its training state.
+
+``TrainConfig`` holds what defines the experiment (task, model, hyperparameters, data selection);
+``RunOptions`` holds how this invocation runs it (device, threads, budget, output), which may change
+when a run is resumed.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model.afrnn import AFRNNConfig
+from model.lstm import LSTMConfig
+from model.paper import paper_config
+
+TASKS = ("pendulum", "mnist", "cifar10")
+MODEL_ONLY_AFRNN = ("epsilon", "gamma", "init_std", "update")
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot be used (e.g. a resumed run asked to change its model)."""
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    task: Literal["pendulum", "mnist", "cifar10"]
+    model: Literal["arnn", "2-arnn", "frnn", "afrnn", "lstm"]
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="served model name")
+    preset: Literal["paper"] | None = None
+    # architecture (None: the paper configuration of the task/variant decides)
+    hidden_size: int | None = Field(None, ge=1)
+    layers: int | None = Field(None, ge=1)
+    epsilon: float | None = Field(None, gt=0)
+    gamma: float | None = Field(None, ge=0)
+    init_std: float | None = Field(None, gt=0)
+    update: Literal["simultaneous", "sequential"] = "simultaneous"
+    # optimisation
+    optimizer: Literal["adagrad", "adam"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["none", "plateau"] = "none"
+    plateau_patience: int = Field(10, ge=0)
+    plateau_factor: float = Field(0.1, gt=0, lt=1)
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(10, ge=1)
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = 0
+    # data
+    val_size: int = Field(0, ge=0)
+    limit_train: int | None = Field(None, ge=1)
+    limit_test: int | None = Field(None, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    eval_every: int = Field(0, ge=0, description="also validate every N steps (0: once per epoch)")
+    data_dir: str | None = None
+    cache_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _check_model_fields(self):
+        if self.model == "lstm":
+            given = [key for key in MODEL_ONLY_AFRNN if key != "update" and getattr(self, key) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
+        if self.model == "arnn" and self.layers not in (None, 1):
+            raise ValueError(f"layers: the ARNN has exactly 1 layer, got {self.layers}")
+        if self.model in ("2-arnn", "frnn") and self.layers == 1:
+            raise ValueError(f"layers: model {self.model!r} needs at least 2 layers, got 1")
+        return self
+
+    def model_config_object(self) -> AFRNNConfig | LSTMConfig:
+        """The model library's config for this run (paper configuration + the overrides set here)."""
+        overrides: dict[str, Any] = {}
+        if self.model == "lstm":
+            if self.hidden_size is not None:
+                overrides["hidden_size"] = self.hidden_size
+            if self.layers is not None:
+                overrides["num_layers"] = self.layers
+            return paper_config(self.task, self.model, **overrides)
+        base = paper_config(self.task, self.model)
+        if self.hidden_size is not None or self.layers is not None:
+            width = self.hidden_size if self.hidden_size is not None else base.layer_sizes[0]
+            depth = self.layers if self.layers is not None else len(base.layer_sizes)
+            overrides["layer_sizes"] = (width,) * depth
+        for key in ("epsilon", "gamma", "init_std"):
+            if getattr(self, key) is not None:
+                overrides[key] = getattr(self, key)
+        overrides["update"] = self.update
+        return paper_config(self.task, self.model, **overrides)
+
+
+class RunOptions(BaseModel):
+    """How this invocation runs (may differ between a run and its resumption)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out_dir: Path = Path("checkpoints")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    max_minutes: float | None = Field(None, gt=0, description="total training wall time, across resumes")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps in total")
+    resume: bool = False
+    checkpoint_minutes: float = Field(5.0, gt=0)
+    log_every: int = Field(50, ge=1)
+    progress: bool | None = None       # tqdm bars: None = only on a terminal
+    command: str = ""
+
+
+def default_name(task: str, model: str) -> str:
+    """The served name: the task for the AFRNN ('mnist'), else '<task>-<model>' ('mnist-frnn')."""
+    return task if model == "afrnn" else f"{task}-{model}"
+
