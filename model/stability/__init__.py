@@ -1,0 +1,16 @@
+"""Stability analysis of AFRNN / LSTM models through their exported interface (eager or TorchScript).
+
+    from model.stability import stability_report, StabilityReport, SECTIONS
+    report = stability_report(module, x)            # one sequence (T, C), already normalised
+    report.summary.verdict                          # 'stable' | 'marginal' | 'unstable'
+    report.model_dump_json()                        # what the service returns
+
+Modules: ``report`` (the pydantic schema), ``jacobians`` (step Jacobians and their products),
+``spectrum`` (Theorem 3 and the spectrum of D_t B), ``lyapunov`` (QR method), ``analysis`` (the
+report and its verdict rules), ``plots`` (matplotlib PNGs of paper Figs. 2–4 and eigenvalues).
+"""
+
+from model.stability.analysis import SECTIONS, stability_report
+from model.stability.report import StabilityReport
+
+__all__ = ["SECTIONS", "StabilityReport", "stability_report"]
