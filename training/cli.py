@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "else ../shared/data next to the repository)")
     data.add_argument("--cache-dir", default=S, help="generated pendulum data (default: $AFRNN_CACHE_DIR, "
                                                      "else ~/.cache/afrnn)")
+    data.add_argument("--trajectories", type=int, default=S,
+                      help="pendulum: generate N trajectories instead of the paper's 1000 (90 %% train)")
     data.add_argument("--val-size", type=int, default=S,
                       help="train samples held out for model selection; the best-by-validation model "
                            "is exported (0: export the last model)")

@@ -54,6 +54,8 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(0, ge=0, description="also validate every N steps (0: once per epoch)")
     data_dir: str | None = None
     cache_dir: str | None = None
+    trajectories: int | None = Field(None, ge=10, description="pendulum: generate N trajectories "
+                                     "(paper: 1000), the first 90 % train and the rest test")
 
     @model_validator(mode="after")
     def _check_model_fields(self):
@@ -61,6 +63,8 @@ class TrainConfig(BaseModel):
             given = [key for key in MODEL_ONLY_AFRNN if key != "update" and getattr(self, key) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
+        if self.trajectories is not None and self.task != "pendulum":
+            raise ValueError(f"trajectories applies to the pendulum task only, not to {self.task!r}")
         if self.model == "arnn" and self.layers not in (None, 1):
             raise ValueError(f"layers: the ARNN has exactly 1 layer, got {self.layers}")
         if self.model in ("2-arnn", "frnn") and self.layers == 1:

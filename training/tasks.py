@@ -40,7 +40,10 @@ def _load_cifar10(cfg: TrainConfig) -> TaskData:
 
 
 def _load_pendulum(cfg: TrainConfig) -> TaskData:
-    train, test, digest = pendulum.load_pendulum(resolve_cache_dir(cfg.cache_dir))
+    spec = pendulum.PendulumDataSpec()
+    if cfg.trajectories is not None:
+        spec = pendulum.PendulumDataSpec(trajectories=cfg.trajectories, train=round(0.9 * cfg.trajectories))
+    train, test, digest = pendulum.load_pendulum(resolve_cache_dir(cfg.cache_dir), spec)
     return TaskData(train, test, digest)
 
 

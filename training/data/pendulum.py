@@ -179,6 +179,7 @@ def load_or_generate(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec(
               f"into {path}", flush=True)
     states = generate(spec)
     digest = content_hash(states, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, states=states, content_hash=np.array(digest), spec=np.array(json.dumps(asdict(spec))))
     tmp.replace(path)
