@@ -51,11 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def settings_from_args(argv: list[str] | None = None) -> Settings:
+    """Flags given on the command line, over ``AFRNN_*`` environment variables, over the defaults."""
     args = build_parser().parse_args(argv)
-    overrides = {key: value for key, value in vars(args).items() if value is not None}
+    return Settings(**{key: value for key, value in vars(args).items() if value is not None})
+
+
+def main(argv: list[str] | None = None) -> None:
     try:
-        settings = Settings(**overrides)
+        settings = settings_from_args(argv)
     except ValidationError as err:
         sys.exit(f"afrnn-serve: invalid settings:\n{err}")
     configure_logging(settings.log_level, settings.log_format)

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from model.stability import SECTIONS, StabilityReport, stability_report
-from model.stability.plots import render_report_png
 from service.errors import InputError
 from service.registry import ServedModel
 from service.tasks import ClassifierAPI, PendulumAPI
@@ -96,10 +95,17 @@ class StabilityReports:
     def _compute(self, entry: ServedModel, x: torch.Tensor | None, sections: tuple[str, ...] | None,
                  lyapunov_k: int) -> StabilityReport:
         spec = entry.manifest.input
-        return stability_report(
-            entry.module, None if x is None else x.to(entry.api.device),
-            sections=None if sections is None else list(sections), lyapunov_k=lyapunov_k,
-            sequence_length=spec.sequence_length, input_size=spec.channels)
+        options: dict[str, Any] = dict(sections=None if sections is None else list(sections),
+                                       lyapunov_k=lyapunov_k)
+        if x is None:
+            options.update(sequence_length=spec.sequence_length, input_size=spec.channels)
+        try:
+            return stability_report(entry.module, None if x is None else x.to(entry.api.device), **options)
+        except ValueError as err:        # a rule of the analysis (e.g. a section an LSTM lacks) → 422
+            message = str(err)
+            field = message.split(":")[0].split(" ")[0]
+            loc = (field,) if field in ("sections", "lyapunov_k", "x") else ()
+            raise InputError(("pixels",) if field == "x" else loc, message) from None
 
     async def _run(self, fn: Callable, *args) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -117,6 +123,9 @@ class StabilityReports:
                   ) -> tuple[bytes, bool]:
         """The default-input report's figures as PNG bytes, cached like the report."""
         async def render() -> bytes:
+            # matplotlib is imported on the first PNG request, not at start-up (it costs ~0.7 s)
+            from model.stability.plots import render_report_png
+
             report, _ = await self.report(entry, sections, lyapunov_k)
             return await self._run(render_report_png, report)
         return await self._cached((entry.name, sections, lyapunov_k, "png"), render)

@@ -93,9 +93,10 @@ class PendulumAPI:
                     unit = "degrees" if units == "degrees" else "radians"
                     scale = DEGREES_PER_RADIAN if units == "degrees" else 1.0
                     suffix = "/s" if name.startswith("omega") else ""
-                    raise InputError((*loc, name), f"{states[i][name]:g} {unit}{suffix} is outside the range "
-                                                   f"[{low * scale:g}, {high * scale:g}] {unit}{suffix} of "
-                                                   f"model {self.manifest.name!r}'s training data")
+                    bounds = f"[{low * scale:g}, {high * scale:g}] {unit}{suffix}"
+                    raise InputError((*loc, name), f"{states[i][name]:g} {unit}{suffix} is outside the "
+                                                   f"range {bounds} of the training data of model "
+                                                   f"{self.manifest.name!r}")
         return x0
 
     # -- batch → predict → unbatch (worker thread, under torch.inference_mode) ---------------------

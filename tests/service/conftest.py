@@ -13,7 +13,6 @@ are batched with certainty).
 """
 
 import dataclasses
-import math
 import os
 import signal
 import socket
@@ -25,9 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 
 from model import count_parameters, paper_model
 from training.data import cifar10, mnist, pendulum
+from training.data.sequences import ImageSequences
 from training.export import export_torchscript
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +140,33 @@ class ServiceProcess:
         headers = {"X-API-Key": api_key} if api_key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
 
+    def async_client(self, api_key: str | None = API_KEY, **kwargs) -> httpx.AsyncClient:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def export_model():
+    """``export_model(out_dir, task, name=None, seed=0, **config_overrides)``: export a small AFRNN."""
+    return export_tiny
+
+
+@pytest.fixture(scope="session")
+def start_service(tmp_path_factory):
+    """``start_service(model_dir, *cli_args, api_key=None, wait=True)``: a started ServiceProcess; every
+    one still running at the end of the session is stopped."""
+    started: list[ServiceProcess] = []
+
+    def start(model_dir: Path, *args: str, api_key: str | None = None, wait: bool = True) -> ServiceProcess:
+        log_path = tmp_path_factory.mktemp("logs") / "service.log"
+        proc = ServiceProcess(model_dir, log_path, *args, api_key=api_key)
+        started.append(proc)
+        return proc.wait_ready() if wait else proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
@@ -163,14 +191,9 @@ def tiny_models(model_dir) -> dict[str, torch.nn.Module]:
 
 
 @pytest.fixture(scope="session")
-def service(model_dir, tmp_path_factory):
-    proc = ServiceProcess(model_dir, tmp_path_factory.mktemp("logs") / "service.log",
-                          "--max-queue-delay-ms", "20", "--max-body-bytes", "1000000",
-                          api_key=API_KEY)
-    try:
-        yield proc.wait_ready()
-    finally:
-        proc.stop()
+def service(model_dir, start_service):
+    return start_service(model_dir, "--max-queue-delay-ms", "20", "--max-body-bytes", "1000000",
+                         api_key=API_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -179,17 +202,50 @@ def client(service):
         yield c
 
 
-def mnist_pixels(seed: int) -> list[int]:
-    """A deterministic pseudo-random 0–255 image of 784 pixels."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (784,), generator=g).tolist()
+class Oracle:
+    """Independent reference computations: the eager models and the training code's normalisation."""
+
+    def __init__(self, models: dict[str, torch.nn.Module]):
+        self.models = models
+
+    @staticmethod
+    def random_image(seed: int, shape: tuple[int, ...]) -> list:
+        """A deterministic pseudo-random 0–255 integer image of ``shape``, as nested lists."""
+        g = torch.Generator().manual_seed(seed)
+        return torch.randint(0, 256, shape, generator=g).tolist()
+
+    def probabilities(self, task: str, pixels_255, every_step: bool = False) -> torch.Tensor:
+        """softmax(model(x)) for one 0–255 image in (T·C,) / (T, C) / (H, W[, C]) layout."""
+        mean, std = {"mnist": (mnist.MNIST_MEAN, mnist.MNIST_STD),
+                     "cifar10": (cifar10.CIFAR10_MEAN, cifar10.CIFAR10_STD)}[task]
+        channels = len(mean)
+        pixels = torch.tensor(pixels_255, dtype=torch.uint8).reshape(1, -1, channels)
+        x = ImageSequences(pixels, torch.zeros(1, dtype=torch.int64), mean, std).normalise(pixels)
+        with torch.no_grad():
+            return torch.softmax(self.models[task](x, None, every_step), dim=-1)[0]
+
+    def pendulum(self, initial_radians: list[list[float]], steps: int) -> torch.Tensor:
+        """The eager pendulum model's (N, steps, 4) prediction in radians."""
+        x = pendulum.network_inputs(torch.tensor(initial_radians, dtype=torch.float32), steps)
+        with torch.no_grad():
+            return self.models["pendulum"](x, None, True)
 
 
-def normalised(pixels, mean, std, channels: int) -> torch.Tensor:
-    """The oracle's own normalisation: (pixel/255 − mean_c)/std_c as a (1, T, C) tensor."""
-    x = torch.tensor(pixels, dtype=torch.float64).reshape(1, -1, channels) / 255.0
-    return ((x - torch.tensor(mean, dtype=torch.float64)) / torch.tensor(std, dtype=torch.float64)).float()
+@pytest.fixture(scope="session")
+def oracle(tiny_models) -> Oracle:
+    return Oracle(tiny_models)
 
 
-def degrees(x: float) -> float:
-    return x * 180.0 / math.pi
+def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels`` (Prometheus text format)."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                total += sample.value
+    return total
+
+
+@pytest.fixture(scope="session")
+def read_metric():
+    return metric_value

@@ -1,0 +1,56 @@
+"""Settings: documented defaults, AFRNN_* environment variables, flags over variables, and errors that
+name the setting."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.__main__ import settings_from_args
+from service.config import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    for key in [k for k in __import__("os").environ if k.startswith("AFRNN_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)                 # no stray .env file
+
+
+def test_defaults_serve_the_shipped_checkpoints_on_localhost():
+    s = Settings()
+    assert s.model_dir == REPO_ROOT / "checkpoints"
+    assert (s.host, s.port, s.device) == ("127.0.0.1", 8000, "auto")
+    assert s.api_key is None and s.strict is False
+    assert s.max_batch_size == 64 and s.max_queue_delay_ms == 0 and s.torch_threads == 1
+    assert s.log_format == "json"
+
+
+def test_environment_variables_and_flags_layer(monkeypatch, tmp_path):
+    monkeypatch.setenv("AFRNN_PORT", "9000")
+    monkeypatch.setenv("AFRNN_MAX_BATCH_SIZE", "16")
+    monkeypatch.setenv("AFRNN_API_KEY", "secret")
+    monkeypatch.setenv("AFRNN_LOG_FORMAT", "TEXT")
+    s = settings_from_args(["--port", "9100", "--model-dir", str(tmp_path), "--strict"])
+    assert s.port == 9100                       # the flag wins over the variable
+    assert s.max_batch_size == 16               # the variable wins over the default
+    assert s.model_dir == tmp_path and s.strict is True
+    assert s.api_key.get_secret_value() == "secret" and "secret" not in repr(s)
+    assert s.log_format == "text"
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--port", "70000"], "port"),
+    (["--max-batch-size", "0"], "max_batch_size"),
+    (["--max-queue-delay-ms", "5000", "--request-timeout-s", "1"], "max_queue_delay_ms"),
+])
+def test_bad_settings_name_the_setting(argv, field):
+    with pytest.raises(ValidationError, match=field):
+        settings_from_args(argv)
+
+
+def test_bad_choice_is_refused_by_the_parser():
+    with pytest.raises(SystemExit):
+        settings_from_args(["--device", "tpu"])

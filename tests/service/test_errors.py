@@ -1,0 +1,110 @@
+"""Transport-level rejections: 413 (with and without Content-Length), 401, overload 503 + Retry-After,
+504, and no 500 for any malformed user input."""
+
+import asyncio
+
+import httpx
+import pytest
+
+MNIST_ZERO = {"model": "mnist", "pixels": [0] * 784, "scale": 255}
+
+
+# -- 413 ------------------------------------------------------------------------------------------
+def test_body_over_the_limit_with_content_length_is_413(client):
+    body = b'{"model": "mnist", "pixels": [' + b"0, " * 400_000 + b"0], \"scale\": 255}"
+    assert len(body) > 1_000_000
+    r = client.post("/classify", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert "max_body_bytes = 1000000" in r.json()["detail"]
+    assert client.post("/classify", json=MNIST_ZERO).status_code == 200      # the service carries on
+
+
+def test_chunked_body_over_the_limit_is_413(client):
+    def chunks():
+        yield b'{"model": "mnist", "pixels": ['
+        for _ in range(100):
+            yield b"0, " * 5_000                                                 # 1.5 MB in all
+        yield b"0], \"scale\": 255}"
+
+    r = client.post("/classify", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.status_code == 413
+    assert "exceeds max_body_bytes = 1000000" in r.json()["detail"]
+
+
+def test_chunked_body_under_the_limit_is_served(client):
+    def chunks():
+        yield b'{"model": "mnist", "scale": 255, "pixels": ['
+        yield b"0, " * 783
+        yield b"0]}"
+
+    r = client.post("/classify", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+
+
+# -- 401 ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("headers, rule", [({}, "missing API key"),
+                                           ({"X-API-Key": "wrong"}, "wrong API key")])
+def test_inference_and_model_routes_need_the_api_key(service, headers, rule):
+    with httpx.Client(base_url=service.url, headers=headers) as anonymous:
+        rest = {"theta1": 0, "theta2": 0, "omega1": 0, "omega2": 0}
+        for method, path, body in (("POST", "/classify", MNIST_ZERO), ("GET", "/models", None),
+                                   ("GET", "/models/mnist", None),
+                                   ("POST", "/pendulum/predict", {"initial_state": rest}),
+                                   ("POST", "/models/mnist/stability", {})):
+            r = anonymous.request(method, path, json=body)
+            assert r.status_code == 401, (path, r.text)
+            assert rule in r.json()["detail"] and r.headers["www-authenticate"] == "ApiKey"
+
+
+# -- never a 500 ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/classify", "/pendulum/predict", "/models/mnist/stability",
+                                  "/models/pendulum/stability"])
+@pytest.mark.parametrize("body", [
+    b"", b"null", b"[]", b'"text"', b"42", b"{}", b'{"pixels": {"a": 1}, "scale": 255}',
+    b'{"images": "abc", "scale": 255}', b'{"model": 7}', b'{"pixels": [[[[[[0]]]]]], "scale": 255}',
+    b'{"pixels": [1e400], "scale": 255}', b'{"initial_state": {"theta1": 1e400, "theta2": 0, "omega1": 0, '
+    b'"omega2": 0}}', b'{"initial_state": [1, 2, 3, 4]}', b'{"steps": "many", "initial_state": null}',
+    b'{"sections": "theorem"}', b'{"lyapunov_k": -1}', b'{"lyapunov_k": 100000}', b"\xff\xfe",
+    b'{"pixels": [' + b"1, " * 783 + b'true], "scale": 255}', b'{"pixels": "' + b"A" * 1000 + b'"}',
+])
+def test_malformed_input_never_causes_a_500(client, path, body):
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code < 500, (r.status_code, r.text)      # ({} is a valid stability request)
+
+
+# -- 503 overload and 504 timeout, on a deliberately slow service ----------------------------------
+@pytest.fixture(scope="module")
+def slow_service(tmp_path_factory, export_model, start_service):
+    """A 2×512 MNIST AFRNN (~0.1 s per forward pass) with a 1-deep queue, batch size 1 and a 20 ms
+    request timeout: a burst overflows the queue, and every answer comes too late."""
+    model_dir = tmp_path_factory.mktemp("slow-models")
+    export_model(model_dir, "mnist", layer_sizes=(512, 512))
+    proc = start_service(model_dir, "--max-batch-size", "1", "--max-queue-length", "1",
+                         "--request-timeout-s", "0.02", api_key="k")
+    yield proc
+    proc.stop()
+
+
+def test_a_full_queue_gives_503_with_retry_after(slow_service):
+    async def burst():
+        async with slow_service.async_client(api_key="k") as ac:
+            return await asyncio.gather(*(ac.post("/classify", json=MNIST_ZERO) for _ in range(16)))
+
+    responses = asyncio.run(burst())
+    codes = sorted(r.status_code for r in responses)
+    assert set(codes) <= {503, 504}, codes
+    overloaded = [r for r in responses if r.status_code == 503]
+    assert overloaded, codes
+    for r in overloaded:
+        assert int(r.headers["retry-after"]) >= 1
+        assert "max_queue_length = 1" in r.json()["detail"]
+
+
+def test_a_request_past_its_timeout_gives_504(slow_service):
+    with slow_service.client(api_key="k") as c:
+        r = c.post("/classify", json=MNIST_ZERO)
+        assert r.status_code == 504
+        assert "request_timeout_s = 0.02" in r.json()["detail"]
+        metrics = httpx.get(slow_service.url + "/metrics").text
+        assert 'afrnn_errors_total{kind="timeout"}' in metrics

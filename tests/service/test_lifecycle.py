@@ -1,0 +1,76 @@
+"""Start-up and shutdown of the process: strict mode, background loading (live before ready), graceful
+drain on SIGTERM with "shutdown complete" in a JSON-lines log."""
+
+import asyncio
+import json
+import signal
+import time
+
+import httpx
+
+MNIST_ZERO = {"model": "mnist", "pixels": [0] * 784, "scale": 255}
+
+
+def test_strict_mode_refuses_to_start_with_a_corrupted_model(tmp_path, export_model, start_service):
+    export_model(tmp_path, "mnist")
+    export_model(tmp_path, "cifar10")
+    pt = tmp_path / "cifar10.pt"
+    pt.write_bytes(pt.read_bytes() + b"\0")
+    proc = start_service(tmp_path, "--strict", wait=False)
+    assert proc.proc.wait(120) != 0
+    log = proc.log()
+    assert "strict mode" in log and "cifar10" in log and "SHA-256" in log
+
+
+def test_strict_mode_refuses_an_empty_model_dir(tmp_path, start_service):
+    proc = start_service(tmp_path, "--strict", wait=False)
+    assert proc.proc.wait(120) != 0
+    assert "no manifests" in proc.log()
+
+
+def test_live_before_ready_while_models_warm_up(tmp_path, export_model, start_service):
+    export_model(tmp_path, "mnist", layer_sizes=(512, 512))      # warm-up at batch 64 takes seconds
+    proc = start_service(tmp_path, "--max-batch-size", "64", wait=False)
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline and proc.proc.poll() is None, proc.log()
+        try:
+            live = httpx.get(proc.url + "/health/live", timeout=5)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    assert live.status_code == 200
+    ready = httpx.get(proc.url + "/health/ready", timeout=5)
+    assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+    assert ready.json()["models"] == {"mnist": "loading"} and "retry-after" in ready.headers
+    early = httpx.post(proc.url + "/classify", json=MNIST_ZERO, timeout=5)
+    assert early.status_code == 503 and "still loading" in early.json()["detail"]
+    assert "retry-after" in early.headers
+    listed = httpx.get(proc.url + "/models", timeout=5).json()["models"][0]
+    assert listed["status"] == "unavailable" and listed["reason"] == "loading"
+    proc.wait_ready()
+    assert httpx.post(proc.url + "/classify", json=MNIST_ZERO, timeout=30).status_code == 200
+
+
+def test_sigterm_drains_in_flight_requests_then_logs_shutdown_complete(tmp_path, export_model, start_service):
+    export_model(tmp_path, "mnist", layer_sizes=(256, 256))      # ~25 ms per forward pass
+    proc = start_service(tmp_path, "--max-batch-size", "1")
+
+    async def scenario():
+        async with httpx.AsyncClient(base_url=proc.url, timeout=60) as ac:
+            tasks = [asyncio.ensure_future(ac.post("/classify", json=MNIST_ZERO)) for _ in range(8)]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            proc.proc.send_signal(signal.SIGTERM)                   # while the others are queued
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+    responses = asyncio.run(scenario())
+    # uvicorn re-raises the signal once its graceful shutdown is done: exit status 0 or "killed by SIGTERM"
+    assert proc.proc.wait(60) in (0, -signal.SIGTERM)
+    codes = [getattr(r, "status_code", repr(r)) for r in responses]
+    assert codes == [200] * 8, codes
+    lines = [json.loads(line) for line in proc.log().splitlines() if line.strip()]   # every line is JSON
+    messages = [entry["msg"] for entry in lines]
+    assert "shutdown complete" in messages
+    assert messages.index("shutdown complete") > max(
+        i for i, entry in enumerate(lines) if entry.get("logger") == "service.access")
+    assert all({"ts", "level", "logger", "msg"} <= set(entry) for entry in lines)
