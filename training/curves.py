@@ -3,11 +3,6 @@
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 
 def read_metrics(path: Path | str) -> list[dict]:
     """The records of a ``<name>.metrics.jsonl`` file."""
@@ -21,6 +16,11 @@ def plot_learning_curve(history: list[dict], path: Path | str, title: str = "") 
     for classifiers and the per-value MSE for the pendulum. The final test value, if present
     (``kind`` 'test'), is drawn as a horizontal line.
     """
+    import matplotlib  # imported here: matplotlib costs ~0.6 s at start-up
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     points = [r for r in history if r.get("kind") in ("epoch", "eval", "stop")]
     quality = "accuracy" if any("train_accuracy" in r for r in points) else "mse_rad2"
     fig, (ax_loss, ax_quality) = plt.subplots(1, 2, figsize=(11, 4))

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 from torch import Tensor
 
 from training.data.errors import DataFormatError
@@ -95,6 +94,8 @@ def simulate(initial_states: np.ndarray, steps: int, dt: float = DT) -> np.ndarr
         raise ValueError(f"steps must be a positive integer, got {steps}")
     if not dt > 0:
         raise ValueError(f"dt must be > 0, got {dt}")
+    from scipy.integrate import solve_ivp  # imported here: scipy costs ~1 s at start-up
+
     times = np.arange(int(steps) + 1) * float(dt)
     out = np.empty((initial.shape[0], times.size, 4))
     for i, s0 in enumerate(initial):

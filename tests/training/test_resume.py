@@ -1,0 +1,94 @@
+"""Resume: a run stopped mid-epoch and resumed ends exactly where the uninterrupted run ends, with the
+same optimizer state; the budget stops cleanly and still exports; a resumed run keeps its config."""
+
+import json
+
+import pytest
+import torch
+
+from training.cli import main
+
+COMMON = ["--task", "mnist", "--model", "afrnn", "--hidden-size", "8", "--batch-size", "16",
+          "--val-size", "16", "--seed", "5", "--lr-schedule", "plateau", "--plateau-patience", "0"]
+
+
+def run(out, data, *extra) -> int:
+    return main(COMMON + ["--data-dir", str(data), "--out-dir", str(out)] + [str(e) for e in extra])
+
+
+def load_state(out):
+    return torch.load(out / "mnist.train.pt", weights_only=True)
+
+
+def assert_same_tensors(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{path} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{path} keys differ"
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_tensors(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a} != {b}"
+
+
+def test_mid_epoch_resume_matches_the_uninterrupted_run(tmp_path, mnist_dir):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run(straight, mnist_dir, "--epochs", 2) == 0
+
+    assert run(resumed, mnist_dir, "--epochs", 2, "--max-steps", 3) == 0      # 5 steps per epoch
+    stopped = load_state(resumed)
+    assert stopped["progress"]["epoch"] == 0 and stopped["progress"]["step_in_epoch"] == 3
+    assert stopped["progress"]["global_step"] == 3
+    assert all(s["step"] == 3 for s in stopped["optimizer"]["state"].values())
+    assert (resumed / "mnist.json").is_file()                     # a stopped run is still exported
+
+    assert run(resumed, mnist_dir, "--epochs", 2, "--resume") == 0
+    a, b = load_state(straight), load_state(resumed)
+    assert_same_tensors(a["model"], b["model"], "model")
+    assert_same_tensors(a["optimizer"], b["optimizer"], "optimizer")
+    # (best_state may differ: the stopped session validated its step-3 weights as one more candidate)
+    assert a["scheduler"] == b["scheduler"]
+    assert a["progress"]["global_step"] == b["progress"]["global_step"] == 10
+    assert b["progress"]["sessions"] == 2
+    epochs_a = [r for r in a["history"] if r["kind"] == "epoch"]
+    epochs_b = [r for r in b["history"] if r["kind"] == "epoch"]
+    for ra, rb in zip(epochs_a, epochs_b, strict=True):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "step"):
+            assert ra[key] == rb[key], key
+    # the metrics file holds the stop record of the first session, then the epochs, then the test
+    kinds = [json.loads(s)["kind"] for s in (resumed / "mnist.metrics.jsonl").read_text().splitlines()]
+    assert kinds == ["stop", "epoch", "epoch", "test"]
+    # wall time accumulates across sessions into the manifest
+    manifest = json.loads((resumed / "mnist.json").read_text())
+    assert manifest["training"]["wall_time_s"] == pytest.approx(b["progress"]["elapsed_s"], abs=1e-3)
+    assert manifest["training"]["wall_time_s"] >= stopped["progress"]["elapsed_s"]
+
+
+def test_more_epochs_on_resume_continue_the_same_trajectory(tmp_path, mnist_dir):
+    straight, extended = tmp_path / "straight", tmp_path / "extended"
+    assert run(straight, mnist_dir, "--epochs", 3) == 0
+    assert run(extended, mnist_dir, "--epochs", 2) == 0
+    assert run(extended, mnist_dir, "--epochs", 3, "--resume") == 0
+    assert_same_tensors(load_state(straight)["model"], load_state(extended)["model"], "model")
+
+
+def test_budget_stops_cleanly_then_evaluates_and_exports(tmp_path, mnist_dir):
+    out = tmp_path / "out"
+    assert run(out, mnist_dir, "--epochs", 50, "--max-minutes", 1e-6) == 0
+    state = load_state(out)
+    assert state["progress"]["global_step"] == 1
+    manifest = json.loads((out / "mnist.json").read_text())
+    assert manifest["training"]["hyperparameters"]["stop_reason"].startswith("max_minutes")
+    assert manifest["training"]["epochs"] == pytest.approx(1 / 5)
+    assert "test_accuracy" in manifest["metrics"]
+
+
+def test_resume_refuses_to_change_the_model(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "out"
+    assert run(out, mnist_dir, "--epochs", 1, "--max-steps", 1) == 0
+    assert run(out, mnist_dir, "--epochs", 1, "--resume", "--lr", 0.5) == 2
+    assert "--lr 0.5 differs from the resumed run's 0.001" in capsys.readouterr().err
