@@ -29,8 +29,8 @@ def test_strict_mode_refuses_an_empty_model_dir(tmp_path, start_service):
 
 
 def test_live_before_ready_while_models_warm_up(tmp_path, export_model, start_service):
-    export_model(tmp_path, "mnist", layer_sizes=(512, 512))      # warm-up at batch 64 takes seconds
-    proc = start_service(tmp_path, "--max-batch-size", "64", wait=False)
+    export_model(tmp_path, "mnist", layer_sizes=(512, 512))      # warm-up at batch 16 takes a second or more
+    proc = start_service(tmp_path, "--max-batch-size", "16", wait=False)
     deadline = time.monotonic() + 120
     while True:
         assert time.monotonic() < deadline and proc.proc.poll() is None, proc.log()
