@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from training.config import ConfigError, RunOptions, TrainConfig, default_name
 from training.data.errors import DataFormatError
-from training.presets import describe_paper_preset, preset_values
+from training.presets import REFERENCE_INIT, describe_paper_preset, preset_values, reference_init_std
 
 S = argparse.SUPPRESS
 RUN_FIELDS = set(RunOptions.model_fields)
@@ -124,8 +124,14 @@ def resolve(argv: list[str] | None = None) -> tuple[TrainConfig, RunOptions, set
         for key in ("epsilon", "gamma", "init_std"):
             if key not in explicit:
                 values.pop(key, None)
+    reference_init = values.get("init_std") == REFERENCE_INIT
+    if reference_init:
+        values.pop("init_std")
     try:
         cfg = TrainConfig(**values)
+        if reference_init:
+            width = cfg.model_config_object().layer_sizes[0]
+            cfg = TrainConfig(**{**cfg.model_dump(), "init_std": reference_init_std(width)})
         run = RunOptions(**{k: v for k, v in args.items() if k in RUN_FIELDS},
                          command=shlex.join(_program() + list(sys.argv[1:] if argv is None else argv)))
     except ValidationError as err:

@@ -19,13 +19,15 @@ from typing import Any
 
 # value, source
 Sourced = tuple[Any, str]
+# init_std placeholder: 1/√H for the model's actual width H (the reference code's std 1/H)
+REFERENCE_INIT = "1/sqrt(H)"
 
 _IMAGE_PAPER: dict[str, Sourced] = {
-    "hidden_size": (128, "paper"),
+    "hidden_size": (None, "paper: 128 units per layer (model.paper)"),
     "layers": (None, "paper: 2 layers for 2-ARNN/FRNN/AFRNN, 1 for ARNN/LSTM"),
     "epsilon": (0.01, "paper (the reference notebook uses 0.1)"),
     "gamma": (0.001, "paper (the reference notebook uses 0.15)"),
-    "init_std": (1 / math.sqrt(128), "reference code: recurrent weights ~ N(0, (1/H)^2), H = 128"),
+    "init_std": (REFERENCE_INIT, "reference code: recurrent weights ~ N(0, (1/H)^2), i.e. 1/sqrt(H)"),
     "optimizer": ("adagrad", "paper"),
     "lr": (1e-2, "paper"),
     "batch_size": (128, "paper"),
@@ -42,11 +44,11 @@ PAPER: dict[str, dict[str, Sourced]] = {
     "mnist": dict(_IMAGE_PAPER),
     "cifar10": dict(_IMAGE_PAPER),
     "pendulum": {
-        "hidden_size": (100, "paper (Table 3)"),
+        "hidden_size": (None, "paper (Table 3): 100 units per layer, the ARNN 200 (model.paper)"),
         "layers": (None, "paper: 2 layers; ARNN 1 layer of 200; LSTM 2 layers"),
         "epsilon": (0.1, "reference code"),
         "gamma": (0.15, "reference code"),
-        "init_std": (1 / math.sqrt(100), "reference code: recurrent weights ~ N(0, (1/H)^2), H = 100"),
+        "init_std": (REFERENCE_INIT, "reference code: recurrent weights ~ N(0, (1/H)^2), i.e. 1/sqrt(H)"),
         "optimizer": ("adam", "reference code"),
         "lr": (1e-3, "reference code"),
         "batch_size": (8, "reference code"),
@@ -85,6 +87,11 @@ def preset_values(task: str, preset: str | None) -> dict[str, Any]:
             raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
         values.update({key: value for key, (value, _) in PAPER[task].items()})
     return values
+
+
+def reference_init_std(width: int) -> float:
+    """``init_std`` that gives the reference code's recurrent weight std 1/H for width H."""
+    return 1.0 / math.sqrt(width)
 
 
 def describe_paper_preset() -> str:
