@@ -32,7 +32,8 @@ def plot_learning_curve(history: list[dict], path: Path | str, title: str = "") 
                 ax.plot(xs, ys, style, markersize=3, label=split)
     for record in history:
         if record.get("kind") == "test":
-            for ax, metric in ((ax_loss, "test_loss"), (ax_quality, f"test_{quality}")):
+            candidates = ((ax_loss, "test_loss"), (ax_quality, f"test_{quality}"), (ax_quality, quality))
+            for ax, metric in candidates:
                 if metric in record:
                     ax.axhline(record[metric], color="k", linestyle="--", linewidth=1,
                                label=f"test {record[metric]:.4g}")

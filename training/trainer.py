@@ -161,6 +161,8 @@ class Trainer:
             cfg = resolve_resumed_config(TrainConfig(**state["config"]), cfg, explicit or set())
         elif run.resume:
             self.log(f"--resume: no training state at {self.state_path}; starting a new run")
+        elif self.state_path.is_file():
+            self.log(f"starting a new run: {self.state_path} will be overwritten (--resume continues it)")
         self.cfg = cfg
         if cfg.batch_size % ctx.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {ctx.world_size} "
