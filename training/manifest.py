@@ -4,7 +4,7 @@ must guess. One JSON file per artifact, next to it (``<name>.json`` beside ``<na
 This schema is shared by ``training.export`` (which writes it) and ``service`` (which reads it).
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,5 +74,5 @@ class Manifest(_Strict):
     dataset_hash: str
     code_version: str                       # git commit of the code that trained it
     torch_version: str
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     artifact: Artifact
