@@ -31,10 +31,16 @@ g = ‖∂z_T/∂z_0‖₂ (gradients), G = exp(T·λ₁) (Lyapunov) and Δ = �
 * **stable**    otherwise; null only if no section gives evidence (``theorem`` alone).
 
 Vanishing gradients are not instability (an LSTM contracts: g ≪ 1 is "stable" with
-``gradient_regime`` = "vanishing"). Numbers, random weights, seed 0, noise input, 784 steps: the
-paper's pixel-MNIST AFRNN (ε = 0.01, γ = 0.001) has max Re λ ≈ −γ·d̄ < 0 but ρ_max ≈ 1 + ε²ω²/2
-slightly above 1, compounding to ρ_max^T of order 1, and g, G of order 1: stable. The FRNN has
-max Re λ > 0 and g ≫ 1e3: unstable. See ``bench/paper_figures.py`` for the measured values.
+``gradient_regime`` = "vanishing"). Numbers for random paper-MNIST weights (seed 0, MNIST test image 0,
+784 steps; ``bench/paper_figures.py`` → docs/figures/paper_figures.json):
+
+* AFRNN (ε = 0.01, γ = 0.001): max Re λ(D_t B) ≤ 0 at every step (= 0 exactly where a unit
+  saturates, see ``SpectrumSection.zero_derivative_units``); ρ_max = 1.00053 > 1, since the Euler
+  factor |1 + ε(−γd + iω)|² ≈ 1 + ε²ω² − 2εγd exceeds 1 for γ = 0.001, but ρ_max^T = 1.5;
+  g = 4.4, exp(T·λ₁) = 1.4, Δ = 1.5 → stable.
+* 2-ARNN: g = 11.5 → marginal. FRNN: max Re λ = 0.49 > 0, g = 62 → marginal; larger weights or ε
+  push an FRNN past 1e3 → unstable (tests/model/test_stability_report.py).
+* LSTM: g = 4e-153, λ₁ = −0.45 → stable, gradients vanishing beyond a lag of 18 steps.
 """
 
 import math
@@ -483,6 +489,7 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
                 max_real_eigenvalue=float(max_real[worst]) + 0.0,      # no "-0.0" in JSON
                 max_real_step=exact[worst],
                 max_real_bound_overall=float(bounds.max()),
+                zero_derivative_units=int((derivatives == 0).sum(dim=1).max()),
                 eigenvalues=[EigenvalueSample(step=t, real=_floats(eigenvalues[position[t]].real),
                                               imag=_floats(eigenvalues[position[t]].imag))
                              for t in scatter],

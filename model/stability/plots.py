@@ -94,8 +94,11 @@ def plot_divergence(reports: Reports, ax: Axes) -> None:
     ax.legend(loc="best", fontsize="small")
 
 
-def plot_gradient_propagation(reports: Reports, ax: Axes, spectral_norm: bool = False) -> None:
-    """Mean |λ(∂z_T/∂z_t)| over t (Fig. 4), one curve per model; optionally ‖∂z_T/∂z_t‖₂ dashed."""
+def plot_gradient_propagation(reports: Reports, ax: Axes, spectral_norm: bool = False,
+                              log_scale: bool = True) -> None:
+    """Mean |λ(∂z_T/∂z_t)| over t (Fig. 4), one curve per model; optionally ‖∂z_T/∂z_t‖₂ dashed.
+
+    The paper's Fig. 4 has a linear axis (LSTM curves drop to 0); a log axis shows how far."""
     for label, report in _labelled(reports).items():
         gradients = _require(report, "gradients", label)
         line, = ax.plot(gradients.exact_steps, gradients.mean_abs_eigenvalue, "-", marker=".",
@@ -103,7 +106,8 @@ def plot_gradient_propagation(reports: Reports, ax: Axes, spectral_norm: bool = 
         if spectral_norm:
             ax.plot(gradients.spectral_norm, "--", lw=0.8, color=line.get_color(),
                     label=f"{label} ‖·‖₂")
-    ax.set_yscale("log")
+    if log_scale:
+        ax.set_yscale("log")
     ax.axhline(1.0, color="0.5", lw=0.6)
     ax.set_xlabel("step t")
     ax.set_ylabel("mean |λ(∂z_T/∂z_t)|")
@@ -168,21 +172,23 @@ def figure_activations(reports: Reports) -> Figure:
     return figure
 
 
-def figure_divergence(reports: Reports) -> Figure:
-    """Paper Fig. 3: the two runs of each model in a neuron plane, and their distance over time."""
+def figure_divergence(reports: Reports, divergence_reports: Reports | None = None) -> Figure:
+    """Paper Fig. 3: the two runs of each model in a neuron plane, and their distance over time
+    (for ``divergence_reports`` if given, e.g. more models than the phase planes show)."""
     labelled = _labelled(reports)
     figure = Figure(figsize=(4.6 * (len(labelled) + 1), 3.8), layout=LAYOUT)
     axes = figure.subplots(1, len(labelled) + 1, squeeze=False)[0]
     for ax, (label, report) in zip(axes, labelled.items(), strict=False):
         plot_phase(report, ax, label)
-    plot_divergence(labelled, axes[-1])
+    plot_divergence(labelled if divergence_reports is None else divergence_reports, axes[-1])
     return figure
 
 
-def figure_gradient_propagation(reports: Reports, spectral_norm: bool = False) -> Figure:
+def figure_gradient_propagation(reports: Reports, spectral_norm: bool = False,
+                                log_scale: bool = True) -> Figure:
     """Paper Fig. 4: mean absolute eigenvalue of ∂z_T/∂z_t over t, one curve per model."""
     figure = Figure(figsize=(6.4, 4.2), layout=LAYOUT)
-    plot_gradient_propagation(reports, figure.subplots(), spectral_norm=spectral_norm)
+    plot_gradient_propagation(reports, figure.subplots(), spectral_norm=spectral_norm, log_scale=log_scale)
     return figure
 
 

@@ -79,6 +79,9 @@ class SpectrumSection(_Section):
     max_real_eigenvalue: float = Field(description="max over exact_steps of max Re λ(D_t B)")
     max_real_step: int
     max_real_bound_overall: float = Field(description="max over all t of max_real_bound")
+    zero_derivative_units: int = Field(
+        description="max over t of the units with tanh'(·) = 0 in the model's dtype (saturated): "
+                    "each makes D_t B singular, so max Re λ = 0 exactly even with γ > 0")
     eigenvalues: list[EigenvalueSample] = Field(description="the full spectrum at a few chosen steps")
 
 

@@ -316,3 +316,13 @@ def test_report_lyapunov_exponents_equal_qr_on_autograd_jacobians():
     lyapunov = stability_report(module, x, h0=h0, sections={"lyapunov"}, lyapunov_k=4, seed=5).lyapunov
     np.testing.assert_allclose(lyapunov.exponents, expected.numpy(), atol=1e-6)
     assert lyapunov.growth_factor == pytest.approx(np.exp(30 * lyapunov.top))
+
+
+def test_saturated_units_are_counted_and_give_a_zero_eigenvalue_despite_gamma():
+    module = small_model("afrnn")                      # γ = 0.05
+    x = torch.full((1, 5, 2), 200.0)                   # drives every layer-1 tanh to ±1 exactly
+    spectrum = stability_report(module, x, sections={"spectrum"}, spectrum_samples=5).spectrum
+    assert spectrum.zero_derivative_units == 6
+    assert abs(spectrum.max_real_eigenvalue) <= 1e-12
+    unsaturated = stability_report(module, 0.01 * x, sections={"spectrum"}, spectrum_samples=5).spectrum
+    assert unsaturated.zero_derivative_units == 0 and unsaturated.max_real_eigenvalue < -1e-3
