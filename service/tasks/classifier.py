@@ -170,11 +170,11 @@ class ClassifierAPI:
         return ", ".join(str(s) for s in self.accepted_shapes)
 
     # -- batch → predict → unbatch (worker thread, under torch.inference_mode) ---------------------
-    def run_batch(self, jobs: list[ClassifyJob]) -> list[torch.Tensor]:
+    def run_batch(self, jobs: list[ClassifyJob]) -> list[np.ndarray]:
         """Probabilities per job: (n, classes), or (n, T, classes) for jobs that asked for every step."""
         x = torch.from_numpy(np.concatenate([job.x for job in jobs]) if len(jobs) > 1 else jobs[0].x)
         every_step = any(job.every_step for job in jobs)
-        probabilities = self.predict(x, every_step).cpu()
+        probabilities = self.predict(x, every_step).cpu().numpy()
         out, start = [], 0
         for job in jobs:
             part = probabilities[start:start + job.rows]
@@ -197,24 +197,27 @@ class ClassifierAPI:
             self.run_batch([ClassifyJob(np.repeat(zero, max_batch_size, axis=0))])
 
     # -- encode -----------------------------------------------------------------------------------
-    def encode(self, probabilities: torch.Tensor, top_k: int, return_sequence: bool) -> list[dict]:
+    def encode(self, probabilities: np.ndarray, top_k: int, return_sequence: bool) -> list[dict]:
         """Per image: label, class name, probabilities, the top-k classes and the per-step sequence."""
-        final = probabilities[:, -1] if probabilities.dim() == 3 else probabilities
-        k = min(top_k, final.shape[1])
-        top_p, top_i = final.topk(k, dim=1)
+        final = probabilities[:, -1] if probabilities.ndim == 3 else probabilities
         predictions = []
         for row in range(final.shape[0]):
-            label = int(top_i[row, 0])
+            probs = final[row].tolist()
+            # a Python sort of a handful of classes: no numpy call, so no GIL hand-off to the model thread
+            best = sorted(range(len(probs)), key=lambda i: -probs[i])[:top_k]
+            label = best[0]
             prediction = {
                 "label": label,
                 "class_name": self.class_name(label),
-                "probabilities": final[row].tolist(),
-                "top_k": [{"label": int(i), "class_name": self.class_name(int(i)), "probability": float(p)}
-                          for p, i in zip(top_p[row].tolist(), top_i[row].tolist(), strict=True)],
+                "probabilities": probs,
+                "top_k": [{"label": i, "class_name": self.class_name(i), "probability": probs[i]}
+                          for i in best],
                 "sequence": None,
             }
             if return_sequence:
-                confidence, labels = probabilities[row].max(dim=1)
-                prediction["sequence"] = {"labels": labels.tolist(), "confidence": confidence.tolist()}
+                steps = probabilities[row]                             # (T, classes)
+                labels = steps.argmax(axis=1)
+                prediction["sequence"] = {"labels": labels.tolist(),
+                                          "confidence": steps[np.arange(len(labels)), labels].tolist()}
             predictions.append(prediction)
         return predictions

@@ -100,11 +100,11 @@ class PendulumAPI:
         return x0
 
     # -- batch → predict → unbatch (worker thread, under torch.inference_mode) ---------------------
-    def run_batch(self, jobs: list[PendulumJob]) -> list[torch.Tensor]:
+    def run_batch(self, jobs: list[PendulumJob]) -> list[np.ndarray]:
         """Predicted states (n, steps, 4) in radians, wire order, per job."""
         x0 = np.concatenate([job.x0 for job in jobs]) if len(jobs) > 1 else jobs[0].x0
         steps = max(job.steps for job in jobs)
-        predicted = self.predict(torch.from_numpy(x0.astype(np.float32)), steps).cpu()
+        predicted = self.predict(torch.from_numpy(x0.astype(np.float32)), steps).cpu().numpy()
         out, start = [], 0
         for job in jobs:
             out.append(predicted[start:start + job.rows, :job.steps])
@@ -135,12 +135,12 @@ class PendulumAPI:
     def times(self, steps: int) -> list[float]:
         return [round((t + 1) * self.dt, 12) for t in range(steps)]
 
-    def encode(self, predicted: torch.Tensor, x0: np.ndarray, units: str, include_reference: bool
+    def encode(self, predicted: np.ndarray, x0: np.ndarray, units: str, include_reference: bool
                ) -> list[dict]:
         """One trajectory per initial state; with ``include_reference`` the physics solution
         (``training.data.pendulum.simulate``, the training data's solver), the per-step and mean
         squared error in the response's units, and the energy of both trajectories."""
-        predicted_rad = predicted.double().numpy()
+        predicted_rad = predicted.astype(np.float64)
         steps = predicted_rad.shape[1]
         reference_rad = simulate(x0, steps, self.dt)[:, 1:] if include_reference else None
         trajectories = []

@@ -1,0 +1,287 @@
+"""Load benchmark of the serving microservice: /classify (MNIST) under 1, 8 and 64 concurrent clients,
+with dynamic batching on (max batch size 64) and off (max batch size 1), against the raw batched
+forward pass of the same TorchScript model as the ceiling.
+
+    python bench/service_load.py --quick          # < 45 s: 1.5 s per setting
+    python bench/service_load.py                  # 8 s per setting
+    python bench/service_load.py --threads 2      # the service and the ceiling with 2 intra-op threads
+
+The model is the shipped ``checkpoints/mnist.json`` when present, else a freshly exported paper-size
+random MNIST AFRNN (2×128, 784 steps: the same compute; the weights do not matter here).
+
+Each setting runs a real ``python -m service`` process (uvicorn) and N closed-loop clients in this
+process, each an ``httpx.AsyncClient`` with its own connection, sending its next request as soon as
+the last one is answered. Throughput is answered requests per second; latency is the client's round
+trip. The clients share the CPUs with the service, as in any single-host load test, so the CPU time
+per request of both is reported too (from /proc and ``time.process_time``), as is the load average:
+on a shared machine the wall-clock figures move with the other work, the CPU figures much less.
+
+Figures (the last output line is one JSON object):
+
+* ``raw_ceiling_per_s``   — best images/s of ``module(x)`` on (B, 784, 1) batches, B ≤ max batch size,
+                            in this process with the service's thread setting (no HTTP, no service);
+* ``bare_forward_ms``     — median wall time of one batch-1 forward pass, same setting
+                            (``bare_forward_cpu_ms``: its CPU time);
+* ``batched_64_per_s`` / ``unbatched_64_per_s`` — service throughput at 64 clients, batching on / off;
+* ``single_p50_ms``       — p50 round trip of one client (batching on);
+* per setting: throughput, p50 / p99 latency, mean batch size, CPU ms per request (service, clients).
+
+Goals on a 2-core CPU: batched_64 ≥ 0.7 × raw ceiling; batched_64 ≥ 3 × unbatched_64;
+single_p50 ≤ 1.3 × bare_forward.
+"""
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from model import count_parameters, paper_model  # noqa: E402
+from training.data.sequences import ImageSequences  # noqa: E402
+from training.export import export_torchscript, load_exported  # noqa: E402
+from training.tasks import get_task  # noqa: E402
+
+
+def export_paper_mnist(out_dir: Path) -> Path:
+    """A random paper-size MNIST AFRNN, exported with the training code's own manifest specs."""
+    torch.manual_seed(0)
+    model = paper_model("mnist", "afrnn").eval()
+    task = get_task("mnist")
+    probe = ImageSequences(torch.zeros(1, 784, 1, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64),
+                           (0.1307,), (0.3081,))
+    export_torchscript(model, out_dir, dict(
+        name="mnist", version="bench-random", task="mnist",
+        architecture=dict(family="afrnn", variant="afrnn",
+                          config=json.loads(json.dumps(dataclasses.asdict(model.config)))),
+        parameters=count_parameters(model), input=task.input_spec(probe), output=task.output_spec(),
+        metrics={}, training=dict(epochs=0.0, wall_time_s=0.0, hardware="none (random weights)",
+                                  command="bench/service_load.py"),
+        dataset_hash="none", code_version="bench", torch_version=torch.__version__))
+    return out_dir / "mnist.json"
+
+
+def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: float) -> dict:
+    """The bare TorchScript model in this process: batch-1 latency and images/s per batch size."""
+    torch.set_num_threads(threads)
+    module, manifest = load_exported(manifest_path)
+    steps, channels = manifest.input.sequence_length, manifest.input.channels
+    per_batch: dict[int, float] = {}
+    with torch.inference_mode():
+        one = torch.zeros(1, steps, channels)
+        for _ in range(5):
+            module(one)
+        wall, cpu = [], []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(wall) < 20:
+            w, c = time.perf_counter(), time.process_time()
+            module(one)
+            wall.append(time.perf_counter() - w)
+            cpu.append(time.process_time() - c)
+        for batch in sorted({b for b in (1, 8, 16, 32, 64, 128) if b <= max_batch} | {max_batch}):
+            x = torch.zeros(batch, steps, channels)
+            module(x)
+            module(x)
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / 2 or count < 3:
+                module(x)
+                count += 1
+            per_batch[batch] = batch * count / (time.perf_counter() - start)
+    return {"ceiling": max(per_batch.values()), "bare_ms": statistics.median(wall) * 1000,
+            "bare_cpu_ms": statistics.mean(cpu) * 1000, "per_batch": per_batch}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """``python -m service`` on a free port, quiet (log level warning)."""
+
+    def __init__(self, model_dir: Path, max_batch_size: int, threads: int, delay_ms: float):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env.pop("AFRNN_API_KEY", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--port", str(self.port),
+             "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(delay_ms),
+             "--max-queue-length", "1024", "--torch-threads", str(threads), "--log-level", "warning"],
+            cwd=REPO_ROOT, env=env)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("service not ready after 180 s")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the service process so far (Linux /proc; NaN elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmup_s: float,
+                      service_cpu_seconds: Callable[[], float]) -> dict:
+    """``clients`` httpx clients (one connection each, opened before the clock starts), each posting
+    as soon as its last answer arrived; requests sent during the first ``warmup_s`` are not counted."""
+    latencies: list[float] = []
+    batch_sizes: list[int] = []
+    counts = {"errors": 0, "sent": 0}
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    pool = [httpx.AsyncClient(base_url=url, limits=limits, timeout=60) for _ in range(clients)]
+    try:
+        for client in pool:
+            await client.get("/health/live")
+        service_cpu, client_cpu = service_cpu_seconds(), time.process_time()
+        measure_from = time.perf_counter() + warmup_s
+        stop_at = measure_from + seconds
+
+        async def one_client(client: httpx.AsyncClient) -> None:
+            while (sent := time.perf_counter()) < stop_at:
+                response = await client.post("/classify", content=body, headers=headers)
+                done = time.perf_counter()
+                counts["sent"] += 1
+                if sent < measure_from:
+                    continue
+                if response.status_code == 200:
+                    latencies.append(done - sent)
+                    batch_sizes.append(response.json()["batch_size"])
+                else:
+                    counts["errors"] += 1
+
+        await asyncio.gather(*(one_client(client) for client in pool))
+        sent = max(1, counts["sent"])
+        service_ms = (service_cpu_seconds() - service_cpu) * 1000 / sent
+        client_ms = (time.process_time() - client_cpu) * 1000 / sent
+    finally:
+        for client in pool:
+            await client.aclose()
+    lat_ms = np.asarray(latencies) * 1000
+    return {"clients": clients, "requests": len(latencies), "errors": counts["errors"],
+            "throughput_per_s": len(latencies) / seconds,
+            "p50_ms": float(np.percentile(lat_ms, 50)) if len(lat_ms) else float("nan"),
+            "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat_ms) else float("nan"),
+            "mean_batch_size": float(np.mean(batch_sizes)) if batch_sizes else float("nan"),
+            "service_cpu_ms_per_request": service_ms, "client_cpu_ms_per_request": client_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1.5 s per setting (< 45 s in all)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per setting (default 8; quick 1.5)")
+    parser.add_argument("--clients", default="1,8,64", help="comma-separated client counts")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (service and ceiling)")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
+    parser.add_argument("--model-dir", type=Path, help="default: checkpoints/ if it has mnist.json, else a "
+                                                       "freshly exported random paper-size model")
+    args = parser.parse_args()
+    seconds = args.seconds or (1.5 if args.quick else 8.0)
+    warmup_s = 0.3 if args.quick else 1.0
+    clients = sorted(int(c) for c in args.clients.split(","))
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+
+    with tempfile.TemporaryDirectory(prefix="service-load-") as tmp:
+        model_dir = args.model_dir or REPO_ROOT / "checkpoints"
+        if (model_dir / "mnist.json").is_file():
+            source = str(model_dir / "mnist.json")
+        else:
+            model_dir = Path(tmp)
+            export_paper_mnist(model_dir)
+            source = "random paper-size MNIST AFRNN (2×128), exported for this run"
+        serve_dir = Path(tmp) / "serve"         # the MNIST model alone: others would load and warm up too
+        serve_dir.mkdir()
+        for suffix in (".json", ".pt"):
+            (serve_dir / f"mnist{suffix}").symlink_to((model_dir / f"mnist{suffix}").resolve())
+        print(f"model: {source}; torch threads {args.threads}; {os.cpu_count()} CPUs "
+              f"({platform.machine()}); load average {load_before:.1f}", flush=True)
+
+        raw = raw_forward(serve_dir / "mnist.json", args.threads, args.max_batch_size,
+                          1.0 if args.quick else 4.0)
+        print(f"raw forward: batch-1 median {raw['bare_ms']:.2f} ms ({raw['bare_cpu_ms']:.2f} ms CPU); "
+              "images/s by batch " + ", ".join(f"{b}: {v:.0f}" for b, v in raw["per_batch"].items()),
+              flush=True)
+
+        body = json.dumps({"model": "mnist", "scale": 255,
+                           "pixels": np.random.default_rng(0).integers(0, 256, 784).tolist()}).encode()
+        results: dict[str, dict] = {}
+        for label, max_batch in (("batched", args.max_batch_size), ("unbatched", 1)):
+            service = Service(serve_dir, max_batch, args.threads, args.max_queue_delay_ms)
+            try:
+                for n in clients:
+                    row = asyncio.run(closed_loop(service.url, body, n, seconds, warmup_s,
+                                                  service.cpu_seconds))
+                    results[f"{label}_{n}"] = row
+                    print(f"{label:9s} max_batch={max_batch:3d} clients={n:3d}: "
+                          f"{row['throughput_per_s']:7.1f} req/s, p50 {row['p50_ms']:.2f} ms, "
+                          f"p99 {row['p99_ms']:.2f} ms, mean batch {row['mean_batch_size']:.1f}, "
+                          f"errors {row['errors']}; CPU ms/request: service "
+                          f"{row['service_cpu_ms_per_request']:.2f}, clients "
+                          f"{row['client_cpu_ms_per_request']:.2f}", flush=True)
+            finally:
+                service.stop()
+
+    top, one = max(clients), min(clients)
+    batched, unbatched = results[f"batched_{top}"], results[f"unbatched_{top}"]
+    single = results[f"batched_{one}"]
+    figures = {
+        "raw_ceiling_per_s": round(raw["ceiling"], 1),
+        "bare_forward_ms": round(raw["bare_ms"], 3),
+        "bare_forward_cpu_ms": round(raw["bare_cpu_ms"], 3),
+        f"batched_{top}_per_s": round(batched["throughput_per_s"], 1),
+        f"unbatched_{top}_per_s": round(unbatched["throughput_per_s"], 1),
+        "single_p50_ms": round(single["p50_ms"], 3),
+        "batched_vs_ceiling": round(batched["throughput_per_s"] / raw["ceiling"], 3),
+        "batched_vs_unbatched": round(batched["throughput_per_s"]
+                                      / max(unbatched["throughput_per_s"], 1e-9), 2),
+        "single_p50_vs_bare": round(single["p50_ms"] / raw["bare_ms"], 3),
+        "raw_per_batch_size": {str(b): round(v, 1) for b, v in raw["per_batch"].items()},
+        "settings": {k: {m: round(v, 3) if isinstance(v, float) else v for m, v in row.items()}
+                     for k, row in results.items()},
+        "torch_threads": args.threads, "max_batch_size": args.max_batch_size,
+        "max_queue_delay_ms": args.max_queue_delay_ms, "seconds_per_setting": seconds,
+        "cpus": os.cpu_count(), "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2), "model": source,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
