@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--classify-max-batch", type=int, help="images per /classify request (default 64)")
     add("--pendulum-max-batch", type=int, help="initial states per /pendulum/predict request (default 256)")
     add("--pendulum-max-steps", type=int, help="longest pendulum rollout (default 290)")
+    add("--pendulum-reference-max-batch", type=int,
+        help="initial states per request with include_reference (default 16)")
     add("--torch-threads", type=int, help="intra-op threads (default 1)")
     add("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="default info")
     add("--log-format", choices=["json", "text"], help="default json (one object per line)")

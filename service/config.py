@@ -27,6 +27,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 class Settings(BaseSettings):
     """Configuration of one service process; environment variables are ``AFRNN_<FIELD>``."""
 
+    # A .env file in the working directory is read too (variables in the environment win).
     model_config = SettingsConfigDict(env_prefix="AFRNN_", env_file=".env", extra="ignore",
                                       protected_namespaces=())
 
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     classify_max_batch: int = Field(64, ge=1, description="images per /classify request")
     pendulum_max_batch: int = Field(256, ge=1, description="initial states per /pendulum/predict request")
     pendulum_max_steps: int = Field(290, ge=1, description="longest rollout (trained horizon is 29)")
+    pendulum_reference_max_batch: int = Field(
+        16, ge=1, description="initial states per request with include_reference (the physics solver "
+                              "takes ~0.1 s per 29-step trajectory)")
     stability_cache_size: int = Field(32, ge=0, description="default-input reports kept per process")
 
     # -- runtime ----------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ afrnn_queue_depth                      gauge      model — requests waiting for
 afrnn_models_loaded                    gauge      — models loaded and warm
 afrnn_model_ready                      gauge      model — 1 when served, 0 while loading or unavailable
 afrnn_errors_total                     counter    kind — validation, not_found, body_too_large,
-                                                  unauthorized, overloaded, timeout, not_ready, internal
+                                                  unauthorized, overloaded, timeout, not_ready, internal,
+                                                  other (e.g. 405 method not allowed)
 afrnn_stability_reports_total          counter    model, cache (hit | miss | custom)
 =====================================  =========  ======================================================
 

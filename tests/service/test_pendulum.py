@@ -106,6 +106,8 @@ def test_a_longer_rollout_starts_with_the_shorter_one(client):
     ({"initial_state": STATE, "steps": 0}, ["body", "steps"], "greater than or equal to 1"),
     ({"initial_state": STATE, "steps": 291}, ["body", "steps"], "pendulum_max_steps = 290"),
     ({"initial_states": [STATE] * 257}, ["body", "initial_states"], "pendulum_max_batch = 256"),
+    ({"initial_states": [STATE] * 17, "include_reference": True}, ["body", "include_reference"],
+     "pendulum_reference_max_batch = 16"),
     ({"initial_state": {"theta1": 1, "theta2": 2, "omega1": 3}}, ["body", "initial_state", "omega2"],
      "required"),
     ({"initial_state": STATE, "initial_states": [STATE]}, ["body"], "exactly one"),

@@ -27,6 +27,11 @@ async def predict(body: PendulumRequest, request: Request, registry: RegistryDep
     if len(states) > settings.pendulum_max_batch:
         raise InputError(("initial_states",), f"at most pendulum_max_batch = {settings.pendulum_max_batch} "
                                               f"initial states per request, got {len(states)}")
+    if body.include_reference and len(states) > settings.pendulum_reference_max_batch:
+        limit = settings.pendulum_reference_max_batch
+        raise InputError(("include_reference",), f"at most pendulum_reference_max_batch = {limit} "
+                                                 f"initial states per request with include_reference, "
+                                                 f"got {len(states)}")
     steps = body.steps if body.steps is not None else api.trained_steps
     if steps > settings.pendulum_max_steps:
         raise InputError(("steps",), f"steps must be ≤ pendulum_max_steps = {settings.pendulum_max_steps}, "
