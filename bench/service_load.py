@@ -2,7 +2,7 @@
 with dynamic batching on (max batch size 64) and off (max batch size 1), against the raw batched
 forward pass of the same TorchScript model as the ceiling.
 
-    python bench/service_load.py --quick          # < 45 s: 1.5 s per setting
+    python bench/service_load.py --quick          # < 45 s: 1.2 s per setting
     python bench/service_load.py                  # 8 s per setting
     python bench/service_load.py --threads 2      # the service and the ceiling with 2 intra-op threads
 
@@ -202,8 +202,8 @@ async def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1.5 s per setting (< 45 s in all)")
-    parser.add_argument("--seconds", type=float, help="measured seconds per setting (default 8; quick 1.5)")
+    parser.add_argument("--quick", action="store_true", help="1.2 s per setting (< 45 s in all)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per setting (default 8; quick 1.2)")
     parser.add_argument("--clients", default="1,8,64", help="comma-separated client counts")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (service and ceiling)")
     parser.add_argument("--max-batch-size", type=int, default=64)
@@ -211,8 +211,8 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, help="default: checkpoints/ if it has mnist.json, else a "
                                                        "freshly exported random paper-size model")
     args = parser.parse_args()
-    seconds = args.seconds or (1.5 if args.quick else 8.0)
-    warmup_s = 0.3 if args.quick else 1.0
+    seconds = args.seconds or (1.2 if args.quick else 8.0)
+    warmup_s = 0.25 if args.quick else 1.0
     clients = sorted(int(c) for c in args.clients.split(","))
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -233,7 +233,7 @@ def main() -> None:
               f"({platform.machine()}); load average {load_before:.1f}", flush=True)
 
         raw = raw_forward(serve_dir / "mnist.json", args.threads, args.max_batch_size,
-                          1.0 if args.quick else 4.0)
+                          0.6 if args.quick else 4.0)
         print(f"raw forward: batch-1 median {raw['bare_ms']:.2f} ms ({raw['bare_cpu_ms']:.2f} ms CPU); "
               "images/s by batch " + ", ".join(f"{b}: {v:.0f}" for b, v in raw["per_batch"].items()),
               flush=True)
