@@ -1,6 +1,6 @@
 """The model registry: every manifest in the model dir, loaded, verified, warmed up and batched.
 
-Start-up (``setup``, the LitServe hook, called from the app's lifespan):
+Start-up (LitServe's ``setup`` step, run from the app's lifespan):
 
 1. ``discover`` reads every ``*.json`` in the model dir as a ``training.manifest.Manifest``. A file that
    does not parse, or repeats a name, becomes an *unavailable* entry with the reason.
