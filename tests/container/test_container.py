@@ -180,6 +180,8 @@ def image(podman: Podman):
     if os.environ.get("AFRNN_TEST_IMAGE"):     # a developer's prebuilt image: test it, leave it alone
         yield os.environ["AFRNN_TEST_IMAGE"]
         return
+    if not CHECKPOINTS.is_dir():
+        pytest.fail(f"{CHECKPOINTS} is missing: the Dockerfile copies the shipped checkpoints into /models")
     tag = f"localhost/afrnn-serving:test-{uuid.uuid4().hex[:10]}"
     args = ["build", "--layers=false", "--format", "docker", "--tag", tag,
             "--build-arg", f"BASE_IMAGE={BASE_IMAGE}"]
