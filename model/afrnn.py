@@ -160,9 +160,10 @@ class AFRNN(nn.Module):
         self.variant: str = config.variant
         self.sequential: bool = config.update == "sequential"
         self.initial_value: float = float(config.initial_state)
-        # Theorem 3 holds iff every coupling block pair is (W, −Wᵀ); 2-ARNN's spectrum is that of
-        # its antisymmetric diagonal blocks (block triangular), so its continuous system is stable too.
-        self.theorem_applies: bool = config.feedback != "free" or len(sizes) == 1
+        # Theorem 3's condition: every coupled pair is (W, −Wᵀ), so A is antisymmetric. (The 2-ARNN
+        # does not meet it; its continuous system is still stable because B is block triangular, which
+        # the stability report states separately.)
+        self.theorem_applies: bool = config.feedback == "antisymmetric" or len(sizes) == 1
 
         self.weight_in = nn.Parameter(
             torch.randn(sizes[0], config.input_size) / math.sqrt(config.input_size))

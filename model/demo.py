@@ -9,7 +9,7 @@ import io
 
 import torch
 
-from model.paper import PAPER_PARAMETER_COUNTS, VARIANTS, count_parameters, paper_model
+from model.paper import PAPER_PARAMETER_COUNTS, PAPER_TASKS, VARIANTS, count_parameters, paper_model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     n = count_parameters(model)
     print(f"{args.task}/{args.variant}: {n} parameters "
           f"(paper: {PAPER_PARAMETER_COUNTS.get((args.task, args.variant), 'not reported')})")
-    steps = {"mnist": 784, "cifar10": 1024, "pendulum": 29}[args.task]
+    steps = PAPER_TASKS[args.task].sequence_length
     x = torch.randn(2, steps, model.config.input_size)
     with torch.no_grad():
         y = model(x)

@@ -38,12 +38,13 @@ class PaperTask:
     initial_state: float
     arnn_hidden_size: int       # the single-layer ARNN's width
     lstm_layers: int
+    sequence_length: int        # steps per sample: 784 pixels, 1024 RGB pixels, 29 pendulum inputs
 
 
 PAPER_TASKS: Dict[str, PaperTask] = {
-    "mnist": PaperTask(1, 10, 128, 0.01, 0.001, 0.0, 128, 1),
-    "cifar10": PaperTask(3, 10, 128, 0.01, 0.001, 0.0, 128, 1),
-    "pendulum": PaperTask(4, 4, 100, 0.1, 0.15, 1.0, 200, 2),
+    "mnist": PaperTask(1, 10, 128, 0.01, 0.001, 0.0, 128, 1, 784),
+    "cifar10": PaperTask(3, 10, 128, 0.01, 0.001, 0.0, 128, 1, 1024),
+    "pendulum": PaperTask(4, 4, 100, 0.1, 0.15, 1.0, 200, 2, 29),
 }
 
 # The parameter counts printed in the paper (None: not reported). The pendulum ARNN cell is the

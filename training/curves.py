@@ -1,12 +1,6 @@
 """The learning-curve PNG of a run, drawn from its metrics JSON lines (matplotlib, Agg backend)."""
 
-import json
 from pathlib import Path
-
-
-def read_metrics(path: Path | str) -> list[dict]:
-    """The records of a ``<name>.metrics.jsonl`` file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def plot_learning_curve(history: list[dict], path: Path | str, title: str = "") -> Path:

@@ -31,14 +31,6 @@ class DistContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank if ``flag`` is true on any rank (one tiny all-reduce)."""
-        if not self.enabled:
-            return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item() > 0)
-
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -11,6 +11,7 @@ A TorchScript file is code, so ``load_exported`` checks the file's SHA-256 again
 
 import copy
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,12 @@ def load_exported(manifest_path: Path | str, map_location: str | torch.device = 
     artifact_path = manifest_path.parent / manifest.artifact.file
     if not artifact_path.is_file():
         raise ArtifactIntegrityError(f"{artifact_path}: artifact named in {manifest_path.name} is missing")
-    actual = sha256_of(artifact_path)
+    data = artifact_path.read_bytes()          # hash and load the same bytes: no swap in between
+    actual = hashlib.sha256(data).hexdigest()
     if actual != manifest.artifact.sha256:
         raise ArtifactIntegrityError(
             f"{artifact_path}: SHA-256 {actual} does not match the manifest's "
             f"{manifest.artifact.sha256}; refusing to load (a TorchScript file is code)")
-    module = torch.jit.load(str(artifact_path), map_location=map_location)
+    module = torch.jit.load(io.BytesIO(data), map_location=map_location)
     module.eval()
     return module, manifest

@@ -27,8 +27,6 @@ from model.paper import PAPER_TASKS, VARIANTS, paper_model
 from model.stability import SECTIONS, stability_report
 from model.stability.analysis import DEFAULT_INPUTS
 
-TASK_SEQUENCE_LENGTH = {"mnist": 784, "cifar10": 1024, "pendulum": 29}
-
 
 def _parse_sections(text: str | None) -> list[str] | None:
     if text is None:
@@ -69,7 +67,8 @@ def _load(args: argparse.Namespace) -> tuple[torch.nn.Module, str, int, str]:
                 f"{manifest.name} {manifest.version} ({manifest.architecture.variant})")
     torch.manual_seed(args.seed)
     module = paper_model(args.task, args.variant).eval()
-    return module, args.task, TASK_SEQUENCE_LENGTH[args.task], f"{args.task}/{args.variant} seed {args.seed}"
+    return (module, args.task, PAPER_TASKS[args.task].sequence_length,
+            f"{args.task}/{args.variant} seed {args.seed}")
 
 
 def write_plots(report, directory: Path) -> list[Path]:

@@ -115,8 +115,9 @@ def hardware_string(device: torch.device, ctx: DistContext) -> str:
     return f"{what}, torch {torch.__version__}"
 
 
-def euler_margin(model: nn.Module) -> float | None:
-    """max_i |1 + ε λ_i(B)| of an AFRNN-family model (≤ 1: explicit Euler is stable with D_t = I)."""
+def euler_factor(model: nn.Module) -> float | None:
+    """max_i |1 + ε λ_i(B)| of an AFRNN-family model: the explicit-Euler growth factor with D_t = I
+    (≤ 1: stable). The stability report's ``euler_margin`` is 1 minus the factor along a trajectory."""
     if not hasattr(model, "coupling_matrix"):
         return None
     with torch.no_grad():
@@ -383,9 +384,9 @@ class Trainer:
                   **train, **{f"val_{k}": v for k, v in val.items()},
                   "grad_norm_mean": gsum / (steps * self.ctx.world_size), "grad_norm_max": gmax,
                   "best": improved}
-        margin = euler_margin(unwrap(self.model))
-        if margin is not None:
-            record["euler_margin"] = margin
+        factor = euler_factor(unwrap(self.model))
+        if factor is not None:
+            record["euler_factor"] = factor
         return record
 
     def _end_epoch(self) -> None:
@@ -413,6 +414,15 @@ class Trainer:
         text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
         return f"[{record['kind']}] {text}" + (" *best*" if record.get("best") else "")
 
+    def _budget_spent(self) -> str | None:
+        """Why the run must stop now (--max-steps or the cumulative --max-minutes), else None."""
+        run, p = self.run, self.progress
+        if run.max_steps is not None and p.global_step >= run.max_steps:
+            return f"max_steps {run.max_steps} reached"
+        if run.max_minutes is not None and self._elapsed() >= 60 * run.max_minutes:
+            return f"max_minutes {run.max_minutes} reached"
+        return None
+
     def fit(self) -> Manifest | None:
         """Train (or continue), then evaluate and export; returns the manifest on rank 0."""
         cfg, run, p = self.cfg, self.run, self.progress
@@ -424,7 +434,9 @@ class Trainer:
                  f"device {self.device}, {self.ctx.world_size} process(es), "
                  f"{torch.get_num_threads()} thread(s)")
         show_bar = self.ctx.is_main and (run.progress if run.progress is not None else sys.stderr.isatty())
-        stop_reason = None
+        stop_reason = self._budget_spent()     # a resumed run whose budget is already used trains no step
+        if stop_reason is not None:
+            self.log(f"{stop_reason} before this session: raise --max-minutes / --max-steps to continue")
         while p.epoch < cfg.epochs and stop_reason is None:
             self.sampler.set_epoch(p.epoch)
             batches = torch.tensor(list(iter(self.sampler)), dtype=torch.long).split(self.rank_batch)
@@ -452,13 +464,8 @@ class Trainer:
                     record = self._checkpoint_record("eval")
                     self._record(record)
                     self.log(self._format(record))
-                reason = None
-                if not math.isfinite(loss):
-                    reason = f"non-finite training loss {loss} at step {p.global_step}"
-                elif run.max_steps is not None and p.global_step >= run.max_steps:
-                    reason = f"max_steps {run.max_steps} reached"
-                elif run.max_minutes is not None and self._elapsed() >= 60 * run.max_minutes:
-                    reason = f"max_minutes {run.max_minutes} reached"
+                reason = (f"non-finite training loss {loss} at step {p.global_step}"
+                          if not math.isfinite(loss) else self._budget_spent())
                 save_due = time.monotonic() - self._last_save >= 60 * run.checkpoint_minutes
                 stop, save = self._agree(reason is not None, save_due)
                 if stop:

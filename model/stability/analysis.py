@@ -548,6 +548,7 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
     summary: dict[str, Any] = {
         "theorem_holds": theorem.stability_guaranteed if theorem is not None else None,
         "max_real_eigenvalue": report["spectrum"].max_real_eigenvalue if "spectrum" in report else None,
+        "max_real_bound": report["spectrum"].max_real_bound_overall if "spectrum" in report else None,
         "max_step_spectral_radius": (report["discrete"].max_step_spectral_radius
                                      if "discrete" in report else None),
         "top_lyapunov_exponent": report["lyapunov"].top if "lyapunov" in report else None,

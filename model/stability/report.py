@@ -154,7 +154,11 @@ class Summary(_Section):
     theorem_holds: bool | None = Field(
         description="the coupling guarantees max Re λ(D_t B) ≤ 0 for every input: Theorem 3 "
                     "(antisymmetric A) or its block-triangular form (2-ARNN); null for LSTM")
-    max_real_eigenvalue: float | None
+    max_real_eigenvalue: float | None = Field(
+        description="max Re λ(D_t B), exact at spectrum.exact_steps (sampled steps plus the steps with "
+                    "the largest bounds); max_real_bound bounds it at every step")
+    max_real_bound: float | None = Field(
+        None, description="Bendixson upper bound on max Re λ(D_t B) over every step t")
     max_step_spectral_radius: float | None
     top_lyapunov_exponent: float | None
     gradient_norm_ratio: float | None = Field(description="‖∂z_T/∂z_0‖₂")

@@ -226,3 +226,8 @@ def test_wrong_input_shape_is_rejected_with_the_expected_shape():
     model = paper_model("cifar10", "afrnn", layer_sizes=(4, 4))
     with pytest.raises(ValueError, match=r"expected x of shape \(batch, steps, 3\)"):
         model(torch.randn(2, 10, 1))
+
+
+def test_only_antisymmetric_couplings_claim_theorem3():
+    claims = {v: paper_model("mnist", v).theorem_applies for v in VARIANTS}
+    assert claims == {"arnn": True, "2-arnn": False, "frnn": False, "afrnn": True, "lstm": False}

@@ -80,11 +80,20 @@ def test_budget_stops_cleanly_then_evaluates_and_exports(tmp_path, mnist_dir):
     out = tmp_path / "out"
     assert run(out, mnist_dir, "--epochs", 50, "--max-minutes", 1e-6) == 0
     state = load_state(out)
-    assert state["progress"]["global_step"] == 1
+    assert state["progress"]["global_step"] == 0          # the budget was spent before the first step
     manifest = json.loads((out / "mnist.json").read_text())
     assert manifest["training"]["hyperparameters"]["stop_reason"].startswith("max_minutes")
-    assert manifest["training"]["epochs"] == pytest.approx(1 / 5)
+    assert manifest["training"]["epochs"] == 0
     assert "test_accuracy" in manifest["metrics"]
+
+
+def test_resume_with_a_spent_budget_trains_no_further_step(tmp_path, mnist_dir):
+    out = tmp_path / "out"
+    assert run(out, mnist_dir, "--epochs", 50, "--max-steps", 2) == 0
+    assert run(out, mnist_dir, "--epochs", 50, "--max-steps", 2, "--resume") == 0
+    assert load_state(out)["progress"]["global_step"] == 2
+    manifest = json.loads((out / "mnist.json").read_text())
+    assert manifest["training"]["hyperparameters"]["stop_reason"].startswith("max_steps")
 
 
 def test_resume_refuses_to_change_the_model(tmp_path, mnist_dir, capsys):

@@ -28,6 +28,7 @@ inputs) at steps 1 … 28; the targets are the states 1 … 29, one per input st
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -181,7 +182,7 @@ def load_or_generate(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec(
     states = generate(spec)
     digest = content_hash(states, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")    # DDP ranks may write at once
     np.savez(tmp, states=states, content_hash=np.array(digest), spec=np.array(json.dumps(asdict(spec))))
     tmp.replace(path)
     return states, digest
