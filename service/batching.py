@@ -156,19 +156,28 @@ class DynamicBatcher(Generic[P, R]):
         if len(self._pending) >= self.max_queue_length:
             raise QueueFullError(f"model {self.name!r} has {len(self._pending)} requests queued (the limit "
                                  f"is max_queue_length = {self.max_queue_length})", self._retry_after())
-        item = _Pending(payload, rows, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        item = _Pending(payload, rows, loop.create_future())
         self._pending.append(item)
         self._queue_depth_changed()
         self._wakeup.set()
+        # One timer on the request's own future (cheaper than asyncio.wait_for's wrapper future).
+        timer = loop.call_later(self.request_timeout_s, self._expire, item)
         try:
-            return await asyncio.wait_for(item.future, self.request_timeout_s)
-        except TimeoutError:
-            self._discard(item)
-            raise RequestTimeoutError(f"model {self.name!r} did not answer within request_timeout_s = "
-                                      f"{self.request_timeout_s} s") from None
-        except asyncio.CancelledError:        # the client went away
+            return await item.future
+        except asyncio.CancelledError:        # the client went away (awaiting cancelled item.future)
             self._discard(item)
             raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, item: _Pending) -> None:
+        """The request's timeout: drop it from the queue if still waiting and fail its future."""
+        if item.future.done():
+            return
+        self._discard(item)
+        item.future.set_exception(RequestTimeoutError(
+            f"model {self.name!r} did not answer within request_timeout_s = {self.request_timeout_s} s"))
 
     def _discard(self, item: _Pending) -> None:
         try:

@@ -98,6 +98,19 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics):
         self.app = app
         self.metrics = metrics
+        # (route, method, model, status) → its counter and histogram children: ``labels()`` validates
+        # and locks on every call, this is one dict lookup. Bounded like the label sets themselves.
+        self._children: dict[tuple[str, str, str, int], tuple] = {}
+
+    def _collectors(self, route: str, method: str, model: str, status: int) -> tuple:
+        key = (route, method, model, status)
+        children = self._children.get(key)
+        if children is None:
+            code = str(status)
+            children = self._children[key] = (
+                self.metrics.requests.labels(route=route, method=method, status=code),
+                self.metrics.request_seconds.labels(route=route, model=model, status=code))
+        return children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,9 +132,9 @@ class RequestMetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             model = scope.get("state", {}).get("model", "")
-            code = str(status)
-            self.metrics.requests.labels(route=template, method=scope["method"], status=code).inc()
-            self.metrics.request_seconds.labels(route=template, model=model, status=code).observe(elapsed)
+            requests, seconds = self._collectors(template, scope["method"], model, status)
+            requests.inc()
+            seconds.observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info("request", extra={
                     "method": scope["method"], "path": scope["path"], "route": template, "model": model,

@@ -131,6 +131,30 @@ def test_timeout_raises_and_drops_the_request_from_the_queue():
     assert batches == [[0]]                                     # the timed-out request never ran
 
 
+def test_a_cancelled_caller_is_dropped_from_the_queue_and_the_others_are_served():
+    async def scenario():
+        run = Doubler(delay_s=0.1)
+        batcher = make(run, max_batch_size=1, request_timeout_s=0.5)
+        busy = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(batcher.submit(1))          # queued behind 0
+        kept = asyncio.ensure_future(batcher.submit(2))
+        await asyncio.sleep(0.01)
+        gone.cancel()                                           # the client went away
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        depth = batcher.queue_depth
+        results = await asyncio.gather(busy, kept)
+        await asyncio.sleep(0.6)                                # past every timer: none fires late
+        await batcher.close()
+        return run.batches, depth, [r.value for r in results]
+
+    batches, depth, values = asyncio.run(scenario())
+    assert depth == 1                                           # only 2 still waits
+    assert values == [0, 4]
+    assert batches == [[0], [2]]                                # the cancelled request never ran
+
+
 def test_a_failing_request_does_not_fail_its_batch_neighbours():
     async def scenario():
         run = Doubler(delay_s=0.02)

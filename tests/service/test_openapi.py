@@ -23,3 +23,14 @@ def test_openapi_documents_every_endpoint_with_examples(service):
     assert {"401", "404", "413", "422", "503", "504"} <= set(classify["responses"])
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert httpx.get(service.url + "/docs").status_code == 200
+
+
+def test_api_key_is_declared_only_when_one_is_configured(tmp_path):
+    from service.app import create_app
+    from service.config import Settings
+
+    for key, declared in ((None, False), ("secret", True)):
+        spec = create_app(Settings(model_dir=tmp_path, api_key=key)).openapi()
+        for path, method in [("/classify", "post"), ("/pendulum/predict", "post"), ("/models", "get")]:
+            assert ("security" in spec["paths"][path][method]) == declared, (key, path)
+        assert ("securitySchemes" in spec.get("components", {})) == declared, key

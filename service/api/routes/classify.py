@@ -1,23 +1,29 @@
-"""``POST /classify``: image classification with dynamic batching."""
+"""``POST /classify``: image classification with dynamic batching.
+
+The handler returns the response already serialised (``ClassifyResponse.model_dump_json``):
+``response_model`` still documents it in the OpenAPI schema, but FastAPI does not validate and
+serialise the same object a second time.
+"""
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import RegistryDep, SettingsDep
+from service.api.deps import registry_of, settings_of
 from service.api.inference import submit
+from service.api.json_body import FastJSONRoute
 from service.errors import InputError
 from service.schemas import ERROR_RESPONSES, ClassifyRequest, ClassifyResponse
 from service.tasks import ClassifyJob
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=FastJSONRoute)
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
-async def classify(body: ClassifyRequest, request: Request, registry: RegistryDep,
-                   settings: SettingsDep) -> ClassifyResponse:
+async def classify(body: ClassifyRequest, request: Request) -> Response:
     """Classify one image (`pixels`) or a batch (`images`) with a pixel-sequence classifier."""
     started = time.perf_counter()
+    registry, settings = registry_of(request), settings_of(request)   # not Depends: see service.api.deps
     entry = registry.resolve(body.model, "classifier")
     request.state.model = entry.name
     api = entry.api
@@ -31,7 +37,8 @@ async def classify(body: ClassifyRequest, request: Request, registry: RegistryDe
     x = api.decode(images, body.scale, body.image_locs)                  # decode
     result = await submit(entry, ClassifyJob(x, body.return_sequence))   # batch → predict → unbatch
     predictions = api.encode(result.value, body.top_k, body.return_sequence)   # encode
-    return ClassifyResponse(
+    response = ClassifyResponse(
         model=entry.name, version=entry.manifest.version, predictions=predictions,
         latency_ms=(time.perf_counter() - started) * 1000, queue_ms=result.queue_wait_s * 1000,
         inference_ms=result.inference_s * 1000, batch_size=result.batch_rows)
+    return Response(response.model_dump_json(), media_type="application/json")

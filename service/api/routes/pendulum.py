@@ -8,11 +8,12 @@ from fastapi import APIRouter, Request
 
 from service.api.deps import RegistryDep, SettingsDep
 from service.api.inference import submit
+from service.api.json_body import FastJSONRoute
 from service.errors import InputError
 from service.schemas import ERROR_RESPONSES, PendulumRequest, PendulumResponse
 from service.tasks import PendulumJob
 
-router = APIRouter(prefix="/pendulum", tags=["inference"])
+router = APIRouter(prefix="/pendulum", tags=["inference"], route_class=FastJSONRoute)
 
 
 @router.post("/predict", response_model=PendulumResponse, responses=ERROR_RESPONSES)

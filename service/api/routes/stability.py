@@ -6,10 +6,11 @@ from fastapi import APIRouter, Query, Response
 
 from model.stability import StabilityReport
 from service.api.deps import MetricsDep, ModelDep, SettingsDep, StabilityDep
+from service.api.json_body import FastJSONRoute
 from service.errors import InputError
 from service.schemas import ERROR_RESPONSES, StabilityRequest
 
-router = APIRouter(prefix="/models", tags=["stability"])
+router = APIRouter(prefix="/models", tags=["stability"], route_class=FastJSONRoute)
 
 
 @router.post("/{name}/stability", response_model=StabilityReport, responses=ERROR_RESPONSES)
