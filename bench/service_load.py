@@ -20,8 +20,12 @@ Figures (the last output line is one JSON object):
 
 * ``raw_ceiling_per_s``   — best images/s of ``module(x)`` on (B, 784, 1) batches, B ≤ max batch size,
                             in this process with the service's thread setting (no HTTP, no service);
-* ``bare_forward_ms``     — median wall time of one batch-1 forward pass, same setting
-                            (``bare_forward_cpu_ms``: its CPU time);
+* ``bare_forward_ms``     — median wall time of one batch-1 forward pass, back to back, same setting
+                            (``bare_forward_cpu_ms``: its CPU time; ``bare_forward_after_idle_ms``: the
+                            same after 5 ms idle each, i.e. with the cold caches a lone request meets);
+* ``raw_ceiling_batch``   — the batch size B that gave the ceiling;
+* ``server_loop`` / ``server_http`` — the event loop and HTTP parser uvicorn picked (uvloop and
+                            httptools when installed, else asyncio and h11: ~0.15 ms CPU per request);
 * ``batched_64_per_s`` / ``unbatched_64_per_s`` — service throughput at 64 clients, batching on / off;
 * ``single_p50_ms``       — p50 round trip of one client (batching on);
 * per setting: throughput, p50 / p99 latency, mean batch size, CPU ms per request (service, clients).
@@ -33,6 +37,7 @@ single_p50 ≤ 1.3 × bare_forward.
 import argparse
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -94,6 +99,15 @@ def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: floa
             module(one)
             wall.append(time.perf_counter() - w)
             cpu.append(time.process_time() - c)
+        # A lone request finds the model idle: its forward starts with cold caches. The same batch-1
+        # forward after 5 ms idle shows what that costs on this machine (for information; the goal
+        # compares with the back-to-back figure above).
+        after_idle = []
+        for _ in range(max(20, len(wall) // 4)):
+            time.sleep(0.005)
+            w = time.perf_counter()
+            module(one)
+            after_idle.append(time.perf_counter() - w)
         for batch in sorted({b for b in (1, 8, 16, 32, 64, 128) if b <= max_batch} | {max_batch}):
             x = torch.zeros(batch, steps, channels)
             module(x)
@@ -103,8 +117,9 @@ def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: floa
                 module(x)
                 count += 1
             per_batch[batch] = batch * count / (time.perf_counter() - start)
-    return {"ceiling": max(per_batch.values()), "bare_ms": statistics.median(wall) * 1000,
-            "bare_cpu_ms": statistics.mean(cpu) * 1000, "per_batch": per_batch}
+    return {"ceiling": max(per_batch.values()), "ceiling_batch": max(per_batch, key=per_batch.get),
+            "bare_ms": statistics.median(wall) * 1000, "bare_cpu_ms": statistics.mean(cpu) * 1000,
+            "bare_after_idle_ms": statistics.median(after_idle) * 1000, "per_batch": per_batch}
 
 
 def free_port() -> int:
@@ -216,6 +231,9 @@ def main() -> None:
     clients = sorted(int(c) for c in args.clients.split(","))
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
+    # What uvicorn ("auto") will pick in the service process, which has this environment.
+    server_loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    server_http = "httptools" if importlib.util.find_spec("httptools") else "h11"
 
     with tempfile.TemporaryDirectory(prefix="service-load-") as tmp:
         model_dir = args.model_dir or REPO_ROOT / "checkpoints"
@@ -230,11 +248,13 @@ def main() -> None:
         for suffix in (".json", ".pt"):
             (serve_dir / f"mnist{suffix}").symlink_to((model_dir / f"mnist{suffix}").resolve())
         print(f"model: {source}; torch threads {args.threads}; {os.cpu_count()} CPUs "
-              f"({platform.machine()}); load average {load_before:.1f}", flush=True)
+              f"({platform.machine()}); load average {load_before:.1f}; uvicorn with {server_loop} loop "
+              f"and {server_http} HTTP parser", flush=True)
 
         raw = raw_forward(serve_dir / "mnist.json", args.threads, args.max_batch_size,
                           0.6 if args.quick else 4.0)
-        print(f"raw forward: batch-1 median {raw['bare_ms']:.2f} ms ({raw['bare_cpu_ms']:.2f} ms CPU); "
+        print(f"raw forward: batch-1 median {raw['bare_ms']:.2f} ms ({raw['bare_cpu_ms']:.2f} ms CPU; "
+              f"{raw['bare_after_idle_ms']:.2f} ms after 5 ms idle); "
               "images/s by batch " + ", ".join(f"{b}: {v:.0f}" for b, v in raw["per_batch"].items()),
               flush=True)
 
@@ -262,8 +282,10 @@ def main() -> None:
     single = results[f"batched_{one}"]
     figures = {
         "raw_ceiling_per_s": round(raw["ceiling"], 1),
+        "raw_ceiling_batch": raw["ceiling_batch"],
         "bare_forward_ms": round(raw["bare_ms"], 3),
         "bare_forward_cpu_ms": round(raw["bare_cpu_ms"], 3),
+        "bare_forward_after_idle_ms": round(raw["bare_after_idle_ms"], 3),
         f"batched_{top}_per_s": round(batched["throughput_per_s"], 1),
         f"unbatched_{top}_per_s": round(unbatched["throughput_per_s"], 1),
         "single_p50_ms": round(single["p50_ms"], 3),
@@ -274,6 +296,7 @@ def main() -> None:
         "raw_per_batch_size": {str(b): round(v, 1) for b, v in raw["per_batch"].items()},
         "settings": {k: {m: round(v, 3) if isinstance(v, float) else v for m, v in row.items()}
                      for k, row in results.items()},
+        "server_loop": server_loop, "server_http": server_http,
         "torch_threads": args.threads, "max_batch_size": args.max_batch_size,
         "max_queue_delay_ms": args.max_queue_delay_ms, "seconds_per_setting": seconds,
         "cpus": os.cpu_count(), "load_average_before": round(load_before, 2),
