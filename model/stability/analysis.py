@@ -82,6 +82,7 @@ from model.stability.spectrum import (
 
 SECTIONS = ("theorem", "spectrum", "discrete", "gradients", "lyapunov", "trajectory")
 LSTM_SECTIONS = ("gradients", "lyapunov", "trajectory")
+FIGURE_SECTIONS = ("spectrum", "gradients", "lyapunov", "trajectory")   # the sections with a figure
 DEFAULT_INPUTS = ("zeros", "noise")
 
 GRADIENT_LOW = 1e-3          # ‖∂z_T/∂z_t‖ below: vanishing

@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from model.stability.analysis import FIGURE_SECTIONS
 from model.stability.report import StabilityReport
 
 Reports = StabilityReport | Mapping[str, StabilityReport]
@@ -214,8 +215,7 @@ def render_report_png(report: StabilityReport, dpi: int = 90) -> bytes:
     if report.lyapunov is not None:
         panels.append(lambda ax: plot_lyapunov(report, ax))
     if not panels:
-        raise ValueError("the report has no section with a figure (trajectory, gradients, spectrum, "
-                         "lyapunov)")
+        raise ValueError(f"the report has no section with a figure (one of {list(FIGURE_SECTIONS)})")
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure = Figure(figsize=(4.6 * columns, 3.6 * rows), layout=LAYOUT)

@@ -160,6 +160,9 @@ class ClassifierAPI:
                     raise InputError(loc, f"model {self.manifest.name!r} has {self.channels} channels; "
                                           "PNG input needs 1 (greyscale) or 3 (RGB)")
                 pixels = np.asarray(img.convert(mode), dtype=np.float32)
+        except Image.DecompressionBombError:
+            raise InputError(loc, f"the PNG's header declares more than {Image.MAX_IMAGE_PIXELS} pixels; "
+                                  f"model {self.manifest.name!r} takes {self.side}×{self.side}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             if isinstance(err, InputError):
                 raise

@@ -155,6 +155,23 @@ def test_png_of_the_wrong_size_is_rejected(client, oracle):
     assert loc == ["body", "pixels"] and "32×32" in msg and "28×28" in msg
 
 
+def test_png_bomb_header_is_a_422_not_a_500(client):
+    """An 88-byte PNG whose header claims 20000×20000 pixels (Pillow's decompression-bomb guard)."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + \
+        chunk(b"IEND", b"")
+    loc, msg = _rule(client.post("/classify", json={"model": "mnist",
+                                                    "pixels": base64.b64encode(png).decode()}))
+    assert loc == ["body", "pixels"] and "pixels" in msg and "28×28" in msg
+
+
 def test_nan_and_infinity_are_rejected(client):
     for token in ("NaN", "Infinity", "-Infinity"):
         body = '{"model": "mnist", "scale": 1, "pixels": [' + "0, " * 783 + token + "]}"

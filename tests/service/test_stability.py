@@ -95,5 +95,8 @@ def test_bad_options_are_422(client, path, body, loc, rule):
 def test_bad_png_query_is_422_and_unknown_model_404(client):
     r = client.get("/models/mnist/stability.png", params={"sections": "nope"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["query", "sections"]
+    r = client.get("/models/mnist/stability.png", params={"sections": ["theorem", "discrete"]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["query", "sections"]
+    assert "figure" in r.json()["detail"][0]["msg"]
     assert client.post("/models/none/stability", json={}).status_code == 404
     assert client.get("/models/corrupt/stability.png").status_code == 503

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from model.stability import StabilityReport
+from model.stability import FIGURE_SECTIONS, StabilityReport
 from service.api.deps import MetricsDep, ModelDep, SettingsDep, StabilityDep
 from service.api.json_body import FastJSONRoute
 from service.errors import InputError
@@ -42,6 +42,9 @@ async def stability_png(entry: ModelDep, reports: StabilityDep, metrics: Metrics
         checked = reports.check_options(entry, sections, lyapunov_k)
     except InputError as err:
         raise InputError(("query", *err.loc), err.msg) from None
+    if checked is not None and not set(checked) & set(FIGURE_SECTIONS):
+        raise InputError(("query", "sections"), f"the PNG needs at least one section with a figure: "
+                                                f"{list(FIGURE_SECTIONS)}; got {list(checked)}")
     png, cached = await reports.png(entry, checked, lyapunov_k)
     metrics.stability_reports.labels(model=entry.name, cache="hit" if cached else "miss").inc()
     return Response(content=png, media_type="image/png",
