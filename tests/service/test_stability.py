@@ -92,6 +92,19 @@ def test_bad_options_are_422(client, path, body, loc, rule):
     assert issue["loc"][:len(loc)] == loc and rule in issue["msg"], issue
 
 
+@pytest.mark.parametrize("model,body,field", [
+    ("mnist", {"steps": 10}, "steps"),                                  # pendulum option on a classifier
+    ("mnist", {"units": "radians", "pixels": [0] * 784, "scale": 255}, "units"),
+    ("mnist", {"scale": 255}, "scale"),                                 # a sample option without the sample
+    ("pendulum", {"scale": 255}, "scale"),
+    ("pendulum", {"steps": 12}, "steps"),
+])
+def test_sample_options_that_do_not_apply_are_422(client, model, body, field):
+    r = client.post(f"/models/{model}/stability", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][:2] == ["body", field]
+
+
 def test_bad_png_query_is_422_and_unknown_model_404(client):
     r = client.get("/models/mnist/stability.png", params={"sections": "nope"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["query", "sections"]

@@ -9,6 +9,7 @@ from service.api.deps import MetricsDep, ModelDep, SettingsDep, StabilityDep
 from service.api.json_body import FastJSONRoute
 from service.errors import InputError
 from service.schemas import ERROR_RESPONSES, StabilityRequest
+from service.tasks import ClassifierAPI
 
 router = APIRouter(prefix="/models", tags=["stability"], route_class=FastJSONRoute)
 
@@ -20,6 +21,7 @@ async def stability(entry: ModelDep, body: StabilityRequest, reports: StabilityD
     exponents) for its default input (cached) or for a given sample."""
     entry.require_ready()
     sections = reports.check_options(entry, body.sections, body.lyapunov_k)
+    _reject_fields_that_do_not_apply(entry, body)
     x = None
     if body.has_sample:
         x = reports.sample_input(entry, body.pixels, body.scale,
@@ -29,6 +31,23 @@ async def stability(entry: ModelDep, body: StabilityRequest, reports: StabilityD
     metrics.stability_reports.labels(model=entry.name,
                                      cache="custom" if x is not None else ("hit" if cached else "miss")).inc()
     return report
+
+
+def _reject_fields_that_do_not_apply(entry, body: StabilityRequest) -> None:
+    """Sample options (`scale`; `units`, `steps`) only describe a sample of the model's own kind."""
+    classifier = isinstance(entry.api, ClassifierAPI)
+    if body.has_sample and (body.pixels is not None) != classifier:
+        return                          # a sample of the wrong kind: sample_input names that field
+    given = body.model_fields_set
+    own = {"scale"} if classifier else {"units", "steps"}
+    for field in sorted(given & {"scale", "units", "steps"}):
+        if field not in own:
+            raise InputError((field,), f"`{field}` does not apply to model {entry.name!r} "
+                                       f"({entry.manifest.task}); it takes {sorted(own)}")
+        if not body.has_sample:
+            sample = "pixels" if field == "scale" else "initial_state"
+            raise InputError((field,), f"`{field}` describes a sample: give `{sample}` with it, or omit "
+                                       f"it for the default input")
 
 
 @router.get("/{name}/stability.png", response_class=Response, responses={
