@@ -20,15 +20,11 @@ PAPER_RESULTS = {
 }
 
 
-def collect(dirs: list[Path]) -> list[Manifest]:
-    manifests = []
-    for directory in dirs:
-        for path in sorted(directory.glob("*.json")):
-            manifests.append(read_manifest(path))
-    return manifests
+def collect(dirs: list[Path]) -> list[tuple[Path, Manifest]]:
+    return [(path, read_manifest(path)) for directory in dirs for path in sorted(directory.glob("*.json"))]
 
 
-def _row(m: Manifest) -> str:
+def _row(path: Path, m: Manifest) -> str:
     variant = m.architecture.variant
     paper = PAPER_RESULTS[m.task].get(variant)
     hours = m.training.wall_time_s / 3600
@@ -37,22 +33,22 @@ def _row(m: Manifest) -> str:
     else:
         ours = f"{100 * m.metrics['test_accuracy']:.2f} %"
     paper_text = "—" if paper is None else (f"{paper}" if m.task == "pendulum" else f"{paper} %")
-    return (f"| {m.name} | {variant} | {m.parameters} | {ours} | {paper_text} | {m.training.epochs:.2f} | "
+    return (f"| `{path}` | {variant} | {m.parameters} | {ours} | {paper_text} | {m.training.epochs:.2f} | "
             f"{hours:.2f} h | {m.training.hardware} | `{m.training.command}` |")
 
 
-def render(manifests: list[Manifest]) -> str:
+def render(manifests: list[tuple[Path, Manifest]]) -> str:
     lines = []
     for task in ("pendulum", "mnist", "cifar10"):
-        rows = [m for m in manifests if m.task == task]
+        rows = [(path, m) for path, m in manifests if m.task == task]
         if not rows:
             continue
         metric = "paper metric (lower is better)" if task == "pendulum" else "test accuracy"
         lines += [f"### {task}", "",
-                  f"| name | model | parameters | our {metric} | paper | epochs | wall time | hardware "
+                  f"| manifest | model | parameters | our {metric} | paper | epochs | wall time | hardware "
                   "| command |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        lines += [_row(m) for m in rows]
+        lines += [_row(path, m) for path, m in rows]
         lines.append("")
     return "\n".join(lines)
 
