@@ -39,7 +39,8 @@ def test_classify_labels_real_test_images(mnist_test_images, start_service):
     with torch.no_grad():
         direct = module(x).argmax(dim=1).tolist()
     assert served == direct                                        # the service adds nothing of its own
-    accuracy = sum(s == int(y) for s, y in zip(served, labels, strict=True)) / IMAGES
-    claimed = manifest.metrics.get("test_accuracy", 0.0)
-    claimed = claimed / 100 if claimed > 1 else claimed
-    assert accuracy >= claimed - 0.2, (served, labels.tolist(), claimed)
+    correct = sum(s == int(y) for s, y in zip(served, labels, strict=True))
+    # the shipped model scores ≥ 90 % on the test split (its manifest says how much); on these 20
+    # fixed images at most 3 mistakes are allowed
+    assert manifest.metrics["test_accuracy"] >= 0.9
+    assert correct >= IMAGES - 3, (served, labels.tolist())
