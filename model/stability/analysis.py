@@ -52,11 +52,10 @@ import torch
 from torch import Tensor
 
 from model.stability.jacobians import (
-    DenseJacobians,
-    EulerJacobians,
     StepJacobians,
     autograd_step_jacobians,
     backward_products,
+    step_jacobians,
     tanh_derivatives,
 )
 from model.stability.lyapunov import lyapunov_exponents
@@ -451,11 +450,7 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
         derivatives = tanh_derivatives(module, states, drive)
     jacobians: StepJacobians | None = None
     if {"gradients", "lyapunov"} & set(chosen):
-        # the same choice as jacobians.step_jacobians, reusing B and D_t computed above
-        if afrnn and not sequential:
-            jacobians = EulerJacobians(coupling, derivatives, epsilon)
-        else:
-            jacobians = DenseJacobians(autograd_step_jacobians(module, states, drive))
+        jacobians = step_jacobians(module, states, drive, coupling, derivatives)   # reuses B and D_t
     timings["jacobians"] = time.perf_counter() - tick
 
     if "theorem" in chosen:
@@ -500,9 +495,9 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
             tick = time.perf_counter()
             euler = (1.0 + epsilon * eigenvalues).abs().amax(dim=1)
             if sequential:
-                step_jacobians = (jacobians.stack(exact) if jacobians is not None else
-                                  autograd_step_jacobians(module, states, drive, exact).to(torch.float64))
-                radius = torch.linalg.eigvals(step_jacobians).abs().amax(dim=1)
+                sampled = (jacobians.stack(exact) if jacobians is not None else
+                           autograd_step_jacobians(module, states, drive, exact).to(torch.float64))
+                radius = torch.linalg.eigvals(sampled).abs().amax(dim=1)
                 method = "ρ(J_t) from eigenvalues of the autograd Jacobian of the sequential step"
             else:
                 radius = euler

@@ -149,16 +149,21 @@ def autograd_step_jacobians(module, states: Tensor, drive: Tensor,
     return torch.stack(rows, dim=1).detach().cpu()
 
 
-def step_jacobians(module, states: Tensor, drive: Tensor) -> StepJacobians:
+def step_jacobians(module, states: Tensor, drive: Tensor, coupling: Tensor | None = None,
+                   derivatives: Tensor | None = None) -> StepJacobians:
     """The step Jacobians of the trajectory z_0 … z_T (states (T+1, D), drive (T, ·)).
 
-    Simultaneous AFRNN step: ``EulerJacobians`` from B and one batched ``velocity`` call.
-    Sequential AFRNN step and LSTM: ``DenseJacobians`` from ``autograd_step_jacobians``.
+    Simultaneous AFRNN step: ``EulerJacobians`` from B and one batched ``velocity`` call (pass
+    ``coupling`` = B and ``derivatives`` = D_t when already computed). Sequential AFRNN step and LSTM:
+    ``DenseJacobians`` from ``autograd_step_jacobians``.
     """
     if str(module.variant) != "lstm" and not bool(module.sequential):
-        with torch.no_grad():
-            coupling = module.coupling_matrix().detach().cpu()
-        return EulerJacobians(coupling, tanh_derivatives(module, states, drive), float(module.epsilon))
+        if coupling is None:
+            with torch.no_grad():
+                coupling = module.coupling_matrix().detach().cpu()
+        if derivatives is None:
+            derivatives = tanh_derivatives(module, states, drive)
+        return EulerJacobians(coupling, derivatives, float(module.epsilon))
     return DenseJacobians(autograd_step_jacobians(module, states, drive))
 
 
