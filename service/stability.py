@@ -29,7 +29,6 @@ from model.stability import SECTIONS, StabilityReport, stability_report
 from service.errors import InputError
 from service.registry import ServedModel
 from service.tasks import ClassifierAPI, PendulumAPI
-from training.data.pendulum import network_inputs
 
 CacheKey = tuple[str, tuple[str, ...] | None, int, str]
 
@@ -69,7 +68,7 @@ class StabilityReports:
     def default_input(entry: ServedModel) -> torch.Tensor | None:
         api = entry.api
         if isinstance(api, PendulumAPI):
-            return network_inputs(torch.zeros(1, 4), api.trained_steps)
+            return api.network_input(torch.zeros(1, 4), api.trained_steps)
         return None
 
     @staticmethod
@@ -87,9 +86,7 @@ class StabilityReports:
         if steps > max_steps:
             raise InputError(("steps",), f"steps must be ≤ pendulum_max_steps = {max_steps}, got {steps}")
         x0 = api.decode([initial_state], units, [("initial_state",)])
-        model_x0 = (torch.from_numpy(x0.astype(np.float32))[:, api._input_order] - torch.from_numpy(api.mean)
-                    ) / torch.from_numpy(api.std)
-        return network_inputs(model_x0, steps)
+        return api.network_input(torch.from_numpy(x0.astype(np.float32)), steps)
 
     # -- computing --------------------------------------------------------------------------------
     def _compute(self, entry: ServedModel, x: torch.Tensor | None, sections: tuple[str, ...] | None,

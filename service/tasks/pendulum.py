@@ -111,11 +111,15 @@ class PendulumAPI:
             start += job.rows
         return out
 
+    def network_input(self, x0: torch.Tensor, steps: int) -> torch.Tensor:
+        """(n, 4) initial states (radians, wire order) → the network input (n, steps, 4): the state,
+        normalised and in the model's channel order, at step 0, then the placeholder."""
+        model_x0 = (x0[:, self._input_order] - torch.from_numpy(self.mean)) / torch.from_numpy(self.std)
+        return network_inputs(model_x0, steps)
+
     def predict(self, x0: torch.Tensor, steps: int) -> torch.Tensor:
         """(n, 4) initial states → (n, steps, 4) predicted states (radians, wire order)."""
-        model_x0 = (x0[:, self._input_order] - torch.from_numpy(self.mean)) / torch.from_numpy(self.std)
-        x = network_inputs(model_x0.to(self.device), steps)
-        predicted = self.module(x, None, True)
+        predicted = self.module(self.network_input(x0, steps).to(self.device), None, True)
         return predicted[..., self._output_order].float()
 
     def warmup(self, max_batch_size: int) -> None:
