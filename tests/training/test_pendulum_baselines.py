@@ -1,0 +1,60 @@
+"""The non-learned pendulum predictors against hand-computed answers and the pendulum's own physics."""
+
+import numpy as np
+import pytest
+
+from training import pendulum_baselines as pb
+from training.data import pendulum
+
+
+@pytest.fixture(scope="module")
+def states() -> np.ndarray:
+    """160 real double-pendulum trajectories (160, 30, 4) from the generator, initial states seeded."""
+    initial = np.deg2rad(np.random.default_rng(0).uniform(-90, 90, size=(160, 4)))
+    return pendulum.simulate(initial, 29)
+
+
+def test_mean_trajectory_error_is_the_variance_about_the_training_mean(states):
+    train, test = states[:40], states[40:48]
+    metrics = pb.score(pb.mean_trajectory(train, test[:, 0]), test)
+    expected = ((test[:, 1:] - train[:, 1:].mean(axis=0)) ** 2).mean()
+    assert metrics["mse_rad2"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_paper_metric_is_the_summed_error_of_a_batch_of_eight_when_batches_are_full(states):
+    train, test = states[:40], states[40:56]                     # 16 test trajectories: two full batches
+    metrics = pb.score(pb.hold_initial_state(train, test[:, 0]), test)
+    assert metrics["paper_metric"] == pytest.approx(8 * 29 * 4 * metrics["mse_rad2"], rel=1e-12)
+
+
+def test_one_nearest_neighbour_of_a_training_trajectory_is_itself(states):
+    train = states[:30]
+    predicted = pb.k_nearest_neighbours(train, train[:, 0], k=1)
+    np.testing.assert_array_equal(predicted, train[:, 1:])
+
+
+def test_k_nearest_neighbours_averages_the_k_closest_initial_states():
+    train = np.zeros((4, 3, 4))
+    train[:, 0, 0] = [0.0, 1.0, 2.0, 10.0]                     # initial θ1; later states = index
+    train[:, 1:, :] = np.arange(4.0)[:, None, None]
+    predicted = pb.k_nearest_neighbours(train, np.array([[1.2, 0, 0, 0]]), k=2)
+    np.testing.assert_allclose(predicted, 1.5)                 # neighbours 1 and 2
+    with pytest.raises(ValueError, match="k must be in"):
+        pb.k_nearest_neighbours(train, train[:, 0], k=5)
+
+
+def test_leave_one_out_never_lets_a_trajectory_predict_itself(states):
+    train = states[:40]
+    k, errors = pb.leave_one_out_k(train, grid=(1, 3))
+    assert k in (1, 3)
+    assert errors[1] > 0                                       # it would be exactly 0 with itself
+    assert errors[k] == min(errors.values())
+
+
+def test_nearest_neighbours_beat_knowing_nothing_on_real_trajectories(states):
+    """Physics makes nearby initial states evolve alike over the first steps, so k-NN must beat the
+    mean trajectory there: a check that the data, the predictor and the metric fit together."""
+    rows = {row["predictor"]: row for row in pb.baselines(states[:140], states[140:])}
+    assert rows["k-NN on the initial state"]["mse_rad2"] < rows["mean trajectory"]["mse_rad2"]
+    assert rows["k-NN on the initial state"]["settings"]["k"] in pb.K_GRID
+    assert "k = " in pb.render(list(rows.values()))
