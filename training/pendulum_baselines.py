@@ -62,12 +62,14 @@ def leave_one_out_k(train: np.ndarray, grid: tuple[int, ...] = K_GRID) -> tuple[
     return min(errors, key=errors.get), errors
 
 
-def score(predicted: np.ndarray, test: np.ndarray) -> dict[str, float]:
-    """The trained models' test metrics (``TrajectoryObjective``) of a prediction of ``test[:, 1:]``."""
+def score(predicted: np.ndarray, test: np.ndarray) -> dict:
+    """The trained models' test metrics (``TrajectoryObjective``) of a prediction of ``test[:, 1:]``,
+    plus ``mse_by_step``: the per-value MSE at each predicted step (how the error grows with time)."""
     objective = TrajectoryObjective()
     per_sample = objective.per_sample(torch.from_numpy(predicted).double(),
                                       torch.from_numpy(test[:, 1:]).double())
-    return objective.summarise(per_sample)
+    by_step = ((predicted - test[:, 1:]) ** 2).mean(axis=(0, 2))
+    return {**objective.summarise(per_sample), "mse_by_step": [float(v) for v in by_step]}
 
 
 def baselines(train: np.ndarray, test: np.ndarray) -> list[dict]:
@@ -82,11 +84,12 @@ def baselines(train: np.ndarray, test: np.ndarray) -> list[dict]:
 
 
 def render(rows: list[dict]) -> str:
-    lines = ["| predictor | paper metric | MSE (rad²) |", "|---|---|---|"]
+    lines = ["| predictor | paper metric | MSE (rad²) | MSE at the first / last step |", "|---|---|---|---|"]
     for row in rows:
         k = row["settings"].get("k")
         name = row["predictor"] + (f" (k = {k}, by leave-one-out)" if k is not None else "")
-        lines.append(f"| {name} | {row['paper_metric']:.1f} | {row['mse_rad2']:.4f} |")
+        lines.append(f"| {name} | {row['paper_metric']:.1f} | {row['mse_rad2']:.4f} | "
+                     f"{row['mse_by_step'][0]:.3f} / {row['mse_by_step'][-1]:.3f} |")
     return "\n".join(lines)
 
 

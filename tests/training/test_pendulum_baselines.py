@@ -19,6 +19,8 @@ def test_mean_trajectory_error_is_the_variance_about_the_training_mean(states):
     metrics = pb.score(pb.mean_trajectory(train, test[:, 0]), test)
     expected = ((test[:, 1:] - train[:, 1:].mean(axis=0)) ** 2).mean()
     assert metrics["mse_rad2"] == pytest.approx(expected, rel=1e-12)
+    assert len(metrics["mse_by_step"]) == 29
+    assert np.mean(metrics["mse_by_step"]) == pytest.approx(expected, rel=1e-12)
 
 
 def test_paper_metric_is_the_summed_error_of_a_batch_of_eight_when_batches_are_full(states):
