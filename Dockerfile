@@ -40,10 +40,11 @@ RUN pip install --no-cache-dir "${TORCH_REQUIREMENT}"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY model/ model/
-COPY training/ training/
+COPY artifact/ artifact/
+COPY physics/ physics/
 COPY service/ service/
 RUN pip install --no-cache-dir . \
-    && python -c "import torch, model, training, service; print('torch', torch.__version__)"
+    && python -c "import torch, model, artifact, physics, service; print('torch', torch.__version__)"
 
 
 FROM ${BASE_IMAGE} AS runtime

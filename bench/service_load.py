@@ -58,9 +58,9 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from artifact.export import export_torchscript, load_exported  # noqa: E402
 from model import count_parameters, paper_model  # noqa: E402
 from training.data.sequences import ImageSequences  # noqa: E402
-from training.export import export_torchscript, load_exported  # noqa: E402
 from training.tasks import get_task  # noqa: E402
 
 

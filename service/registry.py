@@ -4,7 +4,7 @@ Start-up (LitServe's ``setup`` step, run from the app's lifespan):
 
 1. ``discover`` reads every ``*.json`` in the model dir as a ``training.manifest.Manifest``. A file that
    does not parse, or repeats a name, becomes an *unavailable* entry with the reason.
-2. ``load_all`` loads each model in a worker thread with ``training.export.load_exported``, which checks
+2. ``load_all`` loads each model in a worker thread with ``artifact.export.load_exported``, which checks
    the artifact's SHA-256 against the manifest BEFORE ``torch.jit.load`` (a TorchScript file is code:
    a file that fails the check is never loaded). The module goes to the device, its task API is built
    from the manifest (``service.tasks``), and it is warmed up with real-shaped batches. Then its
@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
+from artifact.export import ArtifactIntegrityError, load_exported, read_manifest
+from artifact.manifest import Manifest
 from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import InputError, ModelNotFoundError, ModelNotReadyError
 from service.metrics import ServiceMetrics
 from service.tasks import TaskAPI, build_task_api
-from training.export import ArtifactIntegrityError, load_exported, read_manifest
-from training.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

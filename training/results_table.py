@@ -9,8 +9,8 @@ and the exact training command), so the tables cannot drift from the shipped art
 import argparse
 from pathlib import Path
 
-from training.export import read_manifest
-from training.manifest import Manifest
+from artifact.export import read_manifest
+from artifact.manifest import Manifest
 
 # Paper Tables 1–3 (test accuracy in %, pendulum: the summed-MSE loss averaged over test batches of 8).
 PAPER_RESULTS = {

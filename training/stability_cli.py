@@ -61,7 +61,7 @@ def _test_sample(task: str, index: int, data_dir: str | None) -> torch.Tensor:
 def _load(args: argparse.Namespace) -> tuple[torch.nn.Module, str, int, str]:
     """(module, task, sequence length, description)."""
     if args.checkpoint is not None:
-        from training.export import load_exported
+        from artifact.export import load_exported
         module, manifest = load_exported(args.checkpoint)
         return (module, manifest.task, manifest.input.sequence_length,
                 f"{manifest.name} {manifest.version} ({manifest.architecture.variant})")

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from artifact import specs
 from training.config import ConfigError, TrainConfig
 from training.data import cifar10, mnist, pendulum
 from training.data.paths import resolve_cache_dir, resolve_data_dir
@@ -49,42 +50,25 @@ def _load_pendulum(cfg: TrainConfig) -> TaskData:
 
 def _image_input(layout: str):
     def spec(data) -> dict:
-        return dict(sequence_length=data.sequence_length, channels=data.channels, layout=layout,
-                    normalization_mean=list(data.mean), normalization_std=list(data.std),
-                    value_range=(0.0, 1.0), units="intensity")
+        return specs.image_input_spec(data.sequence_length, data.channels, data.mean, data.std, layout)
     return spec
 
 
 def _classes(names):
-    return lambda: dict(kind="classes", class_names=list(names))
+    return lambda: specs.classes_output_spec(names)
 
 
 def _pendulum_input(data) -> dict:
-    low, high = pendulum.INITIAL_RANGE
-    return dict(sequence_length=data.sequence_length, channels=4,
-                layout=(f"step 0: the initial state [theta1, theta2, omega1, omega2] (rad, rad/s); steps "
-                        f"1..{data.sequence_length - 1}: the constant {pendulum.PLACEHOLDER} in all four "
-                        f"inputs; output step t predicts the state at time (t + 1)·dt"),
-                normalization_mean=[0.0] * 4, normalization_std=[1.0] * 4,
-                value_range=(low, high), units="radians",
-                initial_state_names=list(pendulum.STATE_NAMES))
-
-
-def _pendulum_output() -> dict:
-    return dict(kind="states", state_names=list(pendulum.STATE_NAMES), units=list(pendulum.STATE_UNITS),
-                dt=pendulum.DT)
+    return specs.pendulum_input_spec(data.sequence_length)
 
 
 TASKS: dict[str, Task] = {
     "mnist": Task("mnist", ClassificationObjective(), _load_mnist,
-                  _image_input("row-major pixels, 1 grey value per step (28x28 -> 784 x 1); scale "
-                               "uint8 by 1/255, then (x - mean) / std"),
-                  _classes(mnist.CLASS_NAMES)),
+                  _image_input(specs.MNIST_LAYOUT), _classes(specs.MNIST_CLASS_NAMES)),
     "cifar10": Task("cifar10", ClassificationObjective(), _load_cifar10,
-                    _image_input("row-major pixels, RGB values of one pixel per step (32x32 -> 1024 x 3); "
-                                 "scale uint8 by 1/255, then (x - mean_c) / std_c per channel"),
-                    _classes(cifar10.CLASS_NAMES)),
-    "pendulum": Task("pendulum", TrajectoryObjective(), _load_pendulum, _pendulum_input, _pendulum_output),
+                    _image_input(specs.CIFAR10_LAYOUT), _classes(specs.CIFAR10_CLASS_NAMES)),
+    "pendulum": Task("pendulum", TrajectoryObjective(), _load_pendulum, _pendulum_input,
+                     specs.pendulum_output_spec),
 }
 
 

@@ -14,7 +14,7 @@ Files in ``out_dir`` for a run named ``<name>``:
 * ``<name>.metrics.jsonl``  one JSON record per epoch (``kind`` 'epoch'), per intermediate validation
                             ('eval'), per early stop ('stop') and the final test ('test');
 * ``<name>.curve.png``      the learning curve;
-* ``<name>.pt``, ``<name>.json``   the TorchScript artifact and its manifest (``training.export``).
+* ``<name>.pt``, ``<name>.json``   the TorchScript artifact and its manifest (``artifact.export``).
 
 Resume (``RunOptions.resume``) restores everything above and continues at the saved step, mid-epoch
 if need be: the epoch's sample order is a function of (seed, epoch) (``DistributedSampler``), so the
@@ -48,14 +48,14 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from artifact.export import export_torchscript, load_exported, unwrap
+from artifact.manifest import Manifest
 from model.paper import build_model, count_parameters
 from training.config import ConfigError, RunOptions, TrainConfig
 from training.curves import plot_learning_curve
 from training.data.paths import REPO_ROOT
 from training.distributed import DistContext, setup_distributed, teardown_distributed
 from training.evaluate import evaluate
-from training.export import export_torchscript, load_exported, unwrap
-from training.manifest import Manifest
 from training.tasks import get_task, split_indices
 
 STATE_VERSION = 1

@@ -6,9 +6,9 @@ the model's batcher thread. Which API serves a model follows from its manifest's
 
 import torch
 
+from artifact.manifest import Manifest
 from service.tasks.classifier import ClassifierAPI, ClassifyJob
 from service.tasks.pendulum import PendulumAPI, PendulumJob
-from training.manifest import Manifest
 
 TaskAPI = ClassifierAPI | PendulumAPI
 

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from artifact.manifest import Manifest
 from service.errors import InputError
-from training.manifest import Manifest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

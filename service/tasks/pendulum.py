@@ -1,6 +1,6 @@
 """The double-pendulum predictor (manifests whose output kind is ``states``).
 
-The network is not autoregressive: for a rollout of S steps its input is (``training.data.pendulum.
+The network is not autoregressive: for a rollout of S steps its input is (``physics.encoding.
 network_inputs``) the initial state s₀ (radians, rad/s) at step 0 and the constant 1.0 on all four
 channels at steps 1 … S−1, its hidden state starts at the model's own ``initial_state`` (all ones),
 and its readout at step t is the predicted state at time (t+1)·dt:
@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from artifact.manifest import Manifest
+from physics.encoding import network_inputs
+from physics.pendulum import STATE_NAMES, simulate, total_energy
 from service.errors import InputError
-from training.data.pendulum import network_inputs, simulate, total_energy
-from training.manifest import Manifest
 
 # The wire order of the state variables (the request's and response's field names).
-WIRE_STATE_NAMES = ("theta1", "theta2", "omega1", "omega2")
+WIRE_STATE_NAMES = STATE_NAMES
 DEGREES_PER_RADIAN = 180.0 / math.pi
 
 
@@ -142,7 +143,7 @@ class PendulumAPI:
     def encode(self, predicted: np.ndarray, x0: np.ndarray, units: str, include_reference: bool
                ) -> list[dict]:
         """One trajectory per initial state; with ``include_reference`` the physics solution
-        (``training.data.pendulum.simulate``, the training data's solver), the per-step and mean
+        (``physics.pendulum.simulate``, the training data's solver), the per-step and mean
         squared error in the response's units, and the energy of both trajectories."""
         predicted_rad = predicted.astype(np.float64)
         steps = predicted_rad.shape[1]

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from artifact.export import load_exported, read_manifest, sha256_of
 from model import PAPER_PARAMETER_COUNTS, count_parameters, paper_model
 from training.data.paths import resolve_data_dir
-from training.export import load_exported, read_manifest, sha256_of
 
 torch.set_num_threads(1)
 

@@ -90,8 +90,8 @@ def _export_tiny_models(out_dir: Path) -> Path:
 
     import torch
 
+    from artifact.export import export_torchscript
     from model.paper import count_parameters, paper_config, paper_model
-    from training.export import export_torchscript
 
     common = {"version": "0.0.1", "metrics": {}, "dataset_hash": "none", "code_version": "test",
               "torch_version": torch.__version__,
@@ -321,7 +321,7 @@ def test_healthcheck_command_passes_once_ready(podman, container):
 def test_classify_matches_the_checkpoint_evaluated_on_the_host(client, model_dir):
     import torch
 
-    from training.export import load_exported
+    from artifact.export import load_exported
 
     manifest = _served(client, model_dir, ("mnist",))
     spec = manifest["input"]

@@ -1,4 +1,4 @@
-"""Fixtures: tiny checkpoints exported with ``training.export.export_torchscript`` and real uvicorn
+"""Fixtures: tiny checkpoints exported with ``artifact.export.export_torchscript`` and real uvicorn
 processes (``python -m service``) on free ports, driven with httpx.
 
 The shared ``service`` (session scope) serves, from one model dir:
@@ -26,10 +26,11 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
+from artifact import specs
+from artifact.export import export_torchscript
 from model import count_parameters, paper_model
-from training.data import cifar10, mnist, pendulum
+from physics.encoding import network_inputs
 from training.data.sequences import ImageSequences
-from training.export import export_torchscript
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key"
@@ -38,23 +39,11 @@ API_KEY = "test-key"
 def _manifest_fields(model: torch.nn.Module, name: str, task: str, version: str = "0.1.0-test") -> dict:
     """Every ``Manifest`` field but ``artifact`` for ``model`` served as ``task``."""
     if task == "mnist":
-        input_spec = dict(sequence_length=784, channels=1, layout="row-major pixels",
-                          normalization_mean=list(mnist.MNIST_MEAN), normalization_std=list(mnist.MNIST_STD),
-                          value_range=(0.0, 1.0), units="intensity")
-        output = dict(kind="classes", class_names=list(mnist.CLASS_NAMES))
+        input_spec, output = specs.mnist_input_spec(), specs.classes_output_spec(specs.MNIST_CLASS_NAMES)
     elif task == "cifar10":
-        input_spec = dict(sequence_length=1024, channels=3, layout="row-major pixels, RGB per step",
-                          normalization_mean=list(cifar10.CIFAR10_MEAN),
-                          normalization_std=list(cifar10.CIFAR10_STD), value_range=(0.0, 1.0),
-                          units="intensity")
-        output = dict(kind="classes", class_names=list(cifar10.CLASS_NAMES))
+        input_spec, output = specs.cifar10_input_spec(), specs.classes_output_spec(specs.CIFAR10_CLASS_NAMES)
     elif task == "pendulum":
-        input_spec = dict(sequence_length=29, channels=4, layout="initial state, then 1.0",
-                          normalization_mean=[0.0] * 4, normalization_std=[1.0] * 4,
-                          value_range=pendulum.INITIAL_RANGE, units="radians",
-                          initial_state_names=list(pendulum.STATE_NAMES))
-        output = dict(kind="states", state_names=list(pendulum.STATE_NAMES), units=list(pendulum.STATE_UNITS),
-                      dt=pendulum.DT)
+        input_spec, output = specs.pendulum_input_spec(29), specs.pendulum_output_spec()
     else:
         raise ValueError(task)
     config = dataclasses.asdict(model.config)
@@ -216,8 +205,8 @@ class Oracle:
 
     def probabilities(self, task: str, pixels_255, every_step: bool = False) -> torch.Tensor:
         """softmax(model(x)) for one 0–255 image in (T·C,) / (T, C) / (H, W[, C]) layout."""
-        mean, std = {"mnist": (mnist.MNIST_MEAN, mnist.MNIST_STD),
-                     "cifar10": (cifar10.CIFAR10_MEAN, cifar10.CIFAR10_STD)}[task]
+        mean, std = {"mnist": (specs.MNIST_MEAN, specs.MNIST_STD),
+                     "cifar10": (specs.CIFAR10_MEAN, specs.CIFAR10_STD)}[task]
         channels = len(mean)
         pixels = torch.tensor(pixels_255, dtype=torch.uint8).reshape(1, -1, channels)
         x = ImageSequences(pixels, torch.zeros(1, dtype=torch.int64), mean, std).normalise(pixels)
@@ -226,7 +215,7 @@ class Oracle:
 
     def pendulum(self, initial_radians: list[list[float]], steps: int) -> torch.Tensor:
         """The eager pendulum model's (N, steps, 4) prediction in radians."""
-        x = pendulum.network_inputs(torch.tensor(initial_radians, dtype=torch.float32), steps)
+        x = network_inputs(torch.tensor(initial_radians, dtype=torch.float32), steps)
         with torch.no_grad():
             return self.models["pendulum"](x, None, True)
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from artifact.manifest import Manifest
 from model import paper_model
 from service.batching import BatcherClosedError, DynamicBatcher, QueueFullError, RequestTimeoutError
 from service.tasks import ClassifierAPI, ClassifyJob
-from training.manifest import Manifest
 
 torch.set_num_threads(1)
 

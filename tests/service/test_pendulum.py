@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data.pendulum import simulate, total_energy
+from physics.pendulum import simulate, total_energy
 
 STATE = {"theta1": 30.0, "theta2": -10.0, "omega1": 0.0, "omega2": 5.0}
 NAMES = ("theta1", "theta2", "omega1", "omega2")

@@ -5,9 +5,9 @@ itself does, and about as accurately as its manifest claims. Skipped, with the r
 import pytest
 import torch
 
+from artifact.export import load_exported
 from training.data.mnist import load_mnist
 from training.data.paths import resolve_data_dir
-from training.export import load_exported
 
 REPO_CHECKPOINTS = __import__("pathlib").Path(__file__).resolve().parents[2] / "checkpoints"
 IMAGES = 20

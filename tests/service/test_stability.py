@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from artifact.export import load_exported
 from model.stability import stability_report
+from physics.encoding import network_inputs
 from training.data import mnist
-from training.data.pendulum import network_inputs
-from training.export import load_exported
 
 
 def test_default_report_is_the_analysis_of_the_served_model_and_is_cached(service, client, model_dir,

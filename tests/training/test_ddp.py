@@ -22,7 +22,7 @@ RANK_SCRIPT = textwrap.dedent("""
     import torch
     from training.cli import resolve
     from training.distributed import setup_distributed, teardown_distributed
-    from training.export import unwrap
+    from artifact.export import unwrap
     from training.trainer import Trainer
 
     dump = sys.argv[-1]

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
+from physics.pendulum import simulate
 from training import pendulum_baselines as pb
-from training.data import pendulum
 
 
 @pytest.fixture(scope="module")
 def states() -> np.ndarray:
     """160 real double-pendulum trajectories (160, 30, 4) from the generator, initial states seeded."""
     initial = np.deg2rad(np.random.default_rng(0).uniform(-90, 90, size=(160, 4)))
-    return pendulum.simulate(initial, 29)
+    return simulate(initial, 29)
 
 
 def test_mean_trajectory_error_is_the_variance_about_the_training_mean(states):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from physics.pendulum import DT, simulate, total_energy
 from training.data import pendulum
 from training.data.errors import DataFormatError
 
@@ -58,40 +59,40 @@ def initial_states():
 
 
 def test_simulate_shape_and_first_row(initial_states):
-    out = pendulum.simulate(initial_states, steps=29)
+    out = simulate(initial_states, steps=29)
     assert out.shape == (8, 30, 4)
     np.testing.assert_array_equal(out[:, 0], initial_states)
 
 
 def test_energy_is_conserved_within_bound(initial_states):
-    out = pendulum.simulate(initial_states, steps=29)
-    energy = pendulum.total_energy(out)
+    out = simulate(initial_states, steps=29)
+    energy = total_energy(out)
     drift = np.abs(energy - energy[:, :1]).max()
     assert drift < ENERGY_DRIFT_BOUND_J, f"energy drift {drift:.3g} J"
 
 
 def test_total_energy_formula_at_known_states():
     # hanging at rest: V = −(m1+m2) g L1 − m2 g L2 = −3 g; both arms horizontal, at rest: 0
-    assert pendulum.total_energy(np.zeros(4)) == pytest.approx(-3 * 9.8)
-    assert pendulum.total_energy(np.array([np.pi / 2, np.pi / 2, 0, 0])) == pytest.approx(0, abs=1e-12)
+    assert total_energy(np.zeros(4)) == pytest.approx(-3 * 9.8)
+    assert total_energy(np.array([np.pi / 2, np.pi / 2, 0, 0])) == pytest.approx(0, abs=1e-12)
     # ω1 = 1 alone: T = ½ (m1+m2) L1² = 1, plus the potential at rest
-    assert pendulum.total_energy(np.array([0, 0, 1.0, 0])) == pytest.approx(1 - 3 * 9.8)
+    assert total_energy(np.array([0, 0, 1.0, 0])) == pytest.approx(1 - 3 * 9.8)
 
 
 def test_solve_ivp_agrees_with_fine_step_rk4_of_the_lagrangian(initial_states):
-    ours = pendulum.simulate(initial_states[:4], steps=29)
-    reference = rk4(initial_states[:4], steps=29, dt=pendulum.DT, substeps=400)
+    ours = simulate(initial_states[:4], steps=29)
+    reference = rk4(initial_states[:4], steps=29, dt=DT, substeps=400)
     error = np.abs(ours - reference).max()
     assert error < RK4_AGREEMENT_BOUND, f"max deviation {error:.3g}"
 
 
 def test_simulate_rejects_bad_input():
     with pytest.raises(ValueError, match=r"initial_states must have shape \(N, 4\)"):
-        pendulum.simulate(np.zeros((2, 3)), steps=5)
+        simulate(np.zeros((2, 3)), steps=5)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
-        pendulum.simulate(np.zeros(4), steps=0)
+        simulate(np.zeros(4), steps=0)
     with pytest.raises(ValueError, match="finite"):
-        pendulum.simulate(np.array([np.nan, 0, 0, 0]), steps=3)
+        simulate(np.array([np.nan, 0, 0, 0]), steps=3)
 
 
 def test_data_set_is_seeded_cached_and_hash_checked(tmp_path):

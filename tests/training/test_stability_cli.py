@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from artifact.export import export_torchscript
 from model import AFRNN, AFRNNConfig, count_parameters
 from model.stability import StabilityReport
-from training.export import export_torchscript
 from training.stability_cli import main
 
 torch.set_num_threads(1)

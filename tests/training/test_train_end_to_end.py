@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from artifact.export import ArtifactIntegrityError, load_exported
+from artifact.manifest import Manifest
 from model.afrnn import AFRNNConfig
 from model.lstm import LSTMConfig
 from model.paper import build_model
+from physics.pendulum import DT, STATE_NAMES
 from training.cli import main
 from training.data import cifar10, mnist, pendulum
-from training.export import ArtifactIntegrityError, load_exported
-from training.manifest import Manifest
 
 
 def run_cli(*args) -> int:
@@ -100,8 +101,8 @@ def test_pendulum_tiny_run_reports_paper_metric_and_mse(tmp_path):
     assert run_cli("--task", "pendulum", "--model", "afrnn", "--trajectories", 30, "--cache-dir", cache,
                    "--out-dir", out, "--hidden-size", 8, "--epochs", 2, "--val-size", 5) == 0
     manifest, loaded, eager, _ = check_artifact(out, "pendulum")
-    assert manifest.output.kind == "states" and manifest.output.dt == pendulum.DT
-    assert manifest.output.state_names == list(pendulum.STATE_NAMES)
+    assert manifest.output.kind == "states" and manifest.output.dt == DT
+    assert manifest.output.state_names == list(STATE_NAMES)
     assert manifest.output.units == ["rad", "rad", "rad/s", "rad/s"]
     assert manifest.input.sequence_length == 29 and manifest.input.channels == 4
 

@@ -18,13 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from artifact.specs import CIFAR10_CLASS_NAMES as CLASS_NAMES
+from artifact.specs import CIFAR10_MEAN, CIFAR10_STD
 from training.data.errors import DataFormatError
 from training.data.sequences import ImageSequences, hash_files
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck")
 SUBDIR = Path("cifar10") / "cifar-10-batches-py"
 FILES = {
     "train": tuple(f"data_batch_{k}" for k in range(1, 6)),

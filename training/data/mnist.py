@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from artifact.specs import MNIST_CLASS_NAMES as CLASS_NAMES
+from artifact.specs import MNIST_MEAN, MNIST_STD
 from training.data.errors import DataFormatError
 from training.data.sequences import ImageSequences, hash_files
 
-MNIST_MEAN = (0.1307,)
-MNIST_STD = (0.3081,)
-CLASS_NAMES = tuple(str(d) for d in range(10))
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 FILES = {

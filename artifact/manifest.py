@@ -1,7 +1,7 @@
 """The checkpoint manifest: everything the service needs to serve an exported model, and nothing it
 must guess. One JSON file per artifact, next to it (``<name>.json`` beside ``<name>.pt``).
 
-This schema is shared by ``training.export`` (which writes it) and ``service`` (which reads it).
+This schema is shared by ``artifact.export`` (which writes it) and ``service`` (which reads it).
 """
 
 from datetime import UTC, datetime

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.manifest import Artifact, Manifest
+from artifact.manifest import Artifact, Manifest
 
 
 class ArtifactIntegrityError(ValueError):
