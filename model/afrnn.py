@@ -216,6 +216,17 @@ class AFRNN(nn.Module):
                           self.layer_bounds, self.sequential)
 
     @torch.jit.export
+    def advance(self, z: Tensor, x: Tensor) -> Tensor:
+        """Streams: the state after a chunk of steps, z_t ↦ z_{t+T}, from x (N, T, input_size).
+
+        It is ``forward``'s own recurrence (``_run``: ``input_drive`` then ``euler_recurrence``) started
+        from z instead of z_0, so advancing chunk by chunk from ``initial_state`` and reading out with
+        ``readout`` gives ``forward`` on the concatenated sequence. z: (N, D) → (N, D).
+        """
+        last, _ = self._run(x, z, False)
+        return last
+
+    @torch.jit.export
     def velocity(self, z: Tensor, drive_t: Tensor) -> Tensor:
         """tanh(B z + u), whose derivative gives D_t = diag(1 − velocity²). z, drive_t: (N, D)."""
         return euler_velocity(z, drive_t, self.coupling_matrix().t())

@@ -73,6 +73,13 @@ class LSTMBaseline(nn.Module):
         return self._join(h1, c1)
 
     @torch.jit.export
+    def advance(self, z: Tensor, x: Tensor) -> Tensor:
+        """Streams: the state after a chunk x (N, T, in) from z (N, 2·L·H), with ``forward``'s own call
+        of ``nn.LSTM`` (started from z instead of z_0); read it out with ``readout``."""
+        _, (h, c) = self.lstm(x, self._split(z))
+        return self._join(h, c)
+
+    @torch.jit.export
     def readout(self, states: Tensor) -> Tensor:
         """Head on the top layer's h, read from stacked states (…, 2·L·H)."""
         lo = (self.num_layers - 1) * self.hidden_size
