@@ -41,6 +41,24 @@ from model.recurrence import euler_recurrence, euler_step, euler_velocity
 
 FEEDBACK_MODES = ("antisymmetric", "none", "free")
 UPDATE_SCHEMES = ("simultaneous", "sequential")
+DAMPING_MODES = ("fixed", "euler")
+
+
+def euler_damping(epsilon: float, spectral_norm: Tensor) -> Tensor:
+    """The least γ for which one explicit-Euler step of dz/dt = (A − γI) z is non-expansive.
+
+    A is antisymmetric, so its eigenvalues are ±iω with |ω| ≤ σ = ‖A‖₂, and the step's eigenvalues are
+    1 + ε(−γ ± iω). Then |1 + ε(−γ + iω)|² = (1 − εγ)² + ε²ω² ≤ 1 for every |ω| ≤ σ iff
+
+        εγ ≥ 1 − √(1 − ε²σ²)        (≈ ε²σ²/2 for small εσ, i.e. γ ≥ εσ²/2),
+
+    which needs εσ ≤ 1. For εσ > 1 no γ makes the step non-expansive; εγ = 1 then minimises the
+    largest step radius (to εσ), and that is what is returned. The tanh derivatives D_t ∈ (0, 1]
+    scale the eigenvalues of D_t B towards 0, so the linear bound is the worst case the step sees near
+    z with small pre-activations. The memory cost is the decay exp(−ε γ T) over T steps.
+    """
+    es = (epsilon * spectral_norm).clamp(max=1.0)
+    return (1.0 - torch.sqrt(1.0 - es * es)) / epsilon
 
 
 class AntisymmetricLayer(nn.Module):
@@ -97,6 +115,9 @@ class AFRNNConfig:
     update: str = "simultaneous"          # eqs. 6–7; "sequential" = the reference code's sweep
     init_std: float = 1.0                 # recurrent weights ~ N(0, (init_std/√D)²)
     initial_state: float = 0.0            # value of every entry of z_0 (the pendulum uses 1)
+    # "fixed": B = A − γI. "euler": γ_eff = max(γ, γ_E(ε‖A‖₂)), the least damping for which the
+    # explicit-Euler step of the linear part is non-expansive (see ``euler_damping``); off by default.
+    damping: str = "fixed"
 
     def __post_init__(self):
         self.layer_sizes = tuple(int(s) for s in self.layer_sizes)
@@ -109,6 +130,12 @@ class AFRNNConfig:
             raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, got {self.feedback!r}")
         if self.update not in UPDATE_SCHEMES:
             raise ValueError(f"update must be one of {UPDATE_SCHEMES}, got {self.update!r}")
+        if self.damping not in DAMPING_MODES:
+            raise ValueError(f"damping must be one of {DAMPING_MODES}, got {self.damping!r}")
+        if self.damping == "euler" and self.feedback == "free" and len(self.layer_sizes) > 1:
+            raise ValueError("damping='euler' assumes the purely imaginary spectrum of an antisymmetric "
+                             "(AFRNN, ARNN) or block-triangular (2-ARNN) A; the FRNN's free feedback "
+                             "gives eigenvalues with real parts, got feedback='free'")
         if self.epsilon <= 0:
             raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
         if self.gamma < 0:
@@ -160,6 +187,7 @@ class AFRNN(nn.Module):
         self.variant: str = config.variant
         self.sequential: bool = config.update == "sequential"
         self.initial_value: float = float(config.initial_state)
+        self.euler_damped: bool = config.damping == "euler"
         # Theorem 3's condition: every coupled pair is (W, −Wᵀ), so A is antisymmetric. (The 2-ARNN
         # does not meet it; its continuous system is still stable because B is block triangular, which
         # the stability report states separately.)
@@ -190,7 +218,16 @@ class AFRNN(nn.Module):
             fb = coupling.feedback_block()
             if fb is not None:
                 B[bounds[lo]:bounds[lo + 1], bounds[up]:bounds[up + 1]] = fb
-        return B - self.gamma * torch.eye(self.state_size, dtype=B.dtype, device=B.device)
+        return B - self.damping_coefficient(B) * torch.eye(self.state_size, dtype=B.dtype, device=B.device)
+
+    def damping_coefficient(self, A: Tensor) -> Tensor:
+        """γ of B = A − γI: the configured γ, or with ``damping="euler"`` max(γ, ``euler_damping``)
+        from the exact ‖A‖₂ of the current weights (not differentiated: a data-free constant per step)."""
+        gamma = torch.tensor(self.gamma, dtype=A.dtype, device=A.device)
+        if not self.euler_damped:
+            return gamma
+        sigma = torch.linalg.matrix_norm(A.detach(), ord=2)
+        return torch.maximum(gamma, euler_damping(self.epsilon, sigma))
 
     @torch.jit.export
     def input_drive(self, x: Tensor) -> Tensor:
