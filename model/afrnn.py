@@ -220,6 +220,12 @@ class AFRNN(nn.Module):
                 B[bounds[lo]:bounds[lo + 1], bounds[up]:bounds[up + 1]] = fb
         return B - self.damping_coefficient(B) * torch.eye(self.state_size, dtype=B.dtype, device=B.device)
 
+    @torch.jit.export
+    def effective_gamma(self) -> float:
+        """The γ of B = A − γI in force for the current weights: −B_ii, since A has a zero diagonal
+        (its diagonal blocks are R − Rᵀ and its couplings are off-diagonal blocks)."""
+        return float(-torch.diagonal(self.coupling_matrix()).mean().item())
+
     def damping_coefficient(self, A: Tensor) -> Tensor:
         """γ of B = A − γI: the configured γ, or with ``damping="euler"`` max(γ, ``euler_damping``)
         from the exact ‖A‖₂ of the current weights (not differentiated: a data-free constant per step)."""

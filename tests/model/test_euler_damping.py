@@ -52,6 +52,7 @@ def test_coupling_matrix_uses_the_euler_damping_of_the_weights(layer_sizes, feed
     eps = model.epsilon
     expected_gamma = max(0.001, (1 - math.sqrt(max(0.0, 1 - (eps * sigma) ** 2))) / eps)
     np.testing.assert_allclose(B, plain - expected_gamma * np.eye(B.shape[0]), atol=1e-12)
+    assert model.effective_gamma() == pytest.approx(expected_gamma, abs=1e-12)
     if eps * sigma <= 1:
         step_radius = np.abs(np.linalg.eigvals(np.eye(B.shape[0]) + eps * B)).max()
         assert step_radius <= 1 + 1e-9
