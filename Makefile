@@ -27,11 +27,11 @@ serve: install
 
 # pytest exits 5 when it collects no tests; that must fail, and it does (any non-zero exit fails make).
 test: install
-	$(BIN)/ruff check model artifact physics training service tests bench
+	$(BIN)/ruff check model artifact physics training service afrnn_client tests bench
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check model artifact physics training service tests bench
+	$(BIN)/ruff check model artifact physics training service afrnn_client tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -29,6 +29,7 @@ import torch
 from fastapi import Depends, FastAPI
 
 from service.api.deps import require_api_key
+from service.api.routes import stream as stream_routes
 from service.api.routes import classify, health, metrics, models, pendulum, stability
 from service.config import Settings
 from service.errors import install_exception_handlers
@@ -37,6 +38,7 @@ from service.metrics import ServiceMetrics
 from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from service.registry import ModelRegistry
 from service.stability import StabilityReports
+from service.streaming import StreamHub
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 loader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loader
+            await app.state.streams.close()
             await registry.close(drain_timeout_s=settings.request_timeout_s)
             app.state.stability.close()
             log.info("shutdown complete")
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="AFRNN serving", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
+    app.state.streams = StreamHub(settings, app.state.metrics.registry)
 
     # Without a configured key the check would be a no-op that still costs a dependency solve
     # (~50 µs) per request, and the OpenAPI document would ask for a key that nobody checks.
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pendulum.router, dependencies=protected)
     app.include_router(models.router, dependencies=protected)
     app.include_router(stability.router, dependencies=protected)
+    app.include_router(stream_routes.router, dependencies=protected)
+    app.include_router(stream_routes.ws_router)        # checks the API key itself (see the route)
     app.include_router(health.router)
     app.include_router(metrics.router)
     install_exception_handlers(app)

@@ -56,6 +56,15 @@ class Settings(BaseSettings):
                               "takes ~0.1 s per 29-step trajectory)")
     stability_cache_size: int = Field(32, ge=0, description="default-input reports kept per process")
 
+    # -- streams (/models/{name}/stream, see docs/streaming.md) -----------------------------------
+    stream_max_open: int = Field(1024, ge=1, description="open streams per model; more get 503 / close 1013")
+    stream_idle_timeout_s: float = Field(60.0, gt=0.0, description="a stream without a chunk this long "
+                                                                   "is closed")
+    stream_max_chunk_steps: int = Field(1024, ge=1, description="time steps per chunk (a stream's length "
+                                                               "is the model's trained sequence length)")
+    stream_max_batch: int | None = Field(None, ge=1, description="streams advanced in one batched step "
+                                                                 "(default: all that have a chunk ready)")
+
     # -- runtime ----------------------------------------------------------------------------------
     torch_threads: int = Field(1, ge=1, description="intra-op threads; 1 is fastest for the small "
                                                    "GEMMs of batch-1 recurrences on 2 cores")
