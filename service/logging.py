@@ -5,6 +5,11 @@ passed to the logging call, and ``exc`` (the formatted traceback) when there is 
 
     {"ts": "2024-05-01T12:00:00.123Z", "level": "INFO", "logger": "service.access",
      "msg": "request", "method": "POST", "path": "/classify", "status": 200, "duration_ms": 6.1}
+
+A text line carries the same fields as ``key=value`` pairs after the message (values with spaces,
+quotes or ``=`` are JSON-quoted), then the traceback on the following lines::
+
+    2024-05-01T12:00:00.123Z INFO service.access: request method=POST path=/classify status=200 ...
 """
 
 import json
@@ -17,23 +22,47 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
     "message", "asctime", "color_message"}     # uvicorn adds color_message: the msg with ANSI colours
 
 
+def _extra_fields(record: logging.LogRecord) -> dict:
+    """The fields passed with ``extra=`` (everything a bare LogRecord does not have)."""
+    return {key: value for key, value in vars(record).items()
+            if key not in _RECORD_FIELDS and not key.startswith("_")}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
 class JSONLineFormatter(logging.Formatter):
     """Formats a record as one JSON object on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _RECORD_FIELDS and not key.startswith("_"):
-                entry[key] = value
+        entry = {"ts": _timestamp(record), "level": record.levelname, "logger": record.name,
+                 "msg": record.getMessage(), **_extra_fields(record)}
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def _text_value(value) -> str:
+    """``value`` as it appears after ``key=``: bare when unambiguous, else JSON-quoted."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if text == "" or any(c.isspace() or c in '"=' for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+class KeyValueTextFormatter(logging.Formatter):
+    """``<ts> <LEVEL> <logger>: <msg> key=value ...``: the JSON line's fields, readable by eye."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        fields = " ".join(f"{key}={_text_value(value)}" for key, value in _extra_fields(record).items())
+        if fields:
+            line = f"{line} {fields}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -42,7 +71,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JSONLineFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(KeyValueTextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
