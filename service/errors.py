@@ -3,7 +3,7 @@
 Every rejection names the field (``loc``) or the resource and the rule it broke:
 
 =====  ==================  ================================================================
-code   kind (metric)       when
+code   category            when
 =====  ==================  ================================================================
 422    validation          schema violation (FastAPI/pydantic) or ``InputError`` from decoding
 404    not_found           unknown model or path
@@ -17,6 +17,9 @@ code   kind (metric)       when
 
 422 bodies use FastAPI's validation format, ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``,
 without echoing the (possibly large) input back; every other error is ``{"detail": "<message>"}``.
+
+Each rejection is counted in ``afrnn_errors_total`` under its category, exported as the Prometheus label
+``kind`` (the metric's public name; ``service.metrics.ERROR_KINDS`` lists the categories).
 """
 
 import logging
@@ -44,10 +47,11 @@ class InputError(ValueError):
 
 
 class ServiceError(Exception):
-    """An error with an HTTP status, a metric kind, a message and optional headers."""
+    """An error with an HTTP status, a category (the metric's ``kind`` label), a message and optional
+    headers."""
 
     status_code = 500
-    kind = "internal"
+    category = "internal"
 
     def __init__(self, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
@@ -57,37 +61,37 @@ class ServiceError(Exception):
 
 class ModelNotFoundError(ServiceError):
     status_code = 404
-    kind = "not_found"
+    category = "not_found"
 
 
 class UnauthorizedError(ServiceError):
     status_code = 401
-    kind = "unauthorized"
+    category = "unauthorized"
 
 
 class ModelNotReadyError(ServiceError):
     status_code = 503
-    kind = "not_ready"
+    category = "not_ready"
 
 
 class OverloadedError(ServiceError):
     status_code = 503
-    kind = "overloaded"
+    category = "overloaded"
 
 
 class GatewayTimeoutError(ServiceError):
     status_code = 504
-    kind = "timeout"
+    category = "timeout"
 
 
-_KIND_OF_STATUS = {404: "not_found", 401: "unauthorized", 413: "body_too_large", 422: "validation",
+_CATEGORY_OF_STATUS = {404: "not_found", 401: "unauthorized", 413: "body_too_large", 422: "validation",
                    503: "not_ready", 504: "timeout"}
 
 
-def _count(request: Request, kind: str) -> None:
+def _count(request: Request, category: str) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        metrics.errors.labels(kind=kind).inc()
+        metrics.errors.labels(kind=category).inc()
 
 
 def validation_response(errors: Sequence[dict]) -> JSONResponse:
@@ -108,12 +112,13 @@ async def _on_input_error(request: Request, exc: InputError) -> JSONResponse:
 
 
 async def _on_service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    _count(request, exc.kind)
+    _count(request, exc.category)
     return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers)
 
 
 async def _on_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    _count(request, _KIND_OF_STATUS.get(exc.status_code, "internal" if exc.status_code >= 500 else "other"))
+    fallback = "internal" if exc.status_code >= 500 else "other"
+    _count(request, _CATEGORY_OF_STATUS.get(exc.status_code, fallback))
     return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
                         headers=getattr(exc, "headers", None))
 

@@ -12,7 +12,9 @@ Start-up (LitServe's ``setup`` step, run from the app's lifespan):
 3. A model that fails any step is *unavailable*, with the reason; the others are still served. With
    ``strict`` any failure — or a model dir without manifests — raises ``ModelLoadError`` instead.
 
-Entries report ``status`` "ready" | "unavailable" (while loading: "unavailable" with reason "loading").
+Each entry has one ``state``: "loading" → "ready" | "unavailable"; ``reason`` says why an unavailable
+entry is unavailable (and is None otherwise). The wire format (``GET /models``) shows a loading model
+as status "unavailable" with reason "loading": see ``service.api.routes.models``.
 """
 
 import asyncio
@@ -21,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import ValidationError
@@ -31,13 +34,14 @@ from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import InputError, ModelNotFoundError, ModelNotReadyError
 from service.metrics import ServiceMetrics
-from service.tasks import TaskAPI, build_task_api
+from service.tasks import Interface, TaskAPI, build_task_api, interface_of
 
 log = logging.getLogger(__name__)
 
-LOADING = "loading"
-READY = "ready"
-UNAVAILABLE = "unavailable"
+ModelState = Literal["loading", "ready", "unavailable"]
+LOADING: ModelState = "loading"
+READY: ModelState = "ready"
+UNAVAILABLE: ModelState = "unavailable"
 
 
 class ModelLoadError(RuntimeError):
@@ -61,19 +65,14 @@ class ServedModel:
     name: str
     manifest_path: Path
     manifest: Manifest | None = None
-    state: str = LOADING                    # loading | ready | unavailable
-    reason: str | None = "loading"
+    state: ModelState = LOADING
+    reason: str | None = None               # why it is unavailable (None while loading or ready)
     device: str = "cpu"
     checksum_verified: bool = False
     load_seconds: float | None = None
     api: TaskAPI | None = None
     batcher: DynamicBatcher | None = None
     executor: ThreadPoolExecutor | None = field(default=None, repr=False)
-
-    @property
-    def status(self) -> str:
-        """The wire status: 'ready' or 'unavailable'."""
-        return READY if self.state == READY else UNAVAILABLE
 
     @property
     def module(self) -> torch.jit.ScriptModule | None:
@@ -186,30 +185,28 @@ class ModelRegistry:
             raise ModelNotFoundError(f"unknown model {name!r}; served models: {sorted(self.models)}"
                                      ) from None
 
-    def resolve(self, name: str | None, kind: str) -> ServedModel:
-        """The ready model of task-API ``kind`` ('classifier' | 'pendulum') a request asks for.
+    def resolve(self, name: str | None, interface: Interface) -> ServedModel:
+        """The ready model of ``interface`` ('classifier' | 'pendulum') a request asks for.
 
-        ``name`` may be omitted when exactly one model of that kind is served.
+        ``name`` may be omitted when exactly one model of that interface is served.
         """
         if name is None:
-            candidates = [e for e in self.models.values() if e.manifest is not None and self._kind(e) == kind]
+            candidates = self.names_of(interface)
             if len(candidates) != 1:
-                raise InputError(("model",), f"model is required: {len(candidates)} {kind} models are served "
-                                             f"({sorted(e.name for e in candidates)})")
-            entry = candidates[0]
+                raise InputError(("model",), f"model is required: {len(candidates)} {interface} models are "
+                                             f"served ({sorted(candidates)})")
+            entry = self.models[candidates[0]]
         else:
             entry = self.get(name)
-        if entry.manifest is not None and self._kind(entry) != kind:
-            raise InputError(("model",), f"model {entry.name!r} (task {entry.manifest.task}) is not a {kind} "
-                                         f"model; {kind} models: {sorted(self.names_of(kind))}")
+        if entry.manifest is not None and interface_of(entry.manifest) != interface:
+            raise InputError(("model",), f"model {entry.name!r} (task {entry.manifest.task}) is not a "
+                                         f"{interface} model; {interface} models: "
+                                         f"{sorted(self.names_of(interface))}")
         return entry.require_ready()
 
-    def names_of(self, kind: str) -> list[str]:
-        return [e.name for e in self.models.values() if e.manifest is not None and self._kind(e) == kind]
-
-    @staticmethod
-    def _kind(entry: ServedModel) -> str:
-        return "classifier" if entry.manifest.output.kind == "classes" else "pendulum"
+    def names_of(self, interface: Interface) -> list[str]:
+        return [e.name for e in self.models.values()
+                if e.manifest is not None and interface_of(e.manifest) == interface]
 
     @property
     def ready(self) -> bool:

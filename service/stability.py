@@ -28,7 +28,7 @@ import torch
 from model.stability import SECTIONS, StabilityReport, stability_report
 from service.errors import InputError
 from service.registry import ServedModel
-from service.tasks import ClassifierAPI, PendulumAPI
+from service.tasks import CLASSIFIER, PENDULUM, interface_of
 
 CacheKey = tuple[str, tuple[str, ...] | None, int, str]
 
@@ -67,7 +67,7 @@ class StabilityReports:
     @staticmethod
     def default_input(entry: ServedModel) -> torch.Tensor | None:
         api = entry.api
-        if isinstance(api, PendulumAPI):
+        if interface_of(entry.manifest) == PENDULUM:
             return api.network_input(torch.zeros(1, 4), api.trained_steps)
         return None
 
@@ -76,7 +76,7 @@ class StabilityReports:
                      units: str, steps: int | None, max_steps: int) -> torch.Tensor:
         """The network input (1, T, C) for a caller's sample, normalised as for inference."""
         api = entry.api
-        if isinstance(api, ClassifierAPI):
+        if interface_of(entry.manifest) == CLASSIFIER:
             if initial_state is not None:
                 raise InputError(("initial_state",), f"model {entry.name!r} is a classifier: give `pixels`")
             return torch.from_numpy(api.decode_image(pixels, scale, ("pixels",)))[None]

@@ -53,7 +53,6 @@ class ClassifyJob:
 class ClassifierAPI:
     """Decode, batch, predict, unbatch and encode for one loaded classifier."""
 
-    kind = "classifier"
 
     def __init__(self, manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device):
         if manifest.output.kind != "classes":

@@ -48,7 +48,6 @@ class PendulumJob:
 class PendulumAPI:
     """Decode, batch, predict, unbatch and encode for one loaded pendulum model."""
 
-    kind = "pendulum"
 
     def __init__(self, manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device):
         if manifest.output.kind != "states":

@@ -34,7 +34,7 @@ async def live() -> Liveness:
 async def ready(registry: RegistryDep):
     """Every model not marked unavailable is loaded and warm (else 503)."""
     body = Readiness(status="ready" if registry.ready else "not_ready",
-                     models={e.name: "ready" if e.status == "ready" else (e.reason or "unavailable")
+                     models={e.name: e.reason or e.state      # 'ready', 'loading' or why it is unavailable
                              for e in registry.models.values()},
                      device=device_info(registry))
     if registry.ready:

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from service.api.deps import ModelDep, RegistryDep
-from service.registry import ServedModel
+from service.registry import LOADING, READY, UNAVAILABLE, ServedModel
 from service.schemas import ERROR_RESPONSES, ModelDetail, ModelList, ModelSummary
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -12,7 +12,9 @@ router = APIRouter(prefix="/models", tags=["models"])
 def _summary(entry: ServedModel) -> dict:
     manifest = entry.manifest
     return dict(
-        name=entry.name, status=entry.status, reason=entry.reason, device=entry.device,
+        # the wire shows a loading model as "unavailable" with reason "loading"
+        name=entry.name, status=READY if entry.state == READY else UNAVAILABLE,
+        reason=LOADING if entry.state == LOADING else entry.reason, device=entry.device,
         checksum_verified=entry.checksum_verified,
         task=manifest.task if manifest else None,
         variant=manifest.architecture.variant if manifest else None,

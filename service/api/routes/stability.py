@@ -8,8 +8,9 @@ from model.stability import FIGURE_SECTIONS, StabilityReport
 from service.api.deps import MetricsDep, ModelDep, SettingsDep, StabilityDep
 from service.api.json_body import FastJSONRoute
 from service.errors import InputError
+from service.registry import ServedModel
 from service.schemas import ERROR_RESPONSES, StabilityRequest
-from service.tasks import ClassifierAPI
+from service.tasks import CLASSIFIER, interface_of
 
 router = APIRouter(prefix="/models", tags=["stability"], route_class=FastJSONRoute)
 
@@ -33,11 +34,11 @@ async def stability(entry: ModelDep, body: StabilityRequest, reports: StabilityD
     return report
 
 
-def _reject_fields_that_do_not_apply(entry, body: StabilityRequest) -> None:
-    """Sample options (`scale`; `units`, `steps`) only describe a sample of the model's own kind."""
-    classifier = isinstance(entry.api, ClassifierAPI)
+def _reject_fields_that_do_not_apply(entry: ServedModel, body: StabilityRequest) -> None:
+    """Sample options (`scale`; `units`, `steps`) only describe a sample of the model's own interface."""
+    classifier = interface_of(entry.manifest) == CLASSIFIER
     if body.has_sample and (body.pixels is not None) != classifier:
-        return                          # a sample of the wrong kind: sample_input names that field
+        return                          # a sample for the other interface: sample_input names that field
     given = body.model_fields_set
     own = {"scale"} if classifier else {"units", "steps"}
     for field in sorted(given & {"scale", "units", "steps"}):

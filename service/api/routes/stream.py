@@ -155,7 +155,7 @@ def _http_error(err: StreamRuleError) -> Exception:
     error = ServiceError(err.detail, headers={"Retry-After": str(err.retry_after_s)}
                          if err.retry_after_s else None)
     error.status_code = err.http_status
-    error.kind = {404: "not_found", 401: "unauthorized", 503: "overloaded", 410: "not_found"}.get(
+    error.category = {404: "not_found", 401: "unauthorized", 503: "overloaded", 410: "not_found"}.get(
         err.http_status, "internal")
     return error
 
