@@ -15,6 +15,7 @@ queues drain, and the log ends with "shutdown complete".
 import argparse
 import sys
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import uvicorn
 from pydantic import ValidationError
@@ -24,32 +25,56 @@ from service.config import Settings
 from service.logging import configure_logging
 
 
+def _shown(field: str, value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if field.endswith("_bytes") and isinstance(value, int) and value % 2**20 == 0:
+        return f"{value // 2**20} MiB"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _adder(parser: argparse.ArgumentParser):
+    """``add(flag, help=..., **kwargs)``: the help ends with the default of the flag's
+    ``Settings`` field (its description when no help is given), and a Literal field's values are the
+    choices, so neither is restated here."""
+    def add(flag: str, help: str | None = None, **kwargs):
+        name = flag.lstrip("-").replace("-", "_")
+        field = Settings.model_fields.get(name)
+        if field is not None:
+            help = help or field.description
+            default = f"default {_shown(name, field.default)}"
+            help = f"{help} ({default})" if help else default
+            if get_origin(field.annotation) is Literal and "choices" not in kwargs:
+                kwargs["choices"] = get_args(field.annotation)
+        return parser.add_argument(flag, help=help, **kwargs)
+    return add
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="afrnn-serve", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Defaults come from AFRNN_* environment variables, then from "
                                             "service/config.py.")
-    add = parser.add_argument
-    add("--host", help="interface to bind (default 127.0.0.1; 0.0.0.0 in a container)")
-    add("--port", type=int, help="TCP port (default 8000)")
-    add("--model-dir", type=Path, help="directory of <name>.json manifests and <name>.pt artifacts "
-                                       "(default: the repo's checkpoints/)")
-    add("--device", choices=["auto", "cpu", "cuda"], help="'auto' (default) takes CUDA when available")
+    add = _adder(parser)
+    add("--host")
+    add("--port", type=int, help="TCP port")
+    add("--model-dir", type=Path, help="directory of <name>.json manifests and <name>.pt artifacts")
+    add("--device", help="'auto' takes CUDA when available")
     add("--strict", action="store_true", default=None,
         help="any model that fails to load, or an empty model dir, aborts the start")
-    add("--max-batch-size", type=int, help="rows per forward pass (default 64)")
-    add("--max-queue-delay-ms", type=float, help="hold a non-full batch open this long (default 0)")
-    add("--max-queue-length", type=int, help="queued requests per model before 503 (default 256)")
-    add("--request-timeout-s", type=float, help="queue wait + inference limit before 504 (default 30)")
-    add("--max-body-bytes", type=int, help="larger request bodies get 413 (default 8 MiB)")
-    add("--classify-max-batch", type=int, help="images per /classify request (default 64)")
-    add("--pendulum-max-batch", type=int, help="initial states per /pendulum/predict request (default 256)")
-    add("--pendulum-max-steps", type=int, help="longest pendulum rollout (default 290)")
+    add("--max-batch-size", type=int, help="rows per forward pass")
+    add("--max-queue-delay-ms", type=float, help="hold a non-full batch open this long")
+    add("--max-queue-length", type=int, help="queued requests per model before 503")
+    add("--request-timeout-s", type=float, help="queue wait + inference limit before 504")
+    add("--max-body-bytes", type=int, help="larger request bodies get 413")
+    add("--classify-max-batch", type=int, help="images per /classify request")
+    add("--pendulum-max-batch", type=int, help="initial states per /pendulum/predict request")
+    add("--pendulum-max-steps", type=int, help="longest pendulum rollout")
     add("--pendulum-reference-max-batch", type=int,
-        help="initial states per request with include_reference (default 16)")
-    add("--torch-threads", type=int, help="intra-op threads (default 1)")
-    add("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="default info")
-    add("--log-format", choices=["json", "text"], help="default json (one object per line)")
+        help="initial states per request with include_reference")
+    add("--torch-threads", type=int, help="intra-op threads")
+    add("--log-level")
+    add("--log-format")
     return parser
 
 

@@ -18,15 +18,43 @@ artifact and manifest), ``<name>.metrics.jsonl``, ``<name>.curve.png`` and the t
 import argparse
 import shlex
 import sys
+import types
+from typing import Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from training.config import ConfigError, RunOptions, TrainConfig, default_name
+from model.paper import PAPER_TASKS
+from training.config import ConfigError, RunOptions, TrainConfig
 from training.data.errors import DataFormatError
-from training.presets import REFERENCE_INIT, describe_paper_preset, preset_values, reference_init_std
+from training.presets import describe_defaults, describe_paper_preset
 
 S = argparse.SUPPRESS
 RUN_FIELDS = set(RunOptions.model_fields)
+
+
+def _choices(field: str, schema: type[BaseModel] = TrainConfig) -> tuple:
+    """The allowed values of a Literal field (``T | None`` unwrapped), so the choices live once."""
+    annotation = schema.model_fields[field].annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return get_args(annotation)
+
+
+def _default(field: str, schema: type[BaseModel] = TrainConfig) -> str:
+    """'default X' from the field's own default; 'default per task' for those in the presets' tables."""
+    info = schema.model_fields[field]
+    if info.is_required():                  # TrainConfig takes it from training.presets.DEFAULTS
+        return "default per task, see below"
+    value = info.default
+    if value is None:
+        return "default none"
+    return f"default {value:g}" if isinstance(value, float) else f"default {value}"
+
+
+def _paper_sizes() -> str:
+    """The paper's widths and depths per task (``model.paper.PAPER_TASKS``), for the epilog."""
+    return "".join(f"\n  {task}: {spec.hidden_size} units x 2 layers (ARNN 1 x {spec.arnn_hidden_size}, "
+                     f"LSTM {spec.lstm_layers} x {spec.hidden_size})" for task, spec in PAPER_TASKS.items())
 
 
 def _grad_clip(text: str) -> float | None:
@@ -39,24 +67,21 @@ def _grad_clip(text: str) -> float | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="afrnn-train", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n", 1)[0].strip("`"),
-        epilog=("Values: a flag given on the command line wins over --preset, which wins over the defaults.\n"
-                "Defaults (no preset) are this project's, from learning-speed probes on this machine:\n"
-                "  mnist/cifar10: eps 0.1, gamma 0.01, init-std 2, adam lr 1e-3, batch 128, 10 epochs,\n"
-                "                 grad-clip 5, plateau (patience 2, factor 0.5), val-size 5000\n"
-                "  pendulum:      eps 0.1, gamma 0.15, init-std 1, adam lr 1e-3, batch 8, 300 epochs,\n"
-                "                 no clipping, plateau (patience 20, factor 0.5), val-size 100\n"
-                "Widths and depths default to the paper's (hidden 128 / 100; 2 layers, ARNN 1 layer\n"
-                "(200 units on the pendulum), LSTM 1 layer (2 on the pendulum)).\n\n"
-                "--preset paper, with the source of every value ([paper] = the ACML 2022 text,\n"
-                "[reference code] = the authors' public notebooks):\n" + describe_paper_preset()))
+        description=__doc__.split("\n\n", 1)[0].replace("``", ""),
+        epilog=("Values: a flag given on the command line wins over --preset, which wins over the task's\n"
+                "defaults. Sources: [paper] = the ACML 2022 text, [reference code] = the authors' public\n"
+                "notebooks, [measured] = runs of this trainer, recorded where named (docs/results.md, the\n"
+                "science notes), [choice] = ours.\n\n"
+                "Defaults per task (training/presets.py), and what they rest on:\n" + describe_defaults()
+                + "\n\nWidths and depths default to the paper's (model/paper.py):" + _paper_sizes() + "\n\n"
+                "--preset paper, with the source of every value:\n" + describe_paper_preset()))
     what = parser.add_argument_group("what to train")
-    what.add_argument("--task", required=True, choices=("pendulum", "mnist", "cifar10"))
-    what.add_argument("--model", default=S, choices=("afrnn", "arnn", "2-arnn", "frnn", "lstm"),
-                      help="network variant (default afrnn)")
-    what.add_argument("--name", default=S, help="served model name (default: the task for afrnn, "
-                                                "else <task>-<model>, e.g. mnist-frnn)")
-    what.add_argument("--preset", default=S, choices=("paper",), help="the paper's protocol (see below)")
+    what.add_argument("--task", required=True, choices=_choices("task"))
+    what.add_argument("--model", default=S, choices=_choices("model"),
+                      help=f"network variant ({_default('model')})")
+    what.add_argument("--name", default=S, help=TrainConfig.model_fields["name"].description)
+    what.add_argument("--preset", default=S, choices=_choices("preset"),
+                      help="the paper's protocol (see below)")
     arch = parser.add_argument_group("architecture")
     arch.add_argument("--hidden-size", type=int, default=S, help="units per recurrent layer")
     arch.add_argument("--layers", type=int, default=S, help="recurrent layers")
@@ -65,19 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--init-std", type=float, default=S,
                       help="recurrent weights ~ N(0, (init_std/√H)²); the reference code's std 1/H is "
                            "init_std = 1/√H")
-    arch.add_argument("--update", default=S, choices=("simultaneous", "sequential"),
-                      help="paper eqs. 6-7 (simultaneous, default) or the reference code's layer sweep")
+    arch.add_argument("--update", default=S, choices=_choices("update"),
+                      help=f"paper eqs. 6-7 (simultaneous) or the reference code's layer sweep "
+                           f"({_default('update')})")
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--optimizer", default=S, choices=("adagrad", "adam"))
+    opt.add_argument("--optimizer", default=S, choices=_choices("optimizer"), help=_default("optimizer"))
     opt.add_argument("--lr", type=float, default=S, help="learning rate")
-    opt.add_argument("--lr-schedule", default=S, choices=("none", "plateau"),
+    opt.add_argument("--lr-schedule", default=S, choices=_choices("lr_schedule"),
                      help="plateau: ReduceLROnPlateau on the validation loss (train loss without --val-size)")
     opt.add_argument("--plateau-patience", type=int, default=S)
     opt.add_argument("--plateau-factor", type=float, default=S)
     opt.add_argument("--batch-size", type=int, default=S, help="global batch (split over DDP ranks)")
     opt.add_argument("--epochs", type=int, default=S)
     opt.add_argument("--grad-clip", type=_grad_clip, default=S, help="max gradient norm (0: no clipping)")
-    opt.add_argument("--seed", type=int, default=S, help="seed of weights, shuffling and val split (0)")
+    opt.add_argument("--seed", type=int, default=S,
+                     help=f"seed of weights, shuffling and val split ({_default('seed')})")
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default=S, help="holds mnist/ and cifar10/ (default: $AFRNN_DATA_DIR, "
                                                     "else ../shared/data next to the repository)")
@@ -90,12 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "is exported (0: export the last model)")
     data.add_argument("--limit-train", type=int, default=S, help="use only the first N train samples")
     data.add_argument("--limit-test", type=int, default=S, help="use only the first N test samples")
-    data.add_argument("--eval-batch-size", type=int, default=S, help="batch for validation/test (256)")
+    data.add_argument("--eval-batch-size", type=int, default=S,
+                      help=f"batch for validation/test ({_default('eval_batch_size')})")
     data.add_argument("--eval-every", type=int, default=S,
-                      help="also validate every N steps (0, the default: only at epoch ends)")
+                      help=f"also validate every N steps, 0: only at epoch ends ({_default('eval_every')})")
     run = parser.add_argument_group("running")
-    run.add_argument("--out-dir", default=S, help="output directory (default checkpoints)")
-    run.add_argument("--device", default=S, choices=("auto", "cpu", "cuda"))
+    run.add_argument("--out-dir", default=S, help=f"output directory ({_default('out_dir', RunOptions)})")
+    run.add_argument("--device", default=S, choices=_choices("device", RunOptions),
+                     help=_default("device", RunOptions))
     run.add_argument("--threads", type=int, default=S, help="torch intra-op threads")
     run.add_argument("--max-minutes", type=float, default=S,
                      help="training wall-time budget, accumulated across --resume; then evaluate and export")
@@ -103,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", default=S,
                      help="continue from <out-dir>/<name>.train.pt (a new run if it does not exist)")
     run.add_argument("--checkpoint-minutes", type=float, default=S,
-                     help="also save the training state every N minutes (5)")
-    run.add_argument("--log-every", type=int, default=S, help="log a line every N steps (50)")
+                     help=f"also save the training state every N minutes "
+                          f"({_default('checkpoint_minutes', RunOptions)})")
+    run.add_argument("--log-every", type=int, default=S,
+                     help=f"log a line every N steps ({_default('log_every', RunOptions)})")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=S,
                      help="tqdm progress bars (default: only on a terminal)")
     return parser
@@ -115,23 +146,8 @@ def resolve(argv: list[str] | None = None) -> tuple[TrainConfig, RunOptions, set
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     explicit = set(args) - {"task"}
-    task, model = args["task"], args.get("model", "afrnn")
-    values = preset_values(task, args.get("preset"))
-    values.update({k: v for k, v in args.items() if k not in RUN_FIELDS})
-    values.setdefault("model", model)
-    values.setdefault("name", default_name(task, model))
-    if model == "lstm":     # the AFRNN-only defaults do not apply to the LSTM
-        for key in ("epsilon", "gamma", "init_std"):
-            if key not in explicit:
-                values.pop(key, None)
-    reference_init = values.get("init_std") == REFERENCE_INIT
-    if reference_init:
-        values.pop("init_std")
-    try:
-        cfg = TrainConfig(**values)
-        if reference_init:
-            width = cfg.model_config_object().layer_sizes[0]
-            cfg = TrainConfig(**{**cfg.model_dump(), "init_std": reference_init_std(width)})
+    try:            # TrainConfig fills the rest: the task's defaults and preset (training.presets)
+        cfg = TrainConfig(**{k: v for k, v in args.items() if k not in RUN_FIELDS})
         run = RunOptions(**{k: v for k, v in args.items() if k in RUN_FIELDS},
                          command=shlex.join(_program() + list(sys.argv[1:] if argv is None else argv)))
     except ValidationError as err:

@@ -3,18 +3,23 @@
 ``TrainConfig`` holds what defines the experiment (task, model, hyperparameters, data selection);
 ``RunOptions`` holds how this invocation runs it (device, threads, budget, output), which may change
 when a run is resumed.
+
+Defaults: a value a run does not give comes from ``training.presets`` (``DEFAULTS[task]``, then
+``PAPER[task]`` with ``preset='paper'``) for the settings that differ per task, else from the field's
+default below. Task and variant names are ``artifact.manifest.Task`` / ``Variant``.
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from artifact.manifest import Task, Variant
 from model.afrnn import AFRNNConfig
 from model.lstm import LSTMConfig
 from model.paper import paper_config
+from training.presets import Preset, ReferenceInit, preset_values
 
-TASKS = ("pendulum", "mnist", "cifar10")
 MODEL_ONLY_AFRNN = ("epsilon", "gamma", "init_std", "update")
 
 
@@ -25,29 +30,31 @@ class ConfigError(ValueError):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    task: Literal["pendulum", "mnist", "cifar10"]
-    model: Literal["arnn", "2-arnn", "frnn", "afrnn", "lstm"]
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="served model name")
-    preset: Literal["paper"] | None = None
+    task: Task
+    model: Variant = "afrnn"
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+                      description="served model name (default: the task for afrnn, else <task>-<model>)")
+    preset: Preset | None = None
+    # Fields without a default here take it per task from training.presets (see _task_defaults).
     # architecture (None: the paper configuration of the task/variant decides)
     hidden_size: int | None = Field(None, ge=1)
     layers: int | None = Field(None, ge=1)
-    epsilon: float | None = Field(None, gt=0)
-    gamma: float | None = Field(None, ge=0)
-    init_std: float | None = Field(None, gt=0)
+    epsilon: float | None = Field(gt=0)                 # None for the LSTM
+    gamma: float | None = Field(ge=0)                   # None for the LSTM
+    init_std: float | None = Field(gt=0)                # None for the LSTM
     update: Literal["simultaneous", "sequential"] = "simultaneous"
     # optimisation
-    optimizer: Literal["adagrad", "adam"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    lr_schedule: Literal["none", "plateau"] = "none"
-    plateau_patience: int = Field(10, ge=0)
-    plateau_factor: float = Field(0.1, gt=0, lt=1)
-    batch_size: int = Field(128, ge=1)
-    epochs: int = Field(10, ge=1)
-    grad_clip: float | None = Field(None, gt=0)
+    optimizer: Literal["adagrad", "adam"]
+    lr: float = Field(gt=0)
+    lr_schedule: Literal["none", "plateau"]
+    plateau_patience: int = Field(ge=0)
+    plateau_factor: float = Field(gt=0, lt=1)
+    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    grad_clip: float | None = Field(gt=0)               # None: no clipping
     seed: int = 0
     # data
-    val_size: int = Field(0, ge=0)
+    val_size: int = Field(ge=0)
     limit_train: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
     eval_batch_size: int = Field(256, ge=1)
@@ -56,6 +63,26 @@ class TrainConfig(BaseModel):
     cache_dir: str | None = None
     trajectories: int | None = Field(None, ge=10, description="pendulum: generate N trajectories "
                                      "(paper: 1000), the first 90 % train and the rest test")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """Fill what is not given from the task's defaults and preset (``training.presets``), name the
+        run, and resolve the reference init (std 1/H) at the model's width."""
+        if not isinstance(data, dict) or data.get("task") not in get_args(Task):
+            return data                 # field validation names the problem
+        task, preset = data["task"], data.get("preset")
+        model = data.get("model", cls.model_fields["model"].default)
+        values = data
+        if model in get_args(Variant) and preset in (None, *get_args(Preset)):
+            values = {**preset_values(task, preset, model), **data}
+            values.setdefault("name", default_name(task, model))
+        init = values.get("init_std")
+        if isinstance(init, ReferenceInit):
+            hidden = values.get("hidden_size")
+            width = hidden if isinstance(hidden, int) else paper_config(task, model).layer_sizes[0]
+            values["init_std"] = init.init_std(width)
+        return values
 
     @model_validator(mode="after")
     def _check_model_fields(self):
