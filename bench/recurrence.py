@@ -7,8 +7,19 @@ Times one training step (forward + backward + Adam) at batch 128 for
     each layer's own recurrence, the feedforward and the feedback are separate products),
 and the batch-1 inference latency of the TorchScript AFRNN with 1 and 2 intra-op threads.
 
+Against the machine's limits, measured in the same run:
+
+* the training step's GFLOP/s (the recurrence's matmuls: 2·N·D² per step forward, twice that
+  backward, so 3 · 2·N·D²·T in all) against the fp32 GEMM peak of ``torch.mm`` (1024², same threads);
+* batch-1 inference (784 steps, 1 thread) against the *op floor*: 784 bare batch-1 ``addmm``s of
+  the same shape, i.e. what any op-by-op loop must at least spend. Candidates: the TorchScript model,
+  ``torch.jit.freeze`` + ``optimize_for_inference``, and ``model.inference.FastRecurrence`` (the loop
+  in one compiled C call, below the floor because it dispatches nothing per step).
+  ``torch.compile`` is measured only with ``--compile`` (it unrolls the 784 steps: minutes of compile).
+
     python bench/recurrence.py            # full run (≈ 2–3 min on 2 cores)
     python bench/recurrence.py --quick    # < 45 s: training steps on 196 of the 784 steps
+    python bench/recurrence.py --precision bf16   # also bf16 autocast: refused without AMX
 
 The last line of the output is one JSON object with the figures.
 """
@@ -24,6 +35,7 @@ import torch
 from torch import nn
 
 from model import paper_model
+from model.inference import FastRecurrence, check_precision, cpu_flags
 
 STEPS, BATCH, HIDDEN = 784, 128, 128
 QUICK_STEPS = 196                # --quick: a quarter of the sequence (ratios hold, times scale)
@@ -112,12 +124,109 @@ def time_batch1_inference(scripted: torch.jit.ScriptModule, threads: int, repeat
     return 1000 * statistics.median(times)
 
 
+def median_ms(fn, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def gemm_peak_gflops(threads: int, seconds: float = 1.0, n: int = 1024) -> float:
+    """fp32 ``torch.mm`` of two n × n matrices, GFLOP/s (2n³ per product), best of 3 windows."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3 or count < 2:
+            a @ b
+            count += 1
+        best = max(best, 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def batch1_candidates(model: nn.Module, repeats: int, with_compile: bool) -> dict:
+    """Batch-1, 784-step inference (1 thread) of each candidate and the op floor, same run."""
+    torch.set_num_threads(1)
+    x = torch.rand(1, STEPS, 1)
+    scripted = torch.jit.script(model.eval())
+    out: dict = {}
+    with torch.inference_mode():
+        coupling_t = model.coupling_matrix().t().contiguous()
+        z, u = torch.zeros(1, coupling_t.shape[0]), torch.randn(1, coupling_t.shape[0])
+
+        def op_floor():
+            for _ in range(STEPS):
+                torch.addmm(u, z, coupling_t)
+
+        reference = scripted(x)
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(model.eval())))
+        fast, why = FastRecurrence.from_module(scripted)
+        candidates = [("torchscript", scripted), ("frozen", frozen)]
+        if fast is not None:
+            candidates.append(("fast", fast))
+        else:
+            out["fast_unavailable"] = why
+        if with_compile:
+            start = time.perf_counter()
+            try:
+                compiled = torch.compile(model)
+                compiled(x)
+                out["compile_s"] = round(time.perf_counter() - start, 1)
+                candidates.append(("compiled", compiled))
+            except Exception as err:  # any compiler failure is a result to report
+                out["compile_unavailable"] = f"{type(err).__name__}: {str(err)[:200]}"
+        # interleave the candidates and the floor, three rounds, and keep each one's best median
+        times: dict[str, float] = {}
+        for _ in range(3):
+            times["op_floor"] = min(times.get("op_floor", 1e9), median_ms(op_floor, repeats))
+            for name, fn in candidates:
+                times[name] = min(times.get(name, 1e9), median_ms(lambda fn=fn: fn(x), repeats))
+        for name, fn in candidates:
+            out[f"afrnn_batch1_{name}_max_abs_diff"] = float((fn(x) - reference).abs().max())
+    floor = times.pop("op_floor")
+    out["op_floor_ms"] = round(floor, 3)
+    out["addmm_batch1_us"] = round(1000 * floor / STEPS, 2)
+    for name, ms in times.items():
+        out[f"afrnn_batch1_{name}_ms"] = round(ms, 3)
+        out[f"afrnn_batch1_{name}_vs_op_floor"] = round(ms / floor, 3)
+    served = "fast" if "fast" in times else "torchscript"
+    out["afrnn_batch1_served_path"] = served
+    out["afrnn_batch1_vs_op_floor"] = out[f"afrnn_batch1_{served}_vs_op_floor"]
+    return out
+
+
+def time_bf16(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict:
+    """Training step and batch-1 inference under bf16 autocast (matmuls in bf16, state fp32)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        train = time_training_step(model, x, y, repeats)
+        with torch.inference_mode():
+            one = torch.rand(1, STEPS, 1)
+            infer = median_ms(lambda: model(one), 10)
+    return {"afrnn_train_s_bf16": round(train, 4), "afrnn_batch1_ms_bf16": round(infer, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (< 45 s)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for training steps")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile (minutes of compile)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: also bf16 autocast timings (refused on CPUs without AMX)")
     args = parser.parse_args()
+    try:
+        check_precision(args.precision)
+    except ValueError as err:
+        parser.error(str(err))
+    cpu_model, flags = cpu_flags()
+    load_before = os.getloadavg()[0]
     repeats = 1 if args.quick else 5
     steps = QUICK_STEPS if args.quick else STEPS
     torch.manual_seed(0)
@@ -140,6 +249,21 @@ def main() -> None:
     figures["reference_style_vs_afrnn_ratio"] = round(figures["reference_style_train_s"]
                                                       / figures["afrnn_train_s"], 3)
 
+    flops = 3 * 2 * BATCH * afrnn.state_size ** 2 * steps
+    peak = gemm_peak_gflops(args.threads)
+    figures["gemm_peak_gflops"] = round(peak, 2)
+    figures["afrnn_train_gflops"] = round(flops / figures["afrnn_train_s"] / 1e9, 2)
+    figures["afrnn_train_vs_gemm_peak"] = round(figures["afrnn_train_gflops"] / peak, 3)
+    print(f"training step: {figures['afrnn_train_gflops']} GFLOP/s of recurrence matmuls; fp32 GEMM "
+          f"peak {peak:.1f} GFLOP/s ({args.threads} threads) -> {figures['afrnn_train_vs_gemm_peak']:.2f}")
+    if args.precision == "bf16":
+        figures.update(time_bf16(afrnn, x, y, repeats))
+    figures.update(batch1_candidates(afrnn, 10 if args.quick else 50, args.compile))
+    print(f"batch-1 inference vs op floor ({figures['op_floor_ms']} ms = {STEPS} addmm of "
+          f"{figures['addmm_batch1_us']} us): " + ", ".join(
+              f"{k.removeprefix('afrnn_batch1_').removesuffix('_vs_op_floor')} {v}"
+              for k, v in figures.items() if k.endswith("_vs_op_floor")))
+
     scripted = torch.jit.script(afrnn.eval())
     for threads in (1, 2):
         figures[f"afrnn_batch1_ms_{threads}thread"] = round(
@@ -149,7 +273,10 @@ def main() -> None:
         if "ratio" in key or "ms" in key:
             print(f"{key:36s} {figures[key]}")
     figures.update(quick=args.quick, train_steps=steps, train_threads=args.threads, torch=torch.__version__,
-                   machine=platform.machine(), load_average_1min=round(os.getloadavg()[0], 2))
+                   machine=platform.machine(), cpu_model=cpu_model,
+                   cpu_flags=sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))),
+                   precision=args.precision, load_average_before=round(load_before, 2),
+                   load_average_1min=round(os.getloadavg()[0], 2))
     print(json.dumps(figures))
 
 

@@ -1,0 +1,237 @@
+"""A fast inference path for the fused recurrence: the whole Euler loop in one compiled C call.
+
+The step is the one of ``model.recurrence`` (paper eqs. 6–7 in block form)::
+
+    z_{t+1} = z_t + ε · tanh(B z_t + u_t),      u_t = U x_t + b,      B = A − γ I.
+
+Run op by op (eager or TorchScript), every one of the T steps dispatches an ``addmm``, a ``tanh`` and
+an ``add``; at batch 1 the arithmetic of a step (a D × D matrix–vector product, D = 256 for pixel
+MNIST) is far smaller than the cost of those dispatches. ``FastRecurrence`` instead hands the whole
+loop to a small C kernel (``_KERNEL_SOURCE`` below) that keeps Bᵀ in cache and runs
+
+    for t in 0 … T−1:   a ← u_t + z Bᵀ;     z ← z + ε · tanh(a)
+
+with no per-step dispatch. Only the loop moves: the input drive u (one GEMM over all steps), z₀ and
+the readout still come from the model's own exported methods (``input_drive``, ``initial_state``,
+``readout``), and B from ``coupling_matrix`` (which includes any damping rule), so the fast path
+cannot drift from the model's definition of the step. ``tanh`` in the kernel is a rational minimax
+approximation (the one of Eigen's ``ptanh_float``: relative error below 1e-6 on float32), so the
+result equals the reference forward to float32 rounding, not bit for bit (tested in
+``tests/model/test_inference_path.py``).
+
+The kernel is plain C (no torch headers, no pybind), compiled at first use with the system C
+compiler (``cc``/``gcc``, ``-O3 -march=native``: it is built on the machine that runs it) into a
+cache directory (``AFRNN_KERNEL_DIR``, default ``~/.cache/afrnn-serving``), and called through
+``ctypes``, which releases the GIL for the call. Where there is no compiler, the model is not a
+block-form simultaneous-update AFRNN (the sequential sweep, the LSTM), or its tensors are not float32
+on the CPU, ``FastRecurrence.from_module`` returns ``None`` with the reason, and callers keep the
+module's own forward.
+"""
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+_KERNEL_SOURCE = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* tanh as Eigen's ptanh_float: odd 13/6 rational minimax fit on [-7.9, 7.9] (|rel. error| < 1e-6). */
+static inline float afrnn_tanh(float x) {
+    const float c = 7.90531110763549805f;
+    x = x < -c ? -c : (x > c ? c : x);
+    const float x2 = x * x;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 - 8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return x * p / q;
+}
+
+/* z (n, d) is updated in place over t steps: z <- z + eps * tanh(u_t + z bt).
+   drive (n, steps, d) batch first, bt (d, d) row-major (= B transposed), all contiguous float32.
+   Returns 0, or -1 when the scratch buffer cannot be allocated. */
+int afrnn_euler_loop(const float *restrict drive, float *restrict z, const float *restrict bt,
+                     int64_t n, int64_t steps, int64_t d, float eps) {
+    float *restrict acc = (float *)aligned_alloc(64, (size_t)(((n * d * 4) + 63) / 64 * 64));
+    if (!acc) return -1;
+    for (int64_t t = 0; t < steps; ++t) {
+        for (int64_t r = 0; r < n; ++r)
+            memcpy(acc + r * d, drive + (r * steps + t) * d, (size_t)d * sizeof(float));
+        for (int64_t i = 0; i < d; ++i) {
+            const float *restrict row = bt + i * d;
+            for (int64_t r = 0; r < n; ++r) {
+                const float zi = z[r * d + i];
+                float *restrict a = acc + r * d;
+                for (int64_t j = 0; j < d; ++j) a[j] += zi * row[j];
+            }
+        }
+        for (int64_t k = 0; k < n * d; ++k) z[k] += eps * afrnn_tanh(acc[k]);
+    }
+    free(acc);
+    return 0;
+}
+"""
+
+# -fno-trapping-math lets gcc vectorise the clamp in afrnn_tanh (no FP exceptions are observed here)
+_CFLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math",
+           "-std=c11", "-shared", "-fPIC")
+_kernel: Optional[ctypes.CDLL] = None
+_kernel_error: Optional[str] = None
+
+
+def kernel_dir() -> Path:
+    return Path(os.environ.get("AFRNN_KERNEL_DIR") or Path.home() / ".cache" / "afrnn-serving")
+
+
+def _cpu_signature() -> str:
+    """CPU model and flags: ``-march=native`` code is only valid on the CPU it was built for."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_kernel() -> Tuple[Optional[ctypes.CDLL], Optional[str]]:
+    """The compiled kernel (built once per machine and source), or (None, why it is unavailable)."""
+    global _kernel, _kernel_error
+    if _kernel is not None or _kernel_error is not None:
+        return _kernel, _kernel_error
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        _kernel_error = "no C compiler (cc/gcc) on PATH"
+        return None, _kernel_error
+    key = hashlib.sha256("\n".join([_KERNEL_SOURCE, " ".join(_CFLAGS), compiler, _cpu_signature()])
+                         .encode()).hexdigest()[:16]
+    path = kernel_dir() / f"afrnn_euler_{key}.so"
+    try:
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                src, out = Path(tmp) / "afrnn_euler.c", Path(tmp) / "afrnn_euler.so"
+                src.write_text(_KERNEL_SOURCE)
+                subprocess.run([compiler, *_CFLAGS, str(src), "-o", str(out)], check=True,
+                               capture_output=True, text=True, timeout=120)
+                os.replace(out, path)                  # atomic: concurrent builders agree
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as err:
+        detail = getattr(err, "stderr", None) or str(err)
+        _kernel_error = f"kernel build/load failed: {detail.strip()[:400]}"
+        return None, _kernel_error
+    fn = lib.afrnn_euler_loop
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                   ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float]
+    _kernel = lib
+    return _kernel, None
+
+
+def cpu_flags(cpuinfo: Optional[str] = None) -> Tuple[str, frozenset]:
+    """(CPU model name, set of feature flags) from ``/proc/cpuinfo`` text (read when not given)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model, flags = platform.processor() or platform.machine(), frozenset()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = frozenset(value.split())
+    return model, flags
+
+
+def check_precision(precision: str, cpuinfo: Optional[str] = None) -> str:
+    """``precision`` if this CPU runs it well, else ``ValueError``: bf16 only with AMX.
+
+    bf16 matmuls are only faster than fp32 on CPUs with AMX tiles (``amx_bf16``); elsewhere (AVX2,
+    AVX-512 without AMX) PyTorch emulates or converts them and they are slower, so bf16 is never
+    picked, or accepted, on such a CPU.
+    """
+    if precision == "fp32":
+        return precision
+    if precision != "bf16":
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    model, flags = cpu_flags(cpuinfo)
+    if "amx_bf16" not in flags:
+        raise ValueError(f"precision 'bf16' needs a CPU with AMX (the amx_bf16 flag); {model!r} has none, "
+                         "and bf16 is slower than fp32 there: use fp32")
+    return precision
+
+
+class FastRecurrence:
+    """``forward(x)`` of a block-form AFRNN (eager or TorchScript) with the Euler loop in C.
+
+    Built by ``from_module``; holds Bᵀ and ε as they were when it was built (inference only: rebuild
+    it after the weights change). ``__call__(x)`` takes x of shape (N, T, input_size), float32 on the
+    CPU, and returns the readout at the last step, (N, output_size), as ``module(x)`` does.
+    """
+
+    def __init__(self, module: torch.nn.Module, coupling_t: Tensor, epsilon: float,
+                 kernel: ctypes.CDLL):
+        self.module = module
+        self.coupling_t = coupling_t
+        self.epsilon = epsilon
+        self._loop = kernel.afrnn_euler_loop
+
+    @classmethod
+    def from_module(cls, module: torch.nn.Module) -> Tuple[Optional["FastRecurrence"], str]:
+        """(fast path, "") or (None, why the module keeps its own forward)."""
+        for name in ("coupling_matrix", "input_drive", "initial_state", "readout"):
+            if not hasattr(module, name):
+                return None, f"the model has no {name}() (not a block-form AFRNN)"
+        if bool(getattr(module, "sequential", True)):
+            return None, "sequential (layer-by-layer) update: only the simultaneous step is fused"
+        with torch.inference_mode():
+            coupling_t = module.coupling_matrix().t().contiguous()
+        if coupling_t.dtype != torch.float32 or coupling_t.device.type != "cpu":
+            return None, f"weights are {coupling_t.dtype} on {coupling_t.device}, not float32 on the CPU"
+        kernel, why = load_kernel()
+        if kernel is None:
+            return None, why or "kernel unavailable"
+        return cls(module, coupling_t.clone(), float(module.epsilon), kernel), ""
+
+    def final_state(self, x: Tensor) -> Tensor:
+        """z_T, shape (N, D), for x of shape (N, T, input_size)."""
+        if x.dim() != 3 or x.dtype != torch.float32 or x.device.type != "cpu":
+            raise ValueError(f"expected x of shape (batch, steps, channels), float32 on the CPU, got "
+                             f"{list(x.shape)} {x.dtype} on {x.device}")
+        with torch.inference_mode():
+            drive = self.module.input_drive(x).contiguous()                   # (N, T, D)
+            z = self.module.initial_state(x.shape[0]).contiguous().clone()    # (N, D), updated in place
+        n, steps, d = drive.shape
+        if self.coupling_t.shape != (d, d):
+            raise ValueError(f"input drive has {d} state entries but Bᵀ is {tuple(self.coupling_t.shape)}")
+        if self._loop(drive.data_ptr(), z.data_ptr(), self.coupling_t.data_ptr(), n, steps, d,
+                      self.epsilon) != 0:
+            raise MemoryError("afrnn_euler_loop could not allocate its scratch buffer")
+        return z
+
+    def __call__(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.module.readout(self.final_state(x))

@@ -1,0 +1,146 @@
+"""The compiled inference path (model.inference) against the model's own forward and a float64 loop."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from model import AFRNN, AFRNNConfig, LSTMBaseline, LSTMConfig
+from model import inference as fast_inference
+from model.inference import FastRecurrence, check_precision, cpu_flags
+
+needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                                    reason="no C compiler: the fast path is unavailable (tested below)")
+
+
+def numpy_euler(model: AFRNN, x: torch.Tensor) -> np.ndarray:
+    """Readout after z ← z + ε tanh(B z + E x_t + b), step by step in float64 (independent loop)."""
+    with torch.no_grad():
+        B = model.coupling_matrix().double().numpy()
+        E = model.weight_in.double().numpy()
+        b = torch.cat([layer.bias for layer in model.layers]).double().numpy()
+        W, c = model.head.weight.double().numpy(), model.head.bias.double().numpy()
+    xs = x.double().numpy()
+    top = model.layer_bounds[-2]
+    out = []
+    for row in xs:
+        z = np.full(model.state_size, model.initial_value)
+        for x_t in row:
+            u = b.copy()
+            u[:E.shape[0]] += E @ x_t
+            z = z + model.epsilon * np.tanh(B @ z + u)
+        out.append(W @ z[top:] + c)
+    return np.stack(out)
+
+
+def make(variant: dict, seed: int = 0) -> AFRNN:
+    torch.manual_seed(seed)
+    config = dict(input_size=2, layer_sizes=(12, 8), output_size=5, epsilon=0.1, gamma=0.01, init_std=2.0)
+    config.update(variant)
+    model = AFRNN(AFRNNConfig(**config)).eval()
+    with torch.no_grad():                  # non-zero biases, so that the drive's bias part is tested
+        for layer in model.layers:
+            layer.bias.normal_(0, 0.5)
+    return model
+
+
+VARIANTS = [dict(), dict(feedback="free"), dict(feedback="none"), dict(layer_sizes=(16,)),
+            dict(layer_sizes=(6, 5, 4), couplings=((0, 1), (1, 2), (0, 2))), dict(initial_state=1.0)]
+
+
+@needs_compiler
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={v[k]}" for k in v) or "afrnn")
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fast_path_equals_reference_forward(variant, batch):
+    model = make(variant)
+    x = torch.randn(batch, 40, 2)
+    fast, why = FastRecurrence.from_module(model)
+    assert fast is not None, why
+    got = fast(x)
+    with torch.no_grad():
+        expected = model(x)
+    assert got.shape == expected.shape == (batch, 5)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(got.numpy(), numpy_euler(model, x), rtol=1e-4, atol=1e-4)
+
+
+@needs_compiler
+def test_fast_path_of_the_scripted_paper_model_equals_its_forward():
+    torch.manual_seed(1)
+    from model import paper_model
+    scripted = torch.jit.script(paper_model("mnist", "afrnn").eval())
+    fast, why = FastRecurrence.from_module(scripted)
+    assert fast is not None, why
+    x = torch.rand(2, 784, 1)
+    with torch.inference_mode():
+        expected = scripted(x)
+    torch.testing.assert_close(fast(x), expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(fast(x).argmax(1), expected.argmax(1))
+
+
+@needs_compiler
+def test_fast_path_uses_the_weights_of_when_it_was_built():
+    model = make({})
+    fast, _ = FastRecurrence.from_module(model)
+    x = torch.randn(1, 30, 2)
+    before = fast(x).clone()
+    with torch.no_grad():
+        model.layers[0].weight_rec.mul_(3.0)
+        changed = model(x)
+    assert not torch.allclose(changed, before, atol=1e-3)       # B changed the model's answer …
+    torch.testing.assert_close(fast(x), before)                # … not the snapshot's (rebuild to update)
+
+
+def test_models_the_kernel_does_not_cover_keep_their_forward():
+    fast, why = FastRecurrence.from_module(make(dict(update="sequential")))
+    assert fast is None and "sequential" in why
+    lstm = LSTMBaseline(LSTMConfig(hidden_size=8, output_size=3))
+    fast, why = FastRecurrence.from_module(lstm)
+    assert fast is None and "coupling_matrix" in why
+    fast, why = FastRecurrence.from_module(make({}).double())
+    assert fast is None and "float64" in why
+
+
+@needs_compiler
+def test_fast_path_rejects_wrong_inputs():
+    fast, _ = FastRecurrence.from_module(make({}))
+    with pytest.raises(ValueError, match="float32 on the CPU"):
+        fast(torch.randn(1, 10, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="shape"):
+        fast.final_state(torch.randn(10, 2))
+
+
+def test_no_compiler_means_no_fast_path(monkeypatch, tmp_path):
+    monkeypatch.setattr(fast_inference, "_kernel", None)
+    monkeypatch.setattr(fast_inference, "_kernel_error", None)
+    monkeypatch.setenv("AFRNN_KERNEL_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    fast, why = FastRecurrence.from_module(make({}))
+    assert fast is None and "kernel build/load failed" in why
+    assert not list(tmp_path.glob("*.so"))
+
+
+CPUINFO = "processor\t: 0\nmodel name\t: {model}\nflags\t\t: fpu sse2 avx2 fma {extra}\n"
+
+
+def test_bf16_is_refused_without_amx():
+    zen = CPUINFO.format(model="AMD EPYC", extra="avx512f avx512_bf16")       # bf16 ops but no AMX tiles
+    with pytest.raises(ValueError, match="needs a CPU with AMX.*'AMD EPYC'"):
+        check_precision("bf16", zen)
+    xeon = CPUINFO.format(model="Intel Xeon", extra="avx512f amx_tile amx_bf16 amx_int8")
+    assert check_precision("bf16", xeon) == "bf16"
+    assert check_precision("fp32", zen) == "fp32"
+    with pytest.raises(ValueError, match="'fp32' or 'bf16'"):
+        check_precision("fp16", xeon)
+    assert cpu_flags(xeon) == ("Intel Xeon", frozenset(
+        "fpu sse2 avx2 fma avx512f amx_tile amx_bf16 amx_int8".split()))
+
+
+def test_bf16_on_this_machine_follows_its_flags():
+    _, flags = cpu_flags()
+    if "amx_bf16" in flags:
+        assert check_precision("bf16") == "bf16"
+    else:
+        with pytest.raises(ValueError, match="AMX"):
+            check_precision("bf16")
