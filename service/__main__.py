@@ -9,7 +9,7 @@ Every flag overrides its ``AFRNN_*`` environment variable (see ``service.config.
 
 The API key is read from ``AFRNN_API_KEY`` only (a flag would show it in the process list).
 OpenAPI docs: http://HOST:PORT/docs. Stop with SIGTERM or Ctrl-C: in-flight requests finish, the
-queues drain, and the log ends with "shutdown complete".
+queues drain, the log ends with "shutdown complete", and a SIGTERM-ed process exits 0.
 """
 
 import argparse
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.config import Settings
+from service.connections import Server, install_overload_response, protocol_class, with_header_timeout
 from service.logging import configure_logging
 
 
@@ -72,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pendulum-max-steps", type=int, help="longest pendulum rollout")
     add("--pendulum-reference-max-batch", type=int,
         help="initial states per request with include_reference")
+    add("--max-inflight-requests", type=int,
+        help="work requests admitted at once before 503, checked before the body is read")
+    add("--heavy-max-concurrency", type=int,
+        help="physics references, stability reports and PNGs running at once")
+    add("--heavy-max-queue-length", type=int, help="heavy jobs waiting before 503")
+    add("--header-timeout-s", type=float, help="request headers must arrive within this")
+    add("--body-timeout-s", type=float, help="the request body must arrive within this")
+    add("--keep-alive-timeout-s", type=float, help="idle keep-alive connections close after this")
+    add("--limit-concurrency", type=int,
+        help="connections + in-flight requests before uvicorn answers 503")
+    add("--readiness-policy", help="ready when all or any of the model dir's models are loaded")
     add("--torch-threads", type=int, help="intra-op threads")
     add("--log-level")
     add("--log-format")
@@ -90,9 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as err:
         sys.exit(f"afrnn-serve: invalid settings:\n{err}")
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                access_log=False, log_level=settings.log_level,
-                timeout_graceful_shutdown=int(settings.request_timeout_s) + 5)
+    install_overload_response(retry_after_s=1)
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False,
+        log_level=settings.log_level, timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+        http=with_header_timeout(protocol_class("auto"), settings.header_timeout_s),
+        timeout_keep_alive=settings.keep_alive_timeout_s, limit_concurrency=settings.limit_concurrency)
+    Server(config).run()             # SIGTERM: drain, then exit 0 (service.connections.Server)
 
 
 if __name__ == "__main__":

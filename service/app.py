@@ -23,19 +23,23 @@ Security: when ``api_key`` is set, ``/classify``, ``/pendulum/*`` and ``/models*
 import asyncio
 import contextlib
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator
 
 import torch
 from fastapi import Depends, FastAPI
 
+from service.admission import AdmissionGate, LoadEstimate, WorkLane
 from service.api.deps import require_api_key
+from service.api.inference import install_admission_handlers
 from service.api.routes import stream as stream_routes
 from service.api.routes import classify, health, metrics, models, pendulum, stability
 from service.config import Settings
 from service.errors import install_exception_handlers
 from service.logging import configure_logging
 from service.metrics import ServiceMetrics
-from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
+from service.middleware import RequestGuardMiddleware, RequestMetricsMiddleware
 from service.registry import ModelRegistry
 from service.stability import StabilityReports
 from service.streaming import StreamHub
@@ -54,6 +58,60 @@ def configure_torch_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
+def ensure_matplotlib_config_dir() -> str | None:
+    """A writable directory for matplotlib's config and font cache, exported as ``MPLCONFIGDIR``.
+
+    matplotlib needs one to import; with a read-only root filesystem neither ``~/.config/matplotlib``
+    nor, often, the temp dir is writable, and the first PNG request failed. Candidates, in order: an
+    ``MPLCONFIGDIR`` already set, ``$XDG_CONFIG_HOME``/``~/.config`` + ``/matplotlib``, ``<tempdir>/
+    afrnn-matplotlib``, ``/dev/shm/afrnn-matplotlib``. None writable → None (the PNG route then
+    answers 503 saying so)."""
+    candidates = [os.environ.get("MPLCONFIGDIR")]
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    candidates.append(os.path.join(config_home, "matplotlib"))
+    with contextlib.suppress(FileNotFoundError):           # no usable temp dir at all
+        candidates.append(os.path.join(tempfile.gettempdir(), "afrnn-matplotlib"))
+    candidates.append("/dev/shm/afrnn-matplotlib")
+    for candidate in filter(None, candidates):
+        try:
+            os.makedirs(candidate, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=candidate):
+                pass
+        except OSError:
+            continue
+        if os.environ.get("MPLCONFIGDIR") != candidate:
+            log.info("matplotlib config dir", extra={"mplconfigdir": candidate})
+        os.environ["MPLCONFIGDIR"] = candidate
+        return candidate
+    log.warning("no writable directory for matplotlib: GET /models/{name}/stability.png will answer 503")
+    return None
+
+
+def install_admission(app: FastAPI, settings: Settings) -> None:
+    """The admission path of ``service.admission`` on ``app.state``: ``load`` (recent times),
+    ``admission`` (the gate before the body is read), ``work_lane`` (heavy jobs) and ``retry_after``."""
+    metrics = app.state.metrics
+    load = LoadEstimate()
+    metrics.batch_observers.append(load.observe_batch)
+
+    lane = WorkLane("work lane", max_concurrency=settings.heavy_max_concurrency,
+                    max_queue_length=settings.heavy_max_queue_length,
+                    retry_after=lambda: retry_after(), on_job=load.observe_job,
+                    on_queue_depth=metrics.work_lane_queue_depth.set)
+
+    def retry_after() -> int:
+        registry = getattr(app.state, "registry", None)
+        rows = sum(e.batcher.queued_rows for e in registry.models.values() if e.batcher) if registry else 0
+        return load.retry_after_s(rows, lane.queue_depth + lane.running, settings.heavy_max_concurrency)
+
+    app.state.load = load
+    app.state.work_lane = lane
+    app.state.retry_after = retry_after
+    metrics.work_lane_running.set_function(lambda: lane.running)
+    app.state.admission = AdmissionGate(settings.max_inflight_requests,
+                                        on_inflight=metrics.inflight_requests.set)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -63,7 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_torch_threads(settings.torch_threads)
         registry = ModelRegistry(settings, app.state.metrics)
         app.state.registry = registry
-        app.state.stability = StabilityReports(settings.stability_cache_size)
+        app.state.stability = StabilityReports(settings.stability_cache_size, lane=app.state.work_lane)
+        ensure_matplotlib_config_dir()
         log.info("starting", extra={"model_dir": str(settings.model_dir), "device": str(registry.device),
                                     "torch_threads": torch.get_num_threads(),
                                     "max_batch_size": settings.max_batch_size,
@@ -83,12 +142,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await loader
             await app.state.streams.close()
             await registry.close(drain_timeout_s=settings.request_timeout_s)
+            await app.state.work_lane.close(drain_timeout_s=settings.request_timeout_s)
             app.state.stability.close()
             log.info("shutdown complete")
 
     app = FastAPI(title="AFRNN serving", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
+    install_admission(app, settings)
     app.state.streams = StreamHub(settings, app.state.metrics.registry)
 
     # Without a configured key the check would be a no-op that still costs a dependency solve
@@ -103,8 +164,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     install_exception_handlers(app)
+    install_admission_handlers(app)
     # The last added middleware is the outermost: metrics see every response, 413s included.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes,
+    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes,
+                       body_timeout_s=settings.body_timeout_s, request_timeout_s=settings.request_timeout_s,
+                       gate=app.state.admission, retry_after=app.state.retry_after,
+                       api_key=settings.api_key.get_secret_value() if settings.api_key else None,
                        metrics=app.state.metrics)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

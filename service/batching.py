@@ -11,8 +11,10 @@ Overload never queues forever:
 
 * a full queue (``max_queue_length`` waiting requests) raises ``QueueFullError`` at once (→ 503 with
   Retry-After);
-* a request not answered within ``request_timeout_s`` of its submission raises ``RequestTimeoutError``
-  (→ 504) and is dropped from the queue if its forward pass has not started;
+* a request not answered within ``request_timeout_s`` of its submission — or by its ``deadline``, when
+  the caller gives one (the request's, set when its headers arrived) — raises ``RequestTimeoutError``
+  (→ 504) and is dropped from the queue if its forward pass has not started; a request whose deadline
+  has already passed is not queued at all;
 * after ``close()`` starts, new requests raise ``BatcherClosedError`` (→ 503) while the queued ones
   are still run (the graceful drain at shutdown).
 
@@ -87,13 +89,16 @@ class DynamicBatcher(Generic[P, R]):
             single-thread executor between batchers that must not run forward passes concurrently.
         on_batch: optional observer ``(rows, inference_s, queue_waits_s)`` called after each batch.
         on_queue_depth: optional observer of the number of waiting requests.
+        on_error: optional observer ``(error)`` of each failed forward pass whose error reaches a
+            caller (a batched failure retried one by one counts once per failing request).
     """
 
     def __init__(self, name: str, run_batch: Callable[[list[P]], Sequence[R]], *, max_batch_size: int,
                  max_queue_delay_s: float, max_queue_length: int, request_timeout_s: float,
                  executor: ThreadPoolExecutor | None = None,
                  on_batch: Callable[[int, float, list[float]], None] | None = None,
-                 on_queue_depth: Callable[[int], None] | None = None):
+                 on_queue_depth: Callable[[int], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be ≥ 1, got {max_batch_size}")
         if max_queue_length < 1:
@@ -111,6 +116,7 @@ class DynamicBatcher(Generic[P, R]):
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._on_batch = on_batch
         self._on_queue_depth = on_queue_depth
+        self._on_error = on_error
         self._pending: deque[_Pending] = deque()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
@@ -146,9 +152,22 @@ class DynamicBatcher(Generic[P, R]):
     def queue_depth(self) -> int:
         return len(self._pending)
 
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting for a forward pass (for the Retry-After estimate)."""
+        return sum(item.rows for item in self._pending)
+
     # -- the request side -------------------------------------------------------------------------
-    async def submit(self, payload: P, rows: int = 1) -> BatchResult[R]:
-        """Queue ``payload`` (``rows`` rows of the batch) and wait for its result."""
+    async def submit(self, payload: P, rows: int = 1, deadline: float | None = None) -> BatchResult[R]:
+        """Queue ``payload`` (``rows`` rows of the batch) and wait for its result, at the latest until
+        ``request_timeout_s`` from now or ``deadline`` (a ``time.perf_counter()`` value), whichever
+        comes first."""
+        timeout = self.request_timeout_s
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.perf_counter())
+            if timeout <= 0:
+                raise RequestTimeoutError(f"model {self.name!r}: the request's deadline (request_timeout_s "
+                                          f"= {self.request_timeout_s} s) passed before it was queued")
         if self._closing:
             raise BatcherClosedError(f"model {self.name!r} is shutting down")
         if self._worker is None:
@@ -162,7 +181,7 @@ class DynamicBatcher(Generic[P, R]):
         self._queue_depth_changed()
         self._wakeup.set()
         # One timer on the request's own future (cheaper than asyncio.wait_for's wrapper future).
-        timer = loop.call_later(self.request_timeout_s, self._expire, item)
+        timer = loop.call_later(timeout, self._expire, item)
         try:
             return await item.future
         except asyncio.CancelledError:        # the client went away (awaiting cancelled item.future)
@@ -287,7 +306,9 @@ class DynamicBatcher(Generic[P, R]):
         if self._on_batch is not None:
             self._on_batch(rows, inference_s, waits)
 
-    @staticmethod
-    def _fail(item: _Pending, error: BaseException) -> None:
+    def _fail(self, item: _Pending, error: BaseException) -> None:
+        log.error("forward pass failed", extra={"model": self.name, "rows": item.rows, "error": repr(error)})
+        if self._on_error is not None:
+            self._on_error(error)
         if not item.future.done():
             item.future.set_exception(error)

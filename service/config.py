@@ -12,6 +12,19 @@ Batching knobs, in the LitServe / Triton sense:
   is added to a lone request, and under load requests that arrive during a forward pass form the
   next batch;
 * ``max_queue_length`` — requests waiting per model beyond which new ones get 503 + Retry-After.
+
+Admission and connection limits (see ``service.admission``, ``service.middleware``,
+``service.connections`` and docs/reliability.md):
+
+* ``max_inflight_requests`` — work requests (inference, stability) admitted at once; beyond it a request
+  gets 503 + Retry-After before its body is read;
+* ``heavy_max_concurrency`` / ``heavy_max_queue_length`` — the lane for physics references, stability
+  reports and PNG figures: jobs running at once, jobs waiting;
+* ``header_timeout_s`` / ``body_timeout_s`` — a client must send its request headers, then its whole
+  body, within these (else 408 and the connection is closed); ``keep_alive_timeout_s`` closes idle
+  connections; ``limit_concurrency`` caps connections + in-flight requests (uvicorn answers 503 beyond);
+* ``readiness_policy`` — ``all``: ``/health/ready`` is 200 only when every model found in the model dir
+  is loaded; ``any``: when loading has finished and at least one is. Zero models is never ready.
 """
 
 from pathlib import Path
@@ -65,6 +78,25 @@ class Settings(BaseSettings):
     stream_max_batch: int | None = Field(None, ge=1, description="streams advanced in one batched step "
                                                                  "(default: all that have a chunk ready)")
 
+    # -- admission and connections (docs/reliability.md) ------------------------------------------
+    max_inflight_requests: int = Field(
+        64, ge=1, description="work requests (inference, stability) admitted at once; more get 503 + "
+                              "Retry-After before their body is read")
+    heavy_max_concurrency: int = Field(
+        1, ge=1, description="heavy jobs (physics references, stability reports, PNG figures) run at once")
+    heavy_max_queue_length: int = Field(16, ge=0, description="heavy jobs waiting before 503")
+    header_timeout_s: float = Field(10.0, gt=0.0, description="request headers must arrive within this "
+                                                              "(else 408 and close)")
+    body_timeout_s: float = Field(30.0, gt=0.0, description="the whole request body must arrive within "
+                                                            "this after the headers (else 408 and close)")
+    keep_alive_timeout_s: float = Field(5.0, gt=0.0, description="idle keep-alive connections are closed "
+                                                                 "after this")
+    limit_concurrency: int = Field(1024, ge=1, description="open connections + in-flight requests beyond "
+                                                           "which uvicorn answers 503")
+    readiness_policy: Literal["all", "any"] = Field(
+        "all", description="'all': ready when every model in the model dir is loaded; 'any': when loading "
+                           "has finished and at least one is. Zero models is never ready")
+
     # -- runtime ----------------------------------------------------------------------------------
     torch_threads: int = Field(1, ge=1, description="intra-op threads; 1 is fastest for the small "
                                                    "GEMMs of batch-1 recurrences on 2 cores")
@@ -73,7 +105,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="when set, every inference and model route "
                                                         "needs the header X-API-Key")
 
-    @field_validator("log_level", "log_format", "device", mode="before")
+    @field_validator("log_level", "log_format", "device", "readiness_policy", mode="before")
     @classmethod
     def _lower(cls, value):
         return value.lower() if isinstance(value, str) else value

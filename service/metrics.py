@@ -14,7 +14,11 @@ afrnn_models_loaded                    gauge      — models loaded and warm
 afrnn_model_ready                      gauge      model — 1 when served, 0 while loading or unavailable
 afrnn_errors_total                     counter    kind — validation, not_found, body_too_large,
                                                   unauthorized, overloaded, timeout, not_ready, internal,
-                                                  other (e.g. 405 method not allowed)
+                                                  slow_client (408), other (e.g. 405 method not allowed)
+afrnn_inference_errors_total           counter    model — forward passes that raised (their callers get 500)
+afrnn_inflight_requests                gauge      — work requests admitted and not yet answered
+afrnn_work_lane_queue_depth            gauge      — heavy jobs (physics references, stability) waiting
+afrnn_work_lane_running                gauge      — heavy jobs running
 afrnn_stability_reports_total          counter    model, cache (hit | miss | custom)
 =====================================  =========  ======================================================
 
@@ -29,7 +33,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 ERROR_KINDS = ("validation", "not_found", "body_too_large", "unauthorized", "overloaded", "timeout",
-               "not_ready", "internal")
+               "not_ready", "internal", "slow_client")
 
 
 class ServiceMetrics:
@@ -57,6 +61,15 @@ class ServiceMetrics:
         self.errors = Counter("afrnn_errors", "Rejected or failed requests by kind", ["kind"], registry=r)
         for kind in ERROR_KINDS:
             self.errors.labels(kind=kind)       # export every kind at 0 from the start
+        self.inference_errors = Counter("afrnn_inference_errors", "Forward passes that raised", ["model"],
+                                        registry=r)
+        self.inflight_requests = Gauge("afrnn_inflight_requests",
+                                       "Work requests admitted and not yet answered", registry=r)
+        self.work_lane_queue_depth = Gauge("afrnn_work_lane_queue_depth",
+                                           "Heavy jobs (physics references, stability) waiting", registry=r)
+        self.work_lane_running = Gauge("afrnn_work_lane_running", "Heavy jobs running", registry=r)
+        # Extra observers of every batch (rows, inference_s), e.g. the Retry-After estimate.
+        self.batch_observers: list = []
         self.stability_reports = Counter("afrnn_stability_reports", "Stability reports served",
                                          ["model", "cache"], registry=r)
 
@@ -66,6 +79,8 @@ class ServiceMetrics:
         waits = self.queue_wait_seconds.labels(model=model)
         for wait in queue_waits_s:
             waits.observe(wait)
+        for observe in self.batch_observers:
+            observe(rows, inference_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

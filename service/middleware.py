@@ -1,26 +1,42 @@
 """Pure-ASGI middleware (no per-request task switches, unlike ``BaseHTTPMiddleware``).
 
-* ``BodySizeLimitMiddleware`` — answers 413 when a request body exceeds ``max_body_bytes``: at once
-  when ``Content-Length`` says so, and otherwise (chunked uploads) as soon as the bytes received pass
-  the limit. It reads the body ahead of the app and replays it, so the app never sees a partial body.
-  The rest of an oversized body is read and discarded (up to a cap) so that the client, still sending,
-  gets the 413 instead of a reset connection.
+* ``RequestGuardMiddleware`` — everything that can reject a request cheaply, in this order and all
+  *before the body is read or parsed*:
+
+  1. ``GET``/``HEAD /health/live`` is answered here at once: liveness never waits behind routing,
+     body reads or request work;
+  2. the API key (when configured) of the inference and model routes → 401;
+  3. ``Content-Length`` over ``max_body_bytes`` → 413;
+  4. admission of work routes (inference, stability) through the ``AdmissionGate`` → 503 with a
+     Retry-After from ``LoadEstimate`` (queue depth × recent time per row);
+
+  then it stamps the request's deadline (``request_timeout_s`` from now, ``service.admission``) and
+  reads the body ahead of the app — ``body_timeout_s`` for the whole of it, else 408 and the
+  connection is closed (a stalled body, or a ``Content-Length`` larger than what is sent); a chunked
+  body over the limit is 413 as soon as the bytes received pass it. The app never sees a partial body.
+  Non-HTTP scopes (WebSocket, lifespan) pass through untouched.
 * ``RequestMetricsMiddleware`` — per request: the latency histogram and counter by route template,
   model and status, and one structured access-log line.
 """
 
+import asyncio
 import json
 import logging
+import secrets
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.admission import AdmissionGate, request_deadline
 from service.metrics import ServiceMetrics
 
 access_log = logging.getLogger("service.access")
 
 # After rejecting a body, read at most this many further bytes before giving up on the client.
 DISCARD_LIMIT_BYTES = 64 * 1024 * 1024
+API_KEY_HEADER = b"x-api-key"
+LIVENESS_BODY = b'{"status":"alive"}'
 
 
 async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -31,51 +47,134 @@ async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[by
     await send({"type": "http.response.body", "body": payload})
 
 
-class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: ServiceMetrics | None = None):
+def work_route(method: str, path: str) -> str | None:
+    """The route template of a work request (inference or stability), else None."""
+    if method == "POST":
+        if path == "/classify":
+            return "/classify"
+        if path == "/pendulum/predict":
+            return "/pendulum/predict"
+        if path.startswith("/models/") and path.endswith("/stability"):
+            return "/models/{name}/stability"
+    elif method in ("GET", "HEAD") and path.startswith("/models/") and path.endswith("/stability.png"):
+        return "/models/{name}/stability.png"
+    return None
+
+
+def protected(path: str) -> bool:
+    """Routes behind the API key (when one is configured)."""
+    return path == "/classify" or path.startswith(("/pendulum/", "/models"))
+
+
+class RequestGuardMiddleware:
+    """Liveness fast path, auth, body size, admission, deadline and body read timeout (see above)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float, request_timeout_s: float,
+                 gate: AdmissionGate, retry_after: Callable[[], int], api_key: str | None = None,
+                 metrics: ServiceMetrics | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.gate = gate
+        self.retry_after = retry_after
+        self.api_key = api_key.encode() if api_key is not None else None
         self.metrics = metrics
+
+    def _count(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.errors.labels(kind=kind).inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body_bytes
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._discard(receive, int(declared))
-            await self._reject(send, f"request body of {int(declared)} bytes (Content-Length) exceeds "
-                                     f"max_body_bytes = {limit}")
+        method, path = scope["method"], scope["path"]
+        if path == "/health/live" and method in ("GET", "HEAD"):
+            scope["afrnn.route"] = "/health/live"
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(LIVENESS_BODY)).encode())]})
+            await send({"type": "http.response.body", "body": LIVENESS_BODY if method == "GET" else b""})
             return
+        headers = dict(scope["headers"])
+        route = work_route(method, path)
+        if route is not None:
+            scope["afrnn.route"] = route
+        if self.api_key is not None and protected(path):
+            key = headers.get(API_KEY_HEADER)
+            if key is None or not secrets.compare_digest(key, self.api_key):
+                self._count("unauthorized")
+                detail = ("missing API key: send it in the X-API-Key header" if key is None
+                          else "wrong API key in the X-API-Key header")
+                await _send_json(send, 401, {"detail": detail}, [(b"www-authenticate", b"ApiKey")])
+                return
+        limit = self.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            # Read what the client is sending so that it sees the 413 rather than a reset, within limits.
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    await self._discard(receive, min(int(declared), DISCARD_LIMIT_BYTES))
+            except TimeoutError:
+                pass
+            await self._reject_size(send, f"request body of {int(declared)} bytes (Content-Length) exceeds "
+                                          f"max_body_bytes = {limit}")
+            return
+        if route is not None and not self.gate.try_enter():
+            self._count("overloaded")
+            await _send_json(send, 503, {"detail": f"overloaded: {self.gate.inflight} requests in progress "
+                                                   f"(the limit is max_inflight_requests = "
+                                                   f"{self.gate.max_inflight}); retry later"},
+                             [(b"retry-after", str(self.retry_after()).encode())])
+            return
+        token = request_deadline.set(time.perf_counter() + self.request_timeout_s)
+        try:
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    chunks = await self._read_body(receive, send, limit)
+            except TimeoutError:
+                self._count("slow_client")
+                await _send_json(send, 408, {"detail": f"request body not received within body_timeout_s = "
+                                                       f"{self.body_timeout_s:g} s"},
+                                 [(b"connection", b"close")])
+                return
+            if chunks is False:                 # rejected (413 sent)
+                return
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed and chunks is not None:
+                    replayed = True
+                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+        finally:
+            request_deadline.reset(token)
+            if route is not None:
+                self.gate.leave()
+
+    async def _read_body(self, receive: Receive, send: Send, limit: int) -> list[bytes] | None | bool:
+        """The body's chunks; None when the client disconnected; False after a 413 was sent."""
         chunks: list[bytes] = []
         received = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":          # http.disconnect
-                chunks = None
-                break
+                return None
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > limit:
                 if message.get("more_body", False):
                     await self._discard(receive, DISCARD_LIMIT_BYTES)
-                await self._reject(send, f"request body exceeds max_body_bytes = {limit} (more than "
-                                         f"{received - len(chunk)} + {len(chunk)} bytes received)")
-                return
+                await self._reject_size(send, f"request body exceeds max_body_bytes = {limit} (more than "
+                                              f"{received - len(chunk)} + {len(chunk)} bytes received)")
+                return False
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed and chunks is not None:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+                return chunks
 
     @staticmethod
     async def _discard(receive: Receive, budget: int) -> None:
@@ -88,9 +187,8 @@ class BodySizeLimitMiddleware:
             if not message.get("more_body", False):
                 return
 
-    async def _reject(self, send: Send, detail: str) -> None:
-        if self.metrics is not None:
-            self.metrics.errors.labels(kind="body_too_large").inc()
+    async def _reject_size(self, send: Send, detail: str) -> None:
+        self._count("body_too_large")
         await _send_json(send, 413, {"detail": detail}, [(b"connection", b"close")])
 
 
@@ -130,7 +228,7 @@ class RequestMetricsMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or scope.get("afrnn.route") or "unmatched"
             model = scope.get("state", {}).get("model", "")
             requests, seconds = self._collectors(template, scope["method"], model, status)
             requests.inc()

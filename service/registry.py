@@ -19,6 +19,7 @@ as status "unavailable" with reason "loading": see ``service.api.routes.models``
 
 import asyncio
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from artifact.export import ArtifactIntegrityError, load_exported, read_manifest
 from artifact.manifest import Manifest
 from service.batching import DynamicBatcher
 from service.config import Settings
+from service.consistency import check_manifest_matches_module
 from service.errors import InputError, ModelNotFoundError, ModelNotReadyError
 from service.metrics import ServiceMetrics
 from service.tasks import Interface, TaskAPI, build_task_api, interface_of
@@ -144,7 +146,7 @@ class ModelRegistry:
         try:
             module, api = await asyncio.to_thread(self._load_and_warm, entry)
         except ArtifactIntegrityError as err:
-            entry.state, entry.reason = UNAVAILABLE, f"artifact refused: {err}"
+            entry.state, entry.reason = UNAVAILABLE, f"artifact refused: {_one_line(err)}"
         except Exception as err:                                   # noqa: BLE001 — any failure marks it
             entry.state, entry.reason = UNAVAILABLE, f"{type(err).__name__}: {_one_line(err)}"
         else:
@@ -157,7 +159,8 @@ class ModelRegistry:
                 request_timeout_s=s.request_timeout_s, executor=entry.executor,
                 on_batch=lambda rows, t, waits, name=entry.name: self.metrics.observe_batch(
                     name, rows, t, waits),
-                on_queue_depth=self.metrics.queue_depth.labels(model=entry.name).set)
+                on_queue_depth=self.metrics.queue_depth.labels(model=entry.name).set,
+                on_error=lambda err, name=entry.name: self.metrics.inference_errors.labels(model=name).inc())
             entry.batcher.start()
             entry.state, entry.reason = READY, None
             entry.load_seconds = time.perf_counter() - started
@@ -170,6 +173,7 @@ class ModelRegistry:
 
     def _load_and_warm(self, entry: ServedModel) -> tuple[torch.jit.ScriptModule, TaskAPI]:
         module, manifest = load_exported(entry.manifest_path, map_location=self.device)
+        check_manifest_matches_module(manifest, module)          # before any forward pass
         entry.checksum_verified = True
         entry.manifest = manifest
         api = build_task_api(manifest, module, self.device)
@@ -182,7 +186,8 @@ class ModelRegistry:
         try:
             return self.models[name]
         except KeyError:
-            raise ModelNotFoundError(f"unknown model {name!r}; served models: {sorted(self.models)}"
+            shown = name if len(name) <= 64 else name[:64] + f"… ({len(name)} characters)"
+            raise ModelNotFoundError(f"unknown model {shown!r}; served models: {sorted(self.models)}"
                                      ) from None
 
     def resolve(self, name: str | None, interface: Interface) -> ServedModel:
@@ -222,5 +227,10 @@ class ModelRegistry:
             entry.executor.shutdown(wait=True)
 
 
+# An absolute file path: reasons are shown by open endpoints, so only the file name is kept.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
 def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:500]
+    """The error's message on one line, at most 500 characters, with server paths cut to file names."""
+    return _ABSOLUTE_PATH.sub(r"\1", " ".join(str(err).split()))[:500]

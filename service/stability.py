@@ -3,7 +3,9 @@
 A report runs the model step by step with Jacobians, eigenvalues and a QR-based Lyapunov spectrum: it
 is CPU-heavy (seconds). So:
 
-* it runs in its own single worker thread (one report at a time; the models' batchers keep serving);
+* it runs in the app's work lane (``service.admission.WorkLane``: bounded queue, concurrency cap and
+  the request's deadline, shared with the physics references), or without one in a private single
+  worker thread (one report at a time; the models' batchers keep serving);
 * the report for the *default input* is cached per (model, sections, k), in an LRU of
   ``stability_cache_size`` entries, and concurrent requests for the same uncomputed key share one
   computation; the PNG of the figures is cached the same way;
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from model.stability import SECTIONS, StabilityReport, stability_report
+from service.admission import WorkLane
 from service.errors import InputError
 from service.registry import ServedModel
 from service.tasks import CLASSIFIER, PENDULUM, interface_of
@@ -36,8 +39,9 @@ CacheKey = tuple[str, tuple[str, ...] | None, int, str]
 class StabilityReports:
     """The stability endpoints' engine: input building, the worker thread and the caches."""
 
-    def __init__(self, cache_size: int):
+    def __init__(self, cache_size: int, lane: WorkLane | None = None):
         self.cache_size = cache_size
+        self.lane = lane
         self._cache: OrderedDict[CacheKey, Any] = OrderedDict()
         self._inflight: dict[CacheKey, asyncio.Future] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stability")
@@ -105,6 +109,8 @@ class StabilityReports:
             raise InputError(("pixels",) if field == "x" else loc, message) from None
 
     async def _run(self, fn: Callable, *args) -> Any:
+        if self.lane is not None:
+            return await self.lane.run(fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def report(self, entry: ServedModel, sections: tuple[str, ...] | None, lyapunov_k: int,

@@ -44,5 +44,6 @@ class Liveness(Response):
 
 class Readiness(Response):
     status: Literal["ready", "not_ready"]
+    reason: str | None = Field(None, description="why not ready: the models loading or unavailable, and why")
     models: dict[str, str] = Field(description="model name → 'ready', or the reason it is not")
     device: DeviceInfo

@@ -24,6 +24,7 @@ import base64
 import binascii
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,7 +125,8 @@ class ClassifierAPI:
         if arr.shape not in self.accepted_shapes:
             raise InputError(loc, f"shape {tuple(arr.shape)} is not an image of model "
                                   f"{self.manifest.name!r}; accepted shapes: {self._shapes_text()}")
-        arr = arr.astype(np.float32, copy=False).reshape(self.steps, self.channels)
+        # checked as sent (float64): 1e308 is out of range, not the float32 "inf" it would become
+        arr = arr.reshape(self.steps, self.channels)
         bad = ~np.isfinite(arr)
         if bad.any():
             index = int(np.flatnonzero(bad.ravel())[0])
@@ -136,10 +138,15 @@ class ClassifierAPI:
             index = int(np.flatnonzero(out_of_range.ravel())[0])
             raise InputError(loc, f"pixel values must lie in [{low:g}, {high:g}] for scale {scale:g}; "
                                   f"found {arr.ravel()[index]:g} at flat index {index}")
-        return arr / np.float32(scale)
+        return arr.astype(np.float32) / np.float32(scale)
 
     def _decode_png(self, text: str, loc: Sequence[str | int]) -> np.ndarray:
-        payload = text.split(",", 1)[1] if text.startswith("data:") else text
+        payload = text
+        if text.startswith("data:"):
+            header, comma, payload = text.partition(",")
+            if not comma:
+                raise InputError(loc, "a data: URL needs a comma before its base64 payload "
+                                      "(data:image/png;base64,<payload>)")
         try:
             raw = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
@@ -165,7 +172,9 @@ class ClassifierAPI:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             if isinstance(err, InputError):
                 raise
-            raise InputError(loc, f"the PNG could not be decoded ({err})") from None
+            # the message only: PIL's can hold the repr of its buffer object, with a memory address
+            reason = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(err)).strip() or type(err).__name__
+            raise InputError(loc, f"the PNG could not be decoded ({reason})") from None
         return pixels.reshape(self.steps, self.channels) / np.float32(255.0)
 
     def _shapes_text(self) -> str:

@@ -181,8 +181,10 @@ def tiny_models(model_dir) -> dict[str, torch.nn.Module]:
 
 @pytest.fixture(scope="session")
 def service(model_dir, start_service):
+    # 'corrupt' and 'garbled' never load: readiness under the 'any' policy (the default 'all' would hold
+    # the service not-ready for ever, which tests/service/test_reliability.py checks)
     return start_service(model_dir, "--max-queue-delay-ms", "20", "--max-body-bytes", "1000000",
-                         api_key=API_KEY)
+                         "--readiness-policy", "any", api_key=API_KEY)
 
 
 @pytest.fixture(scope="session")

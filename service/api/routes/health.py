@@ -1,17 +1,22 @@
-"""Liveness and readiness probes (never behind the API key).
+"""Liveness and readiness probes (never behind the API key; ``GET`` and ``HEAD``).
 
-* ``GET /health/live`` — 200 while the process runs and its event loop answers.
-* ``GET /health/ready`` — 200 once every model not marked unavailable is loaded and warm; 503 (with
-  Retry-After) before that. A model that failed to load does not hold readiness back: it is reported
-  in ``models`` and in ``GET /models``.
+* ``GET /health/live`` — 200 while the process runs and its event loop answers. The request middleware
+  answers it before routing and before any body is read (``service.middleware``), so it never waits
+  behind request work; this route documents it (and answers when the app runs without that
+  middleware).
+* ``GET /health/ready`` — 200 when the models meant to be served are loaded and warm, by
+  ``readiness_policy``: ``all`` (the default) — every model found in the model dir; ``any`` — loading
+  has finished (no model is still loading) and at least one model is ready, the others being
+  unavailable. A model dir without models is never ready. Otherwise 503 with Retry-After and ``reason``, which
+  names the models that are loading or unavailable and why (never a server path).
 """
 
 import torch
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import RegistryDep
-from service.registry import ModelRegistry
+from service.api.deps import RegistryDep, SettingsDep
+from service.registry import LOADING, READY, ModelRegistry
 from service.schemas import DeviceInfo, Liveness, Readiness
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -24,19 +29,34 @@ def device_info(registry: ModelRegistry) -> DeviceInfo:
                       torch_version=torch.__version__, torch_threads=torch.get_num_threads())
 
 
-@router.get("/live", response_model=Liveness)
+def readiness(registry: ModelRegistry, policy: str) -> str | None:
+    """None when ready under ``policy`` ('all' | 'any'), else why not."""
+    entries = list(registry.models.values())
+    if not entries:
+        return "no models: the model dir holds no manifests (*.json)"
+    ready = [e for e in entries if e.state == READY]
+    settled = all(e.state != LOADING for e in entries)
+    if (policy == "all" and len(ready) == len(entries)) or (policy == "any" and settled and ready):
+        return None
+    waiting = "; ".join(f"{e.name}: {e.reason or e.state}" for e in entries if e.state != READY)
+    return f"{len(ready)} of {len(entries)} models ready (readiness_policy = {policy}); {waiting}"
+
+
+@router.api_route("/live", methods=["GET", "HEAD"], response_model=Liveness)
 async def live() -> Liveness:
     """The process is up."""
     return Liveness()
 
 
-@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
-async def ready(registry: RegistryDep):
-    """Every model not marked unavailable is loaded and warm (else 503)."""
-    body = Readiness(status="ready" if registry.ready else "not_ready",
+@router.api_route("/ready", methods=["GET", "HEAD"], response_model=Readiness,
+                  responses={503: {"model": Readiness}})
+async def ready(registry: RegistryDep, settings: SettingsDep):
+    """The models meant to be served are loaded and warm, by `readiness_policy` (else 503)."""
+    reason = readiness(registry, settings.readiness_policy)
+    body = Readiness(status="ready" if reason is None else "not_ready", reason=reason,
                      models={e.name: e.reason or e.state      # 'ready', 'loading' or why it is unavailable
                              for e in registry.models.values()},
                      device=device_info(registry))
-    if registry.ready:
+    if reason is None:
         return body
     return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "2"})

@@ -1,13 +1,13 @@
 """``POST /pendulum/predict``: double-pendulum rollouts with dynamic batching."""
 
-import asyncio
 import time
 
 import numpy as np
 from fastapi import APIRouter, Request
 
+from service.admission import check_deadline, request_deadline
 from service.api.deps import RegistryDep, SettingsDep
-from service.api.inference import submit
+from service.api.inference import run_heavy, submit
 from service.api.json_body import FastJSONRoute
 from service.errors import InputError
 from service.schemas import ERROR_RESPONSES, PendulumRequest, PendulumResponse
@@ -39,11 +39,23 @@ async def predict(body: PendulumRequest, request: Request, registry: RegistryDep
                                      f"got {steps}")
     x0 = api.decode([s.model_dump() for s in states], body.units, body.state_locs)
     result = await submit(entry, PendulumJob(x0, steps))
-    if body.include_reference:     # the physics solver is CPU work: keep it off the event loop
-        trajectories = await asyncio.to_thread(api.encode, result.value, x0, body.units, True)
+    if body.include_reference:     # the physics solver is CPU work: the work lane, under the deadline
+        trajectories = await run_heavy(request, _encode_with_reference, api, result.value, x0, body.units,
+                                       request_deadline.get())
     else:
         trajectories = api.encode(result.value, np.asarray(x0), body.units, False)
     return PendulumResponse(
         model=entry.name, version=entry.manifest.version, units=body.units, dt=api.dt,
         times=api.times(steps), trained_steps=api.trained_steps, extrapolated=steps > api.trained_steps,
         trajectories=trajectories, latency_ms=(time.perf_counter() - started) * 1000)
+
+
+def _encode_with_reference(api, predicted: np.ndarray, x0: np.ndarray, units: str, deadline: float | None
+                           ) -> list[dict]:
+    """``api.encode`` with the physics reference, one initial state at a time, stopping (→ 504) as soon
+    as the request's deadline has passed: a rollout never runs past ``request_timeout_s``."""
+    trajectories = []
+    for i in range(len(x0)):
+        check_deadline(deadline, "the physics reference")
+        trajectories += api.encode(predicted[i:i + 1], x0[i:i + 1], units, True)
+    return trajectories

@@ -1,0 +1,226 @@
+"""Admission control: every request's deadline, the gate in front of the work routes, the bounded lane
+for heavy non-batched work, and the Retry-After estimate.
+
+Three pieces, in the style of ``service.batching`` (no FastAPI dependency; observers passed in):
+
+* **the deadline** — the request middleware stamps each request with ``now + request_timeout_s`` when
+  its headers arrive (``request_deadline``, a context variable, so it reaches the batcher and the work
+  lane without threading it through every handler). Work whose deadline has passed is never started;
+  its caller gets ``RequestTimeoutError`` (→ 504).
+* **``AdmissionGate``** — a counter of work requests admitted and not yet answered. At
+  ``max_inflight_requests`` the middleware answers 503 *before the body is read or parsed*, so an
+  overload costs one dict lookup per rejected request, not a JSON parse.
+* **``WorkLane``** — a FIFO queue with a concurrency cap for CPU-heavy work that cannot be batched: the
+  physics reference of ``/pendulum/predict``, stability reports and their PNG figures. At most
+  ``max_concurrency`` jobs run at once (each in the lane's thread pool), at most ``max_queue_length``
+  wait; a job still waiting at its deadline is dropped, and one that is running when its deadline
+  passes answers 504 at once (its thread finishes the job, holding its slot, so the cap stays true).
+
+``LoadEstimate`` keeps the recent time per batch row and per heavy job (exponential moving averages fed
+by the batchers' and the lane's observers) and turns the current backlog into a Retry-After:
+
+    Retry-After = ⌈ queued rows × (time per row) + queued heavy jobs × (time per job) / max_concurrency ⌉,
+
+at least 1 s.
+"""
+
+import asyncio
+import contextvars
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from service.batching import BatcherClosedError, QueueFullError, RequestTimeoutError
+
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+# perf_counter() time by which the current request must be answered (None outside a request).
+request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline",
+                                                                                default=None)
+
+
+def remaining_s(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (None: no deadline)."""
+    return None if deadline is None else deadline - time.perf_counter()
+
+
+def check_deadline(deadline: float | None, what: str) -> None:
+    """``RequestTimeoutError`` when ``deadline`` has passed (called between pieces of long work)."""
+    if deadline is not None and time.perf_counter() >= deadline:
+        raise RequestTimeoutError(f"{what} did not finish within request_timeout_s")
+
+
+class LoadEstimate:
+    """Recent service times, for Retry-After. ``alpha`` weighs the newest observation."""
+
+    def __init__(self, alpha: float = 0.2):
+        self.alpha = alpha
+        self.row_s = 0.0            # seconds per row of a batched forward pass
+        self.job_s = 0.0            # seconds per heavy job
+
+    def _mix(self, old: float, new: float) -> float:
+        return new if old == 0.0 else (1 - self.alpha) * old + self.alpha * new
+
+    def observe_batch(self, rows: int, seconds: float) -> None:
+        if rows > 0:
+            self.row_s = self._mix(self.row_s, seconds / rows)
+
+    def observe_job(self, seconds: float) -> None:
+        self.job_s = self._mix(self.job_s, seconds)
+
+    def retry_after_s(self, queued_rows: int, queued_jobs: int, job_concurrency: int) -> int:
+        wait = queued_rows * self.row_s + queued_jobs * self.job_s / max(1, job_concurrency)
+        return max(1, math.ceil(wait))
+
+
+class AdmissionGate:
+    """Counts the work requests admitted and not yet answered; ``try_enter`` fails at the limit."""
+
+    def __init__(self, max_inflight: int, on_inflight: Callable[[int], None] | None = None):
+        if max_inflight < 1:
+            raise ValueError(f"max_inflight must be ≥ 1, got {max_inflight}")
+        self.max_inflight = max_inflight
+        self.inflight = 0
+        self._on_inflight = on_inflight
+
+    def try_enter(self) -> bool:
+        if self.inflight >= self.max_inflight:
+            return False
+        self.inflight += 1
+        if self._on_inflight is not None:
+            self._on_inflight(self.inflight)
+        return True
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self._on_inflight is not None:
+            self._on_inflight(self.inflight)
+
+
+class WorkLane:
+    """A bounded FIFO queue with a concurrency cap for heavy jobs, each run in a worker thread.
+
+    Args:
+        name: for thread names, logs and error messages.
+        max_concurrency: jobs running at once (threads of the lane's pool).
+        max_queue_length: jobs waiting beyond which ``run`` raises ``QueueFullError``.
+        retry_after: ``() -> seconds`` for the ``QueueFullError`` (by default 1).
+        on_job: optional observer ``(seconds)`` of each finished job.
+        on_queue_depth: optional observer of the number of waiting jobs.
+    """
+
+    def __init__(self, name: str, *, max_concurrency: int, max_queue_length: int,
+                 retry_after: Callable[[], int] | None = None,
+                 on_job: Callable[[float], None] | None = None,
+                 on_queue_depth: Callable[[int], None] | None = None):
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be ≥ 1, got {max_concurrency}")
+        if max_queue_length < 0:
+            raise ValueError(f"max_queue_length must be ≥ 0, got {max_queue_length}")
+        self.name = name
+        self.max_concurrency = max_concurrency
+        self.max_queue_length = max_queue_length
+        self._retry_after = retry_after or (lambda: 1)
+        self._on_job = on_job
+        self._on_queue_depth = on_queue_depth
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"lane-{name}")
+        self._waiting: deque[asyncio.Future] = deque()
+        self._running = 0
+        self._idle: asyncio.Event | None = None
+        self._closing = False
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(1 for w in self._waiting if not w.done())
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def _depth_changed(self) -> None:
+        if self._on_queue_depth is not None:
+            self._on_queue_depth(self.queue_depth)
+
+    async def run(self, fn: Callable[..., R], *args: Any, deadline: float | None = None) -> R:
+        """``fn(*args)`` in a lane thread once a slot is free; ``deadline`` defaults to the request's."""
+        if self._closing:
+            raise BatcherClosedError(f"{self.name} is shutting down")
+        deadline = request_deadline.get() if deadline is None else deadline
+        check_deadline(deadline, f"{self.name} job")
+        loop = asyncio.get_running_loop()
+        if self._running >= self.max_concurrency or self.queue_depth:
+            if self.queue_depth >= self.max_queue_length:
+                raise QueueFullError(f"{self.name} has {self.queue_depth} jobs queued (the limit is "
+                                     f"heavy_max_queue_length = {self.max_queue_length})",
+                                     self._retry_after())
+            turn = loop.create_future()
+            self._waiting.append(turn)
+            self._depth_changed()
+            timer = None
+            left = remaining_s(deadline)
+            if left is not None:
+                timer = loop.call_later(left, lambda: turn.done() or turn.set_exception(RequestTimeoutError(
+                    f"{self.name} job waited past request_timeout_s without a free slot")))
+            try:
+                await turn                 # set by _release: the slot is handed over (already counted)
+            except BaseException:
+                if turn.done() and not turn.cancelled() and turn.exception() is None:
+                    self._release()        # the slot was handed over as we gave up: pass it on
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                if turn in self._waiting:
+                    self._waiting.remove(turn)
+                self._depth_changed()
+        else:
+            self._running += 1
+        try:
+            check_deadline(deadline, f"{self.name} job")
+        except RequestTimeoutError:
+            self._release()
+            raise
+        started = time.perf_counter()
+        job = loop.run_in_executor(self._executor, fn, *args)
+
+        def finished(_):
+            if self._on_job is not None:
+                self._on_job(time.perf_counter() - started)
+            self._release()
+
+        job.add_done_callback(finished)
+        left = remaining_s(deadline)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), left)
+        except TimeoutError:
+            raise RequestTimeoutError(f"{self.name} job did not finish within request_timeout_s") from None
+
+    def _release(self) -> None:
+        """A slot is free: hand it to the first live waiter, else count it free."""
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                self._depth_changed()
+                return
+        self._running -= 1
+        if self._running == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def close(self, drain_timeout_s: float | None = None) -> None:
+        """Refuse new jobs, let the queued and running ones finish (up to ``drain_timeout_s``)."""
+        self._closing = True
+        if self._running:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
+            except TimeoutError:
+                log.warning("work lane did not drain in time", extra={"lane": self.name,
+                                                                       "running": self._running})
+        self._executor.shutdown(wait=False, cancel_futures=True)
