@@ -38,6 +38,9 @@ class InputSpec(_Strict):
 
 
 class OutputSpec(_Strict):
+    # What the outputs are: class logits or predicted physical states. The JSON field keeps the name
+    # `kind` because shipped manifests use it; the service API it implies is the model's *interface*
+    # ("classifier" | "pendulum", service.tasks.interface_of).
     kind: Literal["classes", "states"]
     class_names: list[str] | None = None
     state_names: list[str] | None = None

@@ -152,8 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_admission(app, settings)
     app.state.streams = StreamHub(settings, app.state.metrics.registry)
 
-    # Without a configured key the check would be a no-op that still costs a dependency solve
-    # (~50 µs) per request, and the OpenAPI document would ask for a key that nobody checks.
+    # Without a configured key the check would be a no-op that still costs a dependency solve per
+    # request (docs/performance.md, "Fixed costs"), and the OpenAPI document would ask for a key that
+    # nobody checks.
     protected = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(classify.router, dependencies=protected)
     app.include_router(pendulum.router, dependencies=protected)

@@ -27,13 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.stability import SECTIONS, StabilityReport, stability_report
+from model.stability import SECTIONS, StabilityArgumentError, StabilityReport, stability_report
 from service.admission import WorkLane
 from service.errors import InputError
 from service.registry import ServedModel
 from service.tasks import CLASSIFIER, PENDULUM, interface_of
 
 CacheKey = tuple[str, tuple[str, ...] | None, int, str]
+
+# ``stability_report``'s arguments that come from a request field (x is the decoded sample)
+_REQUEST_FIELD_OF_ARGUMENT = {"sections": ("sections",), "lyapunov_k": ("lyapunov_k",), "x": ("pixels",)}
 
 
 class StabilityReports:
@@ -102,11 +105,8 @@ class StabilityReports:
             options.update(sequence_length=spec.sequence_length, input_size=spec.channels)
         try:
             return stability_report(entry.module, None if x is None else x.to(entry.api.device), **options)
-        except ValueError as err:        # a rule of the analysis (e.g. a section an LSTM lacks) → 422
-            message = str(err)
-            field = message.split(":")[0].split(" ")[0]
-            loc = (field,) if field in ("sections", "lyapunov_k", "x") else ()
-            raise InputError(("pixels",) if field == "x" else loc, message) from None
+        except StabilityArgumentError as err:   # a rule of the analysis (e.g. a section an LSTM lacks) → 422
+            raise InputError(_REQUEST_FIELD_OF_ARGUMENT.get(err.argument, ()), str(err)) from None
 
     async def _run(self, fn: Callable, *args) -> Any:
         if self.lane is not None:
@@ -126,7 +126,8 @@ class StabilityReports:
                   ) -> tuple[bytes, bool]:
         """The default-input report's figures as PNG bytes, cached like the report."""
         async def render() -> bytes:
-            # matplotlib is imported on the first PNG request, not at start-up (it costs ~0.7 s)
+            # matplotlib is imported on the first PNG request, not at start-up, which it would slow
+            # down (docs/performance.md, "Fixed costs")
             from model.stability.plots import render_report_png
 
             report, _ = await self.report(entry, sections, lyapunov_k)

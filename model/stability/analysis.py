@@ -30,22 +30,22 @@ g = ‖∂z_T/∂z_0‖₂ (gradients), G = exp(T·λ₁) (Lyapunov) and Δ = �
   over T steps).
 * **stable**    otherwise; null only if no section gives evidence (``theorem`` alone).
 
-Vanishing gradients are not instability (an LSTM contracts: g ≪ 1 is "stable" with
-``gradient_regime`` = "vanishing"). Numbers for random paper-MNIST weights (seed 0, MNIST test image 0,
-784 steps; ``bench/paper_figures.py`` → docs/figures/paper_figures.json):
+Vanishing gradients are not instability: an LSTM contracts, so g ≪ 1 is "stable" with
+``gradient_regime`` = "vanishing". An AFRNN can have ρ_max slightly above 1 although max Re λ(D_t B)
+≤ 0, since the explicit-Euler factor |1 + ε(−γd + iω)|² ≈ 1 + ε²ω² − 2εγd exceeds 1 for small γ; the
+ρ_max^T rule asks whether that matters over T steps. The verdicts and figures of the paper-MNIST
+models (``bench/paper_figures.py``) are recorded in docs/figures/README.md.
 
-* AFRNN (ε = 0.01, γ = 0.001): max Re λ(D_t B) ≤ 0 at every step (= 0 exactly where a unit
-  saturates, see ``SpectrumSection.zero_derivative_units``); ρ_max = 1.00053 > 1, since the Euler
-  factor |1 + ε(−γd + iω)|² ≈ 1 + ε²ω² − 2εγd exceeds 1 for γ = 0.001, but ρ_max^T = 1.5;
-  g = 4.4, exp(T·λ₁) = 1.4, Δ = 1.5 → stable.
-* 2-ARNN: g = 11.5 → marginal. FRNN: max Re λ = 0.49 > 0, g = 62 → marginal; larger weights or ε
-  push an FRNN past 1e3 → unstable (tests/model/test_stability_report.py).
-* LSTM: g = 4e-153, λ₁ = −0.45 → stable, gradients vanishing beyond a lag of 18 steps.
+Each section is one function of the shared run (``_Run``: the checked input, ONE forward pass, and
+for AFRNN B, D_t and the coupling's structure), listed in ``_SECTION_TABLE`` with the figures it
+contributes to the summary and the timing part its work counts under.
 """
 
 import math
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -72,6 +72,7 @@ from model.stability.report import (
     TrajectorySection,
 )
 from model.stability.spectrum import (
+    CouplingStructure,
     continuous_eigenvalues,
     coupling_structure,
     max_real_bounds,
@@ -111,18 +112,28 @@ def _floats(values: Tensor | Sequence[float]) -> list[float]:
     return [min(max(float(v), -_FLOAT_MAX), _FLOAT_MAX) for v in values]
 
 
+class StabilityArgumentError(ValueError):
+    """A bad argument of ``stability_report``, naming the argument (``argument``: "sections", "x",
+    "lyapunov_k", …) and, in the message, the rule it broke; a caller maps ``argument`` to its own
+    field without parsing the message."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
+
+
 # -- the module and the input -------------------------------------------------------------------
 def _family(module) -> str:
     variant = getattr(module, "variant", None)
     if variant is None:
-        raise ValueError("module has no `variant` attribute: expected an AFRNN or LSTMBaseline "
-                         "(eager or loaded TorchScript)")
+        raise StabilityArgumentError("module", "module has no `variant` attribute: expected an AFRNN or "
+                                               "LSTMBaseline (eager or loaded TorchScript)")
     family = "lstm" if variant == "lstm" else "afrnn"
     needed = _LSTM_METHODS if family == "lstm" else _AFRNN_METHODS
     missing = [name for name in needed if not hasattr(module, name)]
     if missing:
-        raise ValueError(f"module (variant {variant!r}) lacks the exported method(s) {missing} that "
-                         f"the stability analysis needs")
+        raise StabilityArgumentError("module", f"module (variant {variant!r}) lacks the exported method(s) "
+                                               f"{missing} that the stability analysis needs")
     return family
 
 
@@ -142,14 +153,24 @@ def _resolve_sections(sections: Collection[str] | None, family: str) -> list[str
     wanted = set(sections)
     unknown = sorted(wanted - set(SECTIONS))
     if unknown:
-        raise ValueError(f"sections: unknown section(s) {unknown}; valid sections are {list(SECTIONS)}")
+        raise StabilityArgumentError("sections", f"sections: unknown section(s) {unknown}; valid sections "
+                                                 f"are {list(SECTIONS)}")
     inapplicable = sorted(wanted - set(applicable))
     if inapplicable:
-        raise ValueError(f"sections: {inapplicable} do not apply to an LSTM (it has no coupling "
-                         f"matrix); applicable sections are {list(LSTM_SECTIONS)}")
+        raise StabilityArgumentError("sections", f"sections: {inapplicable} do not apply to an LSTM (it has "
+                                                 f"no coupling matrix); applicable sections are "
+                                                 f"{list(LSTM_SECTIONS)}")
     if not wanted:
-        raise ValueError(f"sections: give at least one of {list(applicable)}")
+        raise StabilityArgumentError("sections", f"sections: give at least one of {list(applicable)}")
     return [name for name in SECTIONS if name in wanted]
+
+
+def _check_options(spectrum_samples: int, gradient_samples: int, delta: float) -> None:
+    for name, value in (("spectrum_samples", spectrum_samples), ("gradient_samples", gradient_samples)):
+        if int(value) < 1:
+            raise StabilityArgumentError(name, f"{name} must be ≥ 1, got {value}")
+    if not (isinstance(delta, int | float) and math.isfinite(delta) and delta > 0):
+        raise StabilityArgumentError("delta", f"delta must be a finite number > 0, got {delta!r}")
 
 
 def _prepare_input(x, reference: Tensor, input_size: int | None, default_input: str, seed: int,
@@ -160,27 +181,30 @@ def _prepare_input(x, reference: Tensor, input_size: int | None, default_input: 
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3 or x.shape[0] != 1:
-            raise ValueError(f"x must be one sequence of shape (T, C) or (1, T, C), got {list(x.shape)}")
+            raise StabilityArgumentError("x", f"x must be one sequence of shape (T, C) or (1, T, C), got "
+                                              f"{list(x.shape)}")
         if x.shape[1] < 1:
-            raise ValueError("x must have at least one step (T ≥ 1)")
+            raise StabilityArgumentError("x", "x must have at least one step (T ≥ 1)")
         if input_size is not None and x.shape[2] != input_size:
-            raise ValueError(f"x must have C = {input_size} values per step for this model, "
-                             f"got shape {list(x.shape)}")
+            raise StabilityArgumentError("x", f"x must have C = {input_size} values per step for this model, "
+                                              f"got shape {list(x.shape)}")
         if sequence_length is not None and sequence_length != x.shape[1]:
-            raise ValueError(f"sequence_length = {sequence_length} disagrees with x's {x.shape[1]} steps")
+            raise StabilityArgumentError("sequence_length", f"sequence_length = {sequence_length} disagrees "
+                                                            f"with x's {x.shape[1]} steps")
         if not torch.is_floating_point(x):
             x = x.to(reference.dtype)
         if not bool(torch.isfinite(x).all()):
-            raise ValueError("x must contain only finite values")
+            raise StabilityArgumentError("x", "x must contain only finite values")
         return x.to(dtype=reference.dtype, device=reference.device), int(x.shape[2]), "given"
     if default_input not in DEFAULT_INPUTS:
-        raise ValueError(f"default_input must be one of {DEFAULT_INPUTS}, got {default_input!r}")
+        raise StabilityArgumentError("default_input", f"default_input must be one of {DEFAULT_INPUTS}, got "
+                                                      f"{default_input!r}")
     if sequence_length is None or int(sequence_length) < 1:
-        raise ValueError(f"sequence_length must be a positive number of steps when x is None, "
-                         f"got {sequence_length!r}")
+        raise StabilityArgumentError("sequence_length", f"sequence_length must be a positive number of steps "
+                                                        f"when x is None, got {sequence_length!r}")
     if input_size is None or int(input_size) < 1:
-        raise ValueError(f"input_size must be given (≥ 1) when x is None and the module does not "
-                         f"reveal it, got {input_size!r}")
+        raise StabilityArgumentError("input_size", f"input_size must be given (≥ 1) when x is None and the "
+                                                   f"module does not reveal it, got {input_size!r}")
     shape = (1, int(sequence_length), int(input_size))
     if default_input == "zeros":
         x = torch.zeros(shape, dtype=torch.float64)
@@ -197,11 +221,22 @@ def _prepare_h0(h0, reference: Tensor) -> Tensor | None:
     if h0.dim() == 1:
         h0 = h0.unsqueeze(0)
     if h0.shape != (1, size):
-        raise ValueError(f"h0 must have shape ({size},) or (1, {size}) (the state size D), "
-                         f"got {list(h0.shape)}")
+        raise StabilityArgumentError("h0", f"h0 must have shape ({size},) or (1, {size}) (the state size D), "
+                                           f"got {list(h0.shape)}")
     if not bool(torch.isfinite(h0).all()):
-        raise ValueError("h0 must contain only finite values")
+        raise StabilityArgumentError("h0", "h0 must contain only finite values")
     return h0.to(dtype=reference.dtype, device=reference.device)
+
+
+def _scatter_steps(eigenvalue_steps: Sequence[int] | None, steps: int) -> list[int]:
+    """The steps whose full spectrum is kept (default: first, middle, last)."""
+    if eigenvalue_steps is None:
+        return sorted({0, steps // 2, steps - 1})
+    scatter = sorted({int(t) for t in eigenvalue_steps})
+    if any(not 0 <= t < steps for t in scatter):
+        raise StabilityArgumentError("eigenvalue_steps", f"eigenvalue_steps must lie in 0 … {steps - 1}, "
+                                                         f"got {list(eigenvalue_steps)}")
+    return scatter
 
 
 def _layer_ranges(module, family: str) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -213,8 +248,149 @@ def _layer_ranges(module, family: str) -> tuple[tuple[int, int], tuple[int, int]
     return (bounds[0], bounds[1]), (bounds[-2], bounds[-1])
 
 
-# -- sections ------------------------------------------------------------------------------------
-def _gradient_section(jacobians: StepJacobians, samples: int, seed: int) -> GradientSection:
+# -- what the sections share -------------------------------------------------------------------
+@dataclass
+class _Spectra:
+    """max Re λ(D_t B): the Bendixson bound at every step and the exact eigenvalues at ``exact``."""
+
+    bounds: Tensor                          # (T,)
+    exact: list[int]
+    eigenvalues: Tensor                     # (len(exact), D) complex
+
+
+@dataclass
+class _Run:
+    """What every section reads, computed once: the model's facts, the checked input and options,
+    ONE forward pass (z_0 … z_T and the input drive) and, for AFRNN, B, D_t and B's structure."""
+
+    module: Any
+    facts: ModelFacts
+    x: Tensor                               # (1, T, C)
+    h0: Tensor | None
+    states: Tensor                          # (T+1, D)
+    drive: Tensor                           # (T, D or C)
+    seed: int
+    lyapunov_k: int
+    delta: float
+    spectrum_samples: int
+    gradient_samples: int
+    scatter: list[int]                      # steps whose full spectrum the report keeps
+    structure: CouplingStructure | None = None
+    coupling: Tensor | None = None          # B in float64
+    derivatives: Tensor | None = None       # the diagonals of D_t, (T, D)
+    jacobians: StepJacobians | None = None  # J_t, when gradients or lyapunov need them
+    spectra: _Spectra | None = None         # when spectrum or discrete need them
+
+    @property
+    def steps(self) -> int:
+        return self.facts.steps
+
+
+@contextmanager
+def _timed(timings: dict[str, float], part: str) -> Iterator[None]:
+    """Adds the wall-clock seconds of the block to ``timings[part]``."""
+    tick = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[part] = timings.get(part, 0.0) + time.perf_counter() - tick
+
+
+def _forward(module, x: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The one forward pass: z_0 … z_T (T+1, D) and the input drive (T, D or C)."""
+    with torch.no_grad():
+        _, states = module.forward_with_states(x, h0)
+        drive = module.input_drive(x)
+    return states[0].detach(), drive[0].detach()
+
+
+def _coupling_and_jacobians(run: _Run, chosen: Collection[str]) -> None:
+    """B, D_t and B's structure (AFRNN), and the step Jacobians when a chosen section needs them."""
+    module = run.module
+    if run.facts.family == "afrnn":
+        with torch.no_grad():
+            native = module.coupling_matrix().detach().cpu()
+        run.structure = coupling_structure(native, run.facts.gamma, [int(b) for b in module.layer_bounds])
+        run.coupling = native.to(torch.float64)
+        run.derivatives = tanh_derivatives(module, run.states, run.drive)
+    if {"gradients", "lyapunov"} & set(chosen):
+        run.jacobians = step_jacobians(module, run.states, run.drive, run.coupling,
+                                       run.derivatives)                # reuses B and D_t
+
+
+def _spectra(run: _Run) -> None:
+    bounds = max_real_bounds(run.derivatives, run.structure)
+    exact = sorted(set(spectrum_steps(bounds, run.spectrum_samples)) | set(run.scatter))
+    eigenvalues = continuous_eigenvalues(run.coupling, run.derivatives[exact], run.structure)   # (n, D)
+    run.spectra = _Spectra(bounds, exact, eigenvalues)
+
+
+# -- sections: one function each, of the shared run ------------------------------------------------
+def _theorem_section(run: _Run) -> TheoremSection:
+    structure = run.structure
+    return TheoremSection(
+        antisymmetry_residual=structure.antisymmetry_residual,
+        antisymmetry_residual_relative=structure.antisymmetry_residual_relative,
+        symmetric_part_max_eigenvalue=structure.symmetric_part_max_eigenvalue,
+        minus_gamma=-run.facts.gamma,
+        coupling_structure=structure.structure,
+        spectral_blocks=structure.blocks,
+        block_symmetric_max_eigenvalue=structure.block_symmetric_max,
+        theorem3_satisfied=structure.theorem3_satisfied,
+        stability_guaranteed=structure.stability_guaranteed,
+        model_claims_theorem=bool(run.module.theorem_applies),
+    )
+
+
+def _spectrum_section(run: _Run) -> SpectrumSection:
+    spectra = run.spectra
+    exact, eigenvalues = spectra.exact, spectra.eigenvalues
+    max_real = eigenvalues.real.amax(dim=1)
+    worst = int(torch.argmax(max_real))
+    position = {t: i for i, t in enumerate(exact)}
+    return SpectrumSection(
+        method=f"Bendixson bound at every step; exact eigenvalues of D^1/2 B D^1/2 (float64, "
+               f"{len(run.structure.blocks)} spectral block(s)) at {len(exact)} steps",
+        max_real_bound=_floats(spectra.bounds),
+        exact_steps=exact,
+        max_real=_floats(max_real),
+        max_real_eigenvalue=float(max_real[worst]) + 0.0,      # no "-0.0" in JSON
+        max_real_step=exact[worst],
+        max_real_bound_overall=float(spectra.bounds.max()),
+        zero_derivative_units=int((run.derivatives == 0).sum(dim=1).max()),
+        eigenvalues=[EigenvalueSample(step=t, real=_floats(eigenvalues[position[t]].real),
+                                      imag=_floats(eigenvalues[position[t]].imag))
+                     for t in run.scatter],
+    )
+
+
+def _discrete_section(run: _Run) -> DiscreteSection:
+    exact = run.spectra.exact
+    euler = (1.0 + run.facts.epsilon * run.spectra.eigenvalues).abs().amax(dim=1)
+    if run.facts.update == "sequential":
+        sampled = (run.jacobians.stack(exact) if run.jacobians is not None else
+                   autograd_step_jacobians(run.module, run.states, run.drive, exact).to(torch.float64))
+        radius = torch.linalg.eigvals(sampled).abs().amax(dim=1)
+        method = "ρ(J_t) from eigenvalues of the autograd Jacobian of the sequential step"
+    else:
+        radius = euler
+        method = "ρ(I + ε D_t B) = max|1 + ε λ(D_t B)| (spectral mapping)"
+    max_radius, max_euler = float(radius.max()), float(euler.max())
+    return DiscreteSection(
+        method=method + f", at the {len(exact)} exact spectrum steps",
+        exact_steps=exact,
+        spectral_radius=_floats(radius),
+        euler_factor=_floats(euler),
+        max_step_spectral_radius=max_radius,
+        max_euler_factor=max_euler,
+        euler_margin=1.0 - max_euler,
+        euler_condition_holds=max_euler <= 1.0 + EULER_TOLERANCE,
+        log_growth_bound=run.steps * math.log(max(max_radius, 1e-300)),
+    )
+
+
+def _gradient_section(run: _Run) -> GradientSection:
+    jacobians, samples, seed = run.jacobians, run.gradient_samples, run.seed
     steps = jacobians.steps
     exact = set(sample_steps(steps, samples)) | {0}
     log_norm = [0.0] * steps
@@ -235,7 +411,8 @@ def _gradient_section(jacobians: StepJacobians, samples: int, seed: int) -> Grad
             sigma = float(torch.linalg.svdvals(product)[0])
             log_norm[t] = log_of(sigma, scale)
             exact_norm[t] = log_norm[t]
-            # eigenvalues only for their mean modulus: float32 suffices (about 40 % cheaper)
+            # eigenvalues only for their mean modulus: float32 suffices, and is cheaper
+            # (docs/performance.md, "Fixed costs")
             peak = float(product.abs().max())
             moduli = torch.linalg.eigvals((product / peak).to(torch.float32)).abs()
             mean_abs[t] = log_of(float(moduli.to(torch.float64).mean()) * peak, scale)
@@ -280,8 +457,22 @@ def _gradient_section(jacobians: StepJacobians, samples: int, seed: int) -> Grad
     )
 
 
-def _trajectory_section(module, x: Tensor, h0: Tensor | None, states: Tensor, delta: float, seed: int,
-                        bottom: tuple[int, int], top: tuple[int, int]) -> TrajectorySection:
+def _lyapunov_section(run: _Run) -> LyapunovSection:
+    exponents = lyapunov_exponents(run.jacobians, run.lyapunov_k, run.seed)
+    return LyapunovSection(
+        method="QR re-orthonormalisation of J_t Q_t (Benettin), float64, seeded orthonormal Q_0",
+        k=run.lyapunov_k,
+        exponents=_floats(exponents),
+        top=float(exponents[0]),
+        total=float(exponents.sum()),
+        growth_factor=_exp(run.steps * float(exponents[0])),
+    )
+
+
+def _trajectory_section(run: _Run) -> TrajectorySection:
+    module, x, h0, delta, seed = run.module, run.x, run.h0, run.delta, run.seed
+    bottom, top = _layer_ranges(module, run.facts.family)
+    states = run.states.cpu()
     size = states.shape[1]
     z0 = (module.initial_state(1) if h0 is None else h0).detach()
     direction = torch.randn(size, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
@@ -318,15 +509,50 @@ def _trajectory_section(module, x: Tensor, h0: Tensor | None, states: Tensor, de
     )
 
 
+@dataclass(frozen=True)
+class _SectionRule:
+    """How the report runs a section and reads its results."""
+
+    build: Callable[[_Run], Any]
+    summary: Callable[[Any], dict[str, Any]]        # the section's figures in ``Summary``
+    timing: str                                     # the ``timings_s`` part its work counts under
+
+
+# In SECTIONS order. The theorem reads B's structure, computed in the "jacobians" part.
+_SECTION_TABLE: dict[str, _SectionRule] = {
+    "theorem": _SectionRule(_theorem_section, lambda s: {"theorem_holds": s.stability_guaranteed},
+                            timing="jacobians"),
+    "spectrum": _SectionRule(_spectrum_section, lambda s: {"max_real_eigenvalue": s.max_real_eigenvalue,
+                                                           "max_real_bound": s.max_real_bound_overall},
+                             timing="spectrum"),
+    "discrete": _SectionRule(_discrete_section,
+                             lambda s: {"max_step_spectral_radius": s.max_step_spectral_radius},
+                             timing="discrete"),
+    "gradients": _SectionRule(_gradient_section, lambda s: {"gradient_norm_ratio": s.norm_ratio,
+                                                            "gradient_regime": s.regime},
+                              timing="gradients"),
+    "lyapunov": _SectionRule(_lyapunov_section, lambda s: {"top_lyapunov_exponent": s.top},
+                             timing="lyapunov"),
+    "trajectory": _SectionRule(_trajectory_section, lambda s: {"divergence_ratio": s.divergence_ratio},
+                               timing="trajectory"),
+}
+
+
+# -- summary and verdict ------------------------------------------------------------------------
+def _growth(summary: dict[str, Any], steps: int) -> dict[str, float]:
+    """The growth of a perturbation over T steps, by each measure the summary has."""
+    top = summary["top_lyapunov_exponent"]
+    return {name: value for name, value in (
+        ("‖∂z_T/∂z_0‖₂", summary["gradient_norm_ratio"]),
+        ("exp(T·λ₁)", None if top is None else _exp(steps * top)),
+        ("divergence/δ", summary["divergence_ratio"]),
+    ) if value is not None}
+
+
 def _verdict(summary: dict[str, Any], steps: int) -> tuple[str | None, list[str]]:
     """The rules of the module docstring, with the numbers behind each."""
     reasons: list[str] = []
-    growth = {name: value for name, value in (
-        ("‖∂z_T/∂z_0‖₂", summary["gradient_norm_ratio"]),
-        ("exp(T·λ₁)", None if summary["top_lyapunov_exponent"] is None
-         else _exp(steps * summary["top_lyapunov_exponent"])),
-        ("divergence/δ", summary["divergence_ratio"]),
-    ) if value is not None}
+    growth = _growth(summary, steps)
     real = summary["max_real_eigenvalue"]
     radius = summary["max_step_spectral_radius"]
     if not growth and real is None and radius is None:
@@ -367,6 +593,18 @@ def _verdict(summary: dict[str, Any], steps: int) -> tuple[str | None, list[str]
     return verdict, reasons
 
 
+def _summary(computed: dict[str, Any], steps: int) -> Summary:
+    """Each computed section's own figures (``_SectionRule.summary``; null for the others), the
+    horizon growth and the verdict."""
+    summary: dict[str, Any] = dict.fromkeys(Summary.model_fields)
+    for name, section in computed.items():
+        summary.update(_SECTION_TABLE[name].summary(section))
+    growth = _growth(summary, steps)
+    summary["horizon_growth"] = max(growth.values()) if growth else None
+    summary["verdict"], summary["verdict_reasons"] = _verdict(summary, steps)
+    return Summary(**summary)
+
+
 # -- the report ----------------------------------------------------------------------------------
 def stability_report(module, x=None, *, h0=None, sections: Collection[str] | None = None,
                      lyapunov_k: int = 16, delta: float = 1e-3, default_input: str = "zeros",
@@ -390,173 +628,52 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
             middle, last); they join the exact spectrum steps.
 
     Raises:
-        ValueError: naming the argument and the rule, for any bad argument.
+        StabilityArgumentError: a ``ValueError`` naming the argument and the rule, for any bad
+            argument.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
     family = _family(module)
     chosen = _resolve_sections(sections, family)
-    for name, value in (("spectrum_samples", spectrum_samples), ("gradient_samples", gradient_samples)):
-        if int(value) < 1:
-            raise ValueError(f"{name} must be ≥ 1, got {value}")
-    if not (isinstance(delta, int | float) and math.isfinite(delta) and delta > 0):
-        raise ValueError(f"delta must be a finite number > 0, got {delta!r}")
+    _check_options(spectrum_samples, gradient_samples, delta)
     reference = module.initial_state(1).detach()
     size = int(reference.shape[1])
     if "lyapunov" in chosen and not 1 <= int(lyapunov_k) <= size:
-        raise ValueError(f"lyapunov_k must be between 1 and the state size D = {size}, got {lyapunov_k}")
+        raise StabilityArgumentError("lyapunov_k", f"lyapunov_k must be between 1 and the state size "
+                                                   f"D = {size}, got {lyapunov_k}")
     known_size = _module_input_size(module)
     if input_size is not None and known_size is not None and int(input_size) != known_size:
-        raise ValueError(f"input_size = {input_size} disagrees with the model's input size {known_size}")
+        raise StabilityArgumentError("input_size", f"input_size = {input_size} disagrees with the model's "
+                                                   f"input size {known_size}")
     x, channels, source = _prepare_input(x, reference, known_size or input_size, default_input, seed,
                                          sequence_length)
     h0 = _prepare_h0(h0, reference)
     steps = int(x.shape[1])
-    if eigenvalue_steps is None:
-        scatter = sorted({0, steps // 2, steps - 1})
-    else:
-        scatter = sorted({int(t) for t in eigenvalue_steps})
-        if any(not 0 <= t < steps for t in scatter):
-            raise ValueError(f"eigenvalue_steps must lie in 0 … {steps - 1}, got {list(eigenvalue_steps)}")
-
-    tick = time.perf_counter()
-    with torch.no_grad():
-        _, states = module.forward_with_states(x, h0)
-        drive = module.input_drive(x)
-    states, drive = states[0].detach(), drive[0].detach()          # (T+1, D), (T, D or C)
-    timings["forward"] = time.perf_counter() - tick
-
     afrnn = family == "afrnn"
-    sequential = bool(module.sequential) if afrnn else False
-    epsilon = float(module.epsilon) if afrnn else None
-    gamma = float(module.gamma) if afrnn else None
-    layer_sizes = [int(s) for s in module.layer_sizes]
-    bottom, top = _layer_ranges(module, family)
     facts = ModelFacts(
-        family=family, variant=str(module.variant), state_size=size, layer_sizes=layer_sizes,
-        epsilon=epsilon, gamma=gamma,
-        update=None if not afrnn else ("sequential" if sequential else "simultaneous"),
+        family=family, variant=str(module.variant), state_size=size,
+        layer_sizes=[int(s) for s in module.layer_sizes],
+        epsilon=float(module.epsilon) if afrnn else None, gamma=float(module.gamma) if afrnn else None,
+        update=None if not afrnn else ("sequential" if bool(module.sequential) else "simultaneous"),
         steps=steps, input_size=channels, input=source,
         initial_state="model" if h0 is None else "given", seed=seed)
-    report: dict[str, Any] = {}
+    scatter = _scatter_steps(eigenvalue_steps, steps)
 
-    tick = time.perf_counter()
-    coupling = derivatives = structure = None
-    if afrnn:
-        with torch.no_grad():
-            native = module.coupling_matrix().detach().cpu()
-        structure = coupling_structure(native, gamma, [int(b) for b in module.layer_bounds])
-        coupling = native.to(torch.float64)
-        derivatives = tanh_derivatives(module, states, drive)
-    jacobians: StepJacobians | None = None
-    if {"gradients", "lyapunov"} & set(chosen):
-        jacobians = step_jacobians(module, states, drive, coupling, derivatives)   # reuses B and D_t
-    timings["jacobians"] = time.perf_counter() - tick
-
-    if "theorem" in chosen:
-        report["theorem"] = TheoremSection(
-            antisymmetry_residual=structure.antisymmetry_residual,
-            antisymmetry_residual_relative=structure.antisymmetry_residual_relative,
-            symmetric_part_max_eigenvalue=structure.symmetric_part_max_eigenvalue,
-            minus_gamma=-gamma,
-            coupling_structure=structure.structure,
-            spectral_blocks=structure.blocks,
-            block_symmetric_max_eigenvalue=structure.block_symmetric_max,
-            theorem3_satisfied=structure.theorem3_satisfied,
-            stability_guaranteed=structure.stability_guaranteed,
-            model_claims_theorem=bool(module.theorem_applies),
-        )
-
+    with _timed(timings, "forward"):
+        states, drive = _forward(module, x, h0)
+    run = _Run(module, facts, x, h0, states, drive, seed=seed, lyapunov_k=int(lyapunov_k),
+               delta=float(delta), spectrum_samples=int(spectrum_samples),
+               gradient_samples=int(gradient_samples), scatter=scatter)
+    with _timed(timings, "jacobians"):
+        _coupling_and_jacobians(run, chosen)
     if {"spectrum", "discrete"} & set(chosen):
-        tick = time.perf_counter()
-        bounds = max_real_bounds(derivatives, structure)
-        exact = sorted(set(spectrum_steps(bounds, int(spectrum_samples))) | set(scatter))
-        eigenvalues = continuous_eigenvalues(coupling, derivatives[exact], structure)   # (n, D)
-        max_real = eigenvalues.real.amax(dim=1)
-        worst = int(torch.argmax(max_real))
-        if "spectrum" in chosen:
-            position = {t: i for i, t in enumerate(exact)}
-            report["spectrum"] = SpectrumSection(
-                method=f"Bendixson bound at every step; exact eigenvalues of D^1/2 B D^1/2 (float64, "
-                       f"{len(structure.blocks)} spectral block(s)) at {len(exact)} steps",
-                max_real_bound=_floats(bounds),
-                exact_steps=exact,
-                max_real=_floats(max_real),
-                max_real_eigenvalue=float(max_real[worst]) + 0.0,      # no "-0.0" in JSON
-                max_real_step=exact[worst],
-                max_real_bound_overall=float(bounds.max()),
-                zero_derivative_units=int((derivatives == 0).sum(dim=1).max()),
-                eigenvalues=[EigenvalueSample(step=t, real=_floats(eigenvalues[position[t]].real),
-                                              imag=_floats(eigenvalues[position[t]].imag))
-                             for t in scatter],
-            )
-        timings["spectrum"] = time.perf_counter() - tick
-        if "discrete" in chosen:
-            tick = time.perf_counter()
-            euler = (1.0 + epsilon * eigenvalues).abs().amax(dim=1)
-            if sequential:
-                sampled = (jacobians.stack(exact) if jacobians is not None else
-                           autograd_step_jacobians(module, states, drive, exact).to(torch.float64))
-                radius = torch.linalg.eigvals(sampled).abs().amax(dim=1)
-                method = "ρ(J_t) from eigenvalues of the autograd Jacobian of the sequential step"
-            else:
-                radius = euler
-                method = "ρ(I + ε D_t B) = max|1 + ε λ(D_t B)| (spectral mapping)"
-            max_radius, max_euler = float(radius.max()), float(euler.max())
-            report["discrete"] = DiscreteSection(
-                method=method + f", at the {len(exact)} exact spectrum steps",
-                exact_steps=exact,
-                spectral_radius=_floats(radius),
-                euler_factor=_floats(euler),
-                max_step_spectral_radius=max_radius,
-                max_euler_factor=max_euler,
-                euler_margin=1.0 - max_euler,
-                euler_condition_holds=max_euler <= 1.0 + EULER_TOLERANCE,
-                log_growth_bound=steps * math.log(max(max_radius, 1e-300)),
-            )
-            timings["discrete"] = time.perf_counter() - tick
-
-    if "gradients" in chosen:
-        tick = time.perf_counter()
-        report["gradients"] = _gradient_section(jacobians, int(gradient_samples), seed)
-        timings["gradients"] = time.perf_counter() - tick
-
-    if "lyapunov" in chosen:
-        tick = time.perf_counter()
-        exponents = lyapunov_exponents(jacobians, int(lyapunov_k), seed)
-        report["lyapunov"] = LyapunovSection(
-            method="QR re-orthonormalisation of J_t Q_t (Benettin), float64, seeded orthonormal Q_0",
-            k=int(lyapunov_k),
-            exponents=_floats(exponents),
-            top=float(exponents[0]),
-            total=float(exponents.sum()),
-            growth_factor=_exp(steps * float(exponents[0])),
-        )
-        timings["lyapunov"] = time.perf_counter() - tick
-
-    if "trajectory" in chosen:
-        tick = time.perf_counter()
-        report["trajectory"] = _trajectory_section(module, x, h0, states.cpu(), float(delta), seed,
-                                                   bottom, top)
-        timings["trajectory"] = time.perf_counter() - tick
-
-    theorem = report.get("theorem")
-    summary: dict[str, Any] = {
-        "theorem_holds": theorem.stability_guaranteed if theorem is not None else None,
-        "max_real_eigenvalue": report["spectrum"].max_real_eigenvalue if "spectrum" in report else None,
-        "max_real_bound": report["spectrum"].max_real_bound_overall if "spectrum" in report else None,
-        "max_step_spectral_radius": (report["discrete"].max_step_spectral_radius
-                                     if "discrete" in report else None),
-        "top_lyapunov_exponent": report["lyapunov"].top if "lyapunov" in report else None,
-        "gradient_norm_ratio": report["gradients"].norm_ratio if "gradients" in report else None,
-        "gradient_regime": report["gradients"].regime if "gradients" in report else None,
-        "divergence_ratio": report["trajectory"].divergence_ratio if "trajectory" in report else None,
-    }
-    growth = [v for v in (summary["gradient_norm_ratio"], summary["divergence_ratio"],
-                          None if summary["top_lyapunov_exponent"] is None
-                          else _exp(steps * summary["top_lyapunov_exponent"])) if v is not None]
-    summary["horizon_growth"] = max(growth) if growth else None
-    summary["verdict"], summary["verdict_reasons"] = _verdict(summary, steps)
+        with _timed(timings, "spectrum"):
+            _spectra(run)
+    computed: dict[str, Any] = {}
+    for name in chosen:
+        rule = _SECTION_TABLE[name]
+        with _timed(timings, rule.timing):
+            computed[name] = rule.build(run)
+    summary = _summary(computed, steps)
     timings["total"] = time.perf_counter() - started
-    return StabilityReport(model=facts, sections=chosen, summary=Summary(**summary), timings_s=timings,
-                           **report)
+    return StabilityReport(model=facts, sections=chosen, summary=summary, timings_s=timings, **computed)

@@ -1,11 +1,17 @@
 """Dependencies, as ``Annotated`` types: shared state lives on ``app.state`` and reaches handlers here.
 
+The one style: a route declares what it needs as these types (``SettingsDep``, ``RegistryDep``,
+``MetricsDep``, ``StabilityDep``, ``ModelDep``). Two places read ``app.state`` through the plain
+accessors ``settings_of(request)`` / ``registry_of(request)`` instead, each saying so where it does:
+
+* the hot inference path, ``require_api_key`` and ``POST /classify``: solving a dependency is a
+  fixed cost per request, measured against the whole request in docs/performance.md ("Fixed costs",
+  ``bench/overheads.py``);
+* the stream routes (``service.api.routes.stream``): the WebSocket route and its HTTP fallback share
+  one lookup whose errors are stream rules (close codes), not the registry's HTTP errors.
+
 Every dependency is ``async def`` although none awaits: FastAPI runs plain ``def`` dependencies in a
 worker thread, one thread hop each, which cost more per request than the rest of the HTTP layer.
-
-Solving a dependency still costs FastAPI some 20 µs per request, so the hot inference path
-(``require_api_key``, ``POST /classify``) reads the state through the plain accessors
-``settings_of(request)`` / ``registry_of(request)`` instead of declaring it as dependencies.
 """
 
 import secrets

@@ -1,11 +1,11 @@
 """JSON request bodies parsed by pydantic-core's Rust parser instead of the standard library's.
 
-FastAPI reads a JSON body with ``await request.json()``, i.e. ``json.loads``: some 40 µs for a
-784-pixel MNIST body and 140 µs for the same image as 0–1 floats, the largest single cost of a
-/classify request in the HTTP layer. ``pydantic_core.from_json`` builds the same Python objects 3–5×
-faster (NaN and ±Infinity tokens are accepted, as by ``json.loads``, and left to the handlers'
-finiteness rules). Routers opt in with ``APIRouter(route_class=FastJSONRoute)``; nothing else about
-the route changes (the body is still validated against its pydantic model, and documented).
+FastAPI reads a JSON body with ``await request.json()``, i.e. ``json.loads``, the largest single
+cost of a /classify request in the HTTP layer. ``pydantic_core.from_json`` builds the same Python
+objects several times faster (docs/performance.md, "Fixed costs"; NaN and ±Infinity tokens are
+accepted, as by ``json.loads``, and left to the handlers' finiteness rules). Routers opt in with
+``APIRouter(route_class=FastJSONRoute)``; nothing else about the route changes (the body is still
+validated against its pydantic model, and documented).
 
 A malformed body still gets FastAPI's 422 ``json_invalid`` error at the position of the fault:
 the parser's ``ValueError`` is re-raised as the ``json.JSONDecodeError`` FastAPI handles.

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from service.config import Settings
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (needed to parse deploy/k8s.yaml)")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,8 +214,7 @@ def test_disruption_budget_and_autoscaler_target_the_deployment(documents, pod_s
 
 
 def test_grace_period_covers_pre_stop_and_the_service_drain(pod_spec, container):
-    config = pytest.importorskip("service.config", reason="service.config is not written yet")
-    drain_s = config.Settings(_env_file=None).request_timeout_s + 5      # service.__main__'s graceful timeout
+    drain_s = Settings(_env_file=None).request_timeout_s + 5      # service.__main__'s graceful timeout
     pre_stop_s = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
     assert pod_spec["terminationGracePeriodSeconds"] >= pre_stop_s + drain_s
 
@@ -245,11 +246,10 @@ def test_pod_runs_as_the_image_user(documents):
 
 
 def test_env_vars_are_settings_the_service_accepts(container, monkeypatch):
-    config = pytest.importorskip("service.config", reason="service.config is not written yet")
     env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("AFRNN_") and "value" in e}
-    fields = {f"AFRNN_{name.upper()}" for name in config.Settings.model_fields}
+    fields = {f"AFRNN_{name.upper()}" for name in Settings.model_fields}
     assert set(env) <= fields, f"unknown settings: {sorted(set(env) - fields)}"
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    settings = config.Settings(_env_file=None)        # raises pydantic.ValidationError on a bad value
+    settings = Settings(_env_file=None)               # raises pydantic.ValidationError on a bad value
     assert settings.port == int(env["AFRNN_PORT"]) and str(settings.model_dir) == env["AFRNN_MODEL_DIR"]

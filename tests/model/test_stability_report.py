@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from model import AFRNN, AFRNNConfig, LSTMBaseline, LSTMConfig
-from model.stability import SECTIONS, StabilityReport, stability_report
+from model.stability import SECTIONS, StabilityArgumentError, StabilityReport, stability_report
 from model.stability.analysis import _verdict
 from model.stability.plots import (
     figure_activations,
@@ -202,6 +202,24 @@ def test_bad_arguments_raise_value_errors_naming_the_rule(kwargs, message):
     kwargs = {"x": noise(), "lyapunov_k": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
         stability_report(afrnn(), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(sections={"bogus"}), "sections"),
+    (dict(lyapunov_k=0), "lyapunov_k"),
+    (dict(x=torch.full((4, 2), float("nan"))), "x"),
+    (dict(x=None), "sequence_length"),
+    (dict(h0=torch.zeros(10)), "h0"),
+    (dict(delta=0.0), "delta"),
+    (dict(gradient_samples=0), "gradient_samples"),
+    (dict(eigenvalue_steps=[0, 12]), "eigenvalue_steps"),
+    (dict(input_size=3), "input_size"),
+])
+def test_bad_arguments_carry_the_argument_name(kwargs, argument):
+    kwargs = {"x": noise(), "lyapunov_k": 4, **kwargs}
+    with pytest.raises(StabilityArgumentError) as caught:
+        stability_report(afrnn(), **kwargs)
+    assert caught.value.argument == argument
 
 
 def test_lstm_rejects_sections_that_need_a_coupling_matrix():

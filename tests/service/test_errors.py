@@ -1,5 +1,5 @@
 """Transport-level rejections: 413 (with and without Content-Length), 401, overload 503 + Retry-After,
-504, and no 500 for any malformed user input."""
+504, and a 422 naming the field (never a 500) for malformed user input."""
 
 import asyncio
 
@@ -57,20 +57,52 @@ def test_inference_and_model_routes_need_the_api_key(service, headers, rule):
             assert rule in r.json()["detail"] and r.headers["www-authenticate"] == "ApiKey"
 
 
-# -- never a 500 ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["/classify", "/pendulum/predict", "/models/mnist/stability",
-                                  "/models/pendulum/stability"])
-@pytest.mark.parametrize("body", [
-    b"", b"null", b"[]", b'"text"', b"42", b"{}", b'{"pixels": {"a": 1}, "scale": 255}',
-    b'{"images": "abc", "scale": 255}', b'{"model": 7}', b'{"pixels": [[[[[[0]]]]]], "scale": 255}',
-    b'{"pixels": [1e400], "scale": 255}', b'{"initial_state": {"theta1": 1e400, "theta2": 0, "omega1": 0, '
-    b'"omega2": 0}}', b'{"initial_state": [1, 2, 3, 4]}', b'{"steps": "many", "initial_state": null}',
-    b'{"sections": "theorem"}', b'{"lyapunov_k": -1}', b'{"lyapunov_k": 100000}', b"\xff\xfe",
-    b'{"pixels": [' + b"1, " * 783 + b'true], "scale": 255}', b'{"pixels": "' + b"A" * 1000 + b'"}',
-])
-def test_malformed_input_never_causes_a_500(client, path, body):
+# -- malformed input: a 422 naming the field, never a 500 ---------------------------------------------
+PATHS = ("/classify", "/pendulum/predict", "/models/mnist/stability", "/models/pendulum/stability")
+BOOL_PIXELS = b'{"pixels": [' + b"1, " * 783 + b'true], "scale": 255}'
+# body → the field the 422 names (loc ["body", field]; "" is the body itself, 0 the JSON decoder's
+# position), or 200 where the body is a valid request: one entry for every path, or one per path in
+# PATHS order. /classify names `model` first for a pixel body without one (three classifiers are
+# served); a stability request for the other model's input names the input field.
+MALFORMED = [
+    (b"", ""), (b"null", ""), (b"[]", ""), (b'"text"', ""), (b"42", ""), (b"\xff\xfe", 0),
+    (b"{}", ("", "", 200, 200)),                          # {} asks for the default-input report
+    (b'{"pixels": {"a": 1}, "scale": 255}', "pixels"),
+    (b'{"images": "abc", "scale": 255}', "images"),
+    (b'{"model": 7}', "model"),
+    (b'{"pixels": [[[[[[0]]]]]], "scale": 255}', ("model", "pixels", "pixels", "pixels")),
+    (b'{"pixels": [1e400], "scale": 255}', ("model", "pixels", "pixels", "pixels")),
+    (b'{"initial_state": {"theta1": 1e400, "theta2": 0, "omega1": 0, "omega2": 0}}', "initial_state"),
+    (b'{"initial_state": [1, 2, 3, 4]}', "initial_state"),
+    (b'{"steps": "many", "initial_state": null}', "steps"),
+    (b'{"sections": "theorem"}', "sections"),
+    (b'{"lyapunov_k": -1}', "lyapunov_k"),
+    (b'{"lyapunov_k": 100000}', "lyapunov_k"),
+    (BOOL_PIXELS, ("model", "pixels", "pixels", "pixels")),
+    (b'{"pixels": "' + b"A" * 1000 + b'"}', ("model", "pixels", "pixels", "pixels")),
+]
+_BOOLEAN_PIXEL_BUG = pytest.mark.xfail(
+    strict=True, reason="a JSON `true` among an image's pixel values is read as 1 (numpy), not rejected")
+
+
+def _malformed_cases():
+    for number, (body, expected) in enumerate(MALFORMED):
+        per_path = expected if isinstance(expected, tuple) else (expected,) * len(PATHS)
+        for path, field in zip(PATHS, per_path, strict=True):
+            marks = _BOOLEAN_PIXEL_BUG if body == BOOL_PIXELS and path == "/models/mnist/stability" else ()
+            yield pytest.param(path, body, field, marks=marks, id=f"{path}-{number}")
+
+
+@pytest.mark.parametrize("path, body, field", _malformed_cases())
+def test_malformed_input_is_a_422_naming_the_field(client, path, body, field):
     r = client.post(path, content=body, headers={"content-type": "application/json"})
-    assert r.status_code < 500, (r.status_code, r.text)      # ({} is a valid stability request)
+    if field == 200:
+        assert r.status_code == 200, r.text
+        return
+    assert r.status_code == 422, (r.status_code, r.text)
+    loc = r.json()["detail"][0]["loc"]
+    expected = ["body"] if field == "" else ["body", field]
+    assert loc[:2] == expected and (field != "" or len(loc) == 1), r.text
 
 
 # -- 503 overload and 504 timeout, on a deliberately slow service ----------------------------------

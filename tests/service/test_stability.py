@@ -2,6 +2,7 @@
 ``model.stability.stability_report`` of the served artifact, cached for the default input, computed
 for a given sample with the same normalisation as /classify, and bad options are 422."""
 
+import asyncio
 import io
 
 import numpy as np
@@ -9,9 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from artifact.export import load_exported
+from artifact.export import export_torchscript, load_exported
+from model import paper_model
 from model.stability import stability_report
 from physics.encoding import network_inputs
+from service.errors import InputError
+from service.registry import READY, ServedModel
+from service.stability import StabilityReports
+from service.tasks import build_task_api
 from training.data import mnist
 
 
@@ -113,3 +119,24 @@ def test_bad_png_query_is_422_and_unknown_model_404(client):
     assert "figure" in r.json()["detail"][0]["msg"]
     assert client.post("/models/none/stability", json={}).status_code == 404
     assert client.get("/models/corrupt/stability.png").status_code == 503
+
+
+def test_a_rule_of_the_analysis_is_a_422_naming_the_request_field(tmp_path, manifest_fields):
+    """The analysis's own rules (an LSTM has no spectrum; x must be finite) reach the client as
+    InputErrors whose loc is the request field the argument came from."""
+    torch.manual_seed(0)
+    lstm = paper_model("mnist", "lstm", hidden_size=4, num_layers=1).eval()
+    export_torchscript(lstm, tmp_path, manifest_fields(lstm, "mnist-lstm", "mnist"))
+    module, manifest = load_exported(tmp_path / "mnist-lstm.json")
+    entry = ServedModel(manifest.name, tmp_path / "mnist-lstm.json", manifest, state=READY,
+                        api=build_task_api(manifest, module, torch.device("cpu")))
+    reports = StabilityReports(cache_size=0)
+    try:
+        with pytest.raises(InputError, match=r"\['spectrum'\] do not apply to an LSTM") as caught:
+            asyncio.run(reports.report(entry, ("spectrum",), 4))
+        assert caught.value.loc == ("sections",)
+        with pytest.raises(InputError, match="x must contain only finite values") as caught:
+            asyncio.run(reports.report(entry, None, 4, torch.full((1, 784, 1), float("nan"))))
+        assert caught.value.loc == ("pixels",)
+    finally:
+        reports.close()

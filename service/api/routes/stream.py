@@ -39,6 +39,8 @@ router = APIRouter(prefix="/models", tags=["streams"], route_class=FastJSONRoute
 ws_router = APIRouter(prefix="/models", tags=["streams"])
 
 
+# Not the Depends types of service.api.deps: the WebSocket route and the HTTP fallback share these
+# lookups, and their errors are stream rules (WebSocket close codes or HTTP statuses).
 def hub_of(app) -> StreamHub:
     return app.state.streams
 
