@@ -64,8 +64,7 @@ def test_sigterm_drains_in_flight_requests_then_logs_shutdown_complete(tmp_path,
             return await asyncio.gather(*tasks, return_exceptions=True)
 
     responses = asyncio.run(scenario())
-    # uvicorn re-raises the signal once its graceful shutdown is done: exit status 0 or "killed by SIGTERM"
-    assert proc.proc.wait(60) in (0, -signal.SIGTERM)
+    assert proc.proc.wait(60) == 0             # a clean drain after SIGTERM exits 0 (service.connections)
     codes = [getattr(r, "status_code", repr(r)) for r in responses]
     assert codes == [200] * 8, codes
     lines = [json.loads(line) for line in proc.log().splitlines() if line.strip()]   # every line is JSON

@@ -1,0 +1,209 @@
+"""``service.admission``: the work lane's cap, queue bound and deadlines, the gate, the Retry-After
+estimate; and, on live services, heavy work (physics references, stability) under admission control."""
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+
+from service.admission import AdmissionGate, LoadEstimate, WorkLane, request_deadline
+from service.batching import QueueFullError, RequestTimeoutError
+
+
+def _lane(**overrides) -> WorkLane:
+    options = dict(max_concurrency=2, max_queue_length=8)
+    options.update(overrides)
+    return WorkLane("test lane", **options)
+
+
+def test_the_lane_never_runs_more_than_its_cap():
+    running, peak = 0, 0
+    lock = threading.Lock()
+
+    def job(i):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return i
+
+    async def scenario():
+        lane = _lane(max_concurrency=2, max_queue_length=8)
+        results = await asyncio.gather(*(lane.run(job, i) for i in range(8)))
+        await lane.close()
+        return results
+
+    assert asyncio.run(scenario()) == list(range(8))       # FIFO results, each its own
+    assert peak == 2
+
+
+def test_a_full_lane_queue_raises_queue_full_with_retry_after():
+    release = threading.Event()
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, max_queue_length=1, retry_after=lambda: 7)
+        first = asyncio.ensure_future(lane.run(release.wait))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(lane.run(lambda: "queued"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFullError) as err:
+            await lane.run(lambda: "refused")
+        release.set()
+        assert await second == "queued"
+        await first
+        await lane.close()
+        return err.value
+
+    err = asyncio.run(scenario())
+    assert err.retry_after_s == 7 and "heavy_max_queue_length = 1" in str(err)
+
+
+def test_work_whose_deadline_passed_while_queued_is_never_started():
+    release = threading.Event()
+    started = []
+
+    async def scenario():
+        lane = _lane(max_concurrency=1)
+        first = asyncio.ensure_future(lane.run(release.wait))
+        await asyncio.sleep(0.05)
+        late = asyncio.ensure_future(lane.run(started.append, "late", deadline=time.perf_counter() + 0.1))
+        with pytest.raises(RequestTimeoutError):
+            await late
+        release.set()
+        await first
+        after = await lane.run(lambda: "next")          # the slot was not lost
+        await lane.close()
+        return after
+
+    assert asyncio.run(scenario()) == "next"
+    assert started == []
+
+
+def test_a_running_job_past_its_deadline_answers_at_the_deadline_and_keeps_its_slot():
+    release = threading.Event()
+
+    async def scenario():
+        lane = _lane(max_concurrency=1)
+        t0 = time.perf_counter()
+        with pytest.raises(RequestTimeoutError):
+            await lane.run(release.wait, deadline=t0 + 0.1)
+        answered = time.perf_counter() - t0
+        assert lane.running == 1                       # the thread still works: its slot is held
+        release.set()
+        await asyncio.sleep(0.1)
+        assert lane.running == 0
+        await lane.close()
+        return answered
+
+    assert asyncio.run(scenario()) < 5.0
+
+
+def test_the_request_deadline_context_variable_is_the_default():
+    async def scenario():
+        lane = _lane()
+        request_deadline.set(time.perf_counter() - 1.0)      # already passed
+        called = []
+        with pytest.raises(RequestTimeoutError):
+            await lane.run(called.append, 1)
+        await lane.close()
+        return called
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_the_gate_admits_up_to_its_limit():
+    seen = []
+    gate = AdmissionGate(2, on_inflight=seen.append)
+    assert gate.try_enter() and gate.try_enter() and not gate.try_enter()
+    gate.leave()
+    assert gate.try_enter()
+    assert seen == [1, 2, 1, 2]
+
+
+def test_retry_after_is_queue_depth_times_recent_time_per_row():
+    load = LoadEstimate(alpha=0.5)
+    assert load.retry_after_s(1000, 0, 1) == 1              # nothing observed yet: at least 1 s
+    load.observe_batch(rows=10, seconds=0.1)               # 10 ms per row
+    assert load.retry_after_s(450, 0, 1) == 5               # 450 rows × 10 ms = 4.5 s → 5
+    load.observe_batch(rows=10, seconds=0.3)               # EWMA: 0.5·10 + 0.5·30 = 20 ms per row
+    assert load.retry_after_s(450, 0, 1) == 9
+    load.observe_job(4.0)
+    assert load.retry_after_s(0, 3, 2) == 6                 # 3 jobs × 4 s / 2 slots
+
+
+# -- heavy work on a live service ------------------------------------------------------------------
+PENDULUM_HEAVY = {"model": "pendulum", "units": "radians", "steps": 290, "include_reference": True,
+                  "initial_states": [{"theta1": 0.1 * i, "theta2": -0.1, "omega1": 0.0, "omega2": 0.2}
+                                     for i in range(16)]}
+
+
+@pytest.fixture(scope="module")
+def tight_service(tmp_path_factory, export_model, start_service):
+    """1 s request timeout, one heavy job at a time and one waiting, two work requests admitted."""
+    models = tmp_path_factory.mktemp("admission-models")
+    export_model(models, "mnist")
+    export_model(models, "pendulum")
+    proc = start_service(models, "--request-timeout-s", "1", "--heavy-max-concurrency", "1",
+                         "--heavy-max-queue-length", "1")
+    yield proc
+    proc.stop()
+
+
+def test_a_worst_case_physics_reference_stops_at_the_request_timeout(tight_service):
+    with httpx.Client(base_url=tight_service.url, timeout=60) as c:
+        started = time.perf_counter()
+        r = c.post("/pendulum/predict", json=PENDULUM_HEAVY)
+        elapsed = time.perf_counter() - started
+    assert r.status_code == 504, r.text[:300]
+    assert "request_timeout_s = 1" in r.json()["detail"]
+    assert elapsed < 30, elapsed                     # was 46-48 s (issue 14); the limit is 1 s
+    metrics = httpx.get(tight_service.url + "/metrics").text
+    assert 'afrnn_errors_total{kind="timeout"}' in metrics
+
+
+def test_concurrent_heavy_requests_are_queued_or_refused_never_500(tight_service):
+    sample = {"pixels": [[(i * 7 + j) % 256 for j in range(28)] for i in range(28)], "scale": 255,
+              "sections": ["spectrum"]}
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=tight_service.url, timeout=60) as ac:
+            return await asyncio.gather(*(ac.post("/models/mnist/stability", json=sample) for _ in range(6)))
+
+    codes = [r.status_code for r in asyncio.run(burst())]
+    assert set(codes) <= {200, 503, 504}, codes
+    assert 503 in codes, codes                           # 1 running + 1 queued: the rest are refused
+    responses = asyncio.run(burst())
+    for r in responses:
+        if r.status_code == 503:
+            assert int(r.headers["retry-after"]) >= 1 and "heavy_max_queue_length = 1" in r.json()["detail"]
+    lane = httpx.get(tight_service.url + "/metrics").text
+    assert "afrnn_work_lane_queue_depth 0.0" in lane
+
+
+def test_the_inflight_limit_refuses_before_reading_the_body(tmp_path, export_model, start_service):
+    export_model(tmp_path, "mnist")
+    proc = start_service(tmp_path, "--max-inflight-requests", "1", "--body-timeout-s", "5")
+
+    async def scenario():
+        reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        writer.write(b"POST /classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 50\r\n\r\n{")                  # admitted, body pending
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=proc.url, timeout=10) as ac:
+            refused = await ac.post("/classify", json={"model": "mnist", "pixels": [0] * 784, "scale": 255})
+        writer.close()
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=proc.url, timeout=10) as ac:
+            served = await ac.post("/classify", json={"model": "mnist", "pixels": [0] * 784, "scale": 255})
+        return refused, served
+
+    refused, served = asyncio.run(scenario())
+    assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+    assert "max_inflight_requests = 1" in refused.json()["detail"]
+    assert served.status_code == 200
