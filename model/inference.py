@@ -25,7 +25,7 @@ cache directory (``AFRNN_KERNEL_DIR``, default ``~/.cache/afrnn-serving``), and 
 ``ctypes``, which releases the GIL for the call. Where there is no compiler, the model is not a
 block-form simultaneous-update AFRNN (the sequential sweep, the LSTM), or its tensors are not float32
 on the CPU, ``FastRecurrence.from_module`` returns ``None`` with the reason, and callers keep the
-module's own forward.
+module's own forward; ``AFRNN_FAST_RECURRENCE=0`` in the environment switches the fast path off.
 """
 
 import ctypes
@@ -202,6 +202,8 @@ class FastRecurrence:
     @classmethod
     def from_module(cls, module: torch.nn.Module) -> Tuple[Optional["FastRecurrence"], str]:
         """(fast path, "") or (None, why the module keeps its own forward)."""
+        if os.environ.get("AFRNN_FAST_RECURRENCE", "1") == "0":
+            return None, "disabled by AFRNN_FAST_RECURRENCE=0"
         for name in ("coupling_matrix", "input_drive", "initial_state", "readout"):
             if not hasattr(module, name):
                 return None, f"the model has no {name}() (not a block-form AFRNN)"

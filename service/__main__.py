@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="connections + in-flight requests before uvicorn answers 503")
     add("--readiness-policy", help="ready when all or any of the model dir's models are loaded")
     add("--torch-threads", type=int, help="intra-op threads")
+    add("--event-loop")
+    add("--http-parser")
+    add("--gil-switch-interval-ms", type=float)
     add("--log-level")
     add("--log-format")
     return parser
@@ -103,10 +106,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"afrnn-serve: invalid settings:\n{err}")
     configure_logging(settings.log_level, settings.log_format)
     install_overload_response(retry_after_s=1)
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     config = uvicorn.Config(
         create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level, timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
-        http=with_header_timeout(protocol_class("auto"), settings.header_timeout_s),
+        loop=settings.event_loop,
+        http=with_header_timeout(protocol_class(settings.http_parser), settings.header_timeout_s),
         timeout_keep_alive=settings.keep_alive_timeout_s, limit_concurrency=settings.limit_concurrency)
     Server(config).run()             # SIGTERM: drain, then exit 0 (service.connections.Server)
 

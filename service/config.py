@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     # -- runtime ----------------------------------------------------------------------------------
     torch_threads: int = Field(1, ge=1, description="intra-op threads; 1 is fastest for the small "
                                                    "GEMMs of batch-1 recurrences on 2 cores")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="uvicorn's event loop; 'auto' takes uvloop when it is installed")
+    http_parser: Literal["auto", "h11", "httptools"] = Field(
+        "auto", description="uvicorn's HTTP parser; 'auto' takes httptools when it is installed")
+    gil_switch_interval_ms: float = Field(
+        5.0, gt=0, le=100, description="sys.setswitchinterval: how long a thread may hold the GIL while "
+                                       "another waits for it (Python's default: 5 ms)")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "text"] = Field("json", description="'json' = one JSON object per line")
     api_key: SecretStr | None = Field(None, description="when set, every inference and model route "

@@ -34,9 +34,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from artifact.manifest import Manifest
+from model.inference import FastRecurrence
 from service.errors import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Batches of at most this many rows run the Euler loop in one C call (model.inference.FastRecurrence);
+# larger batches keep the TorchScript forward, whose GEMMs are faster there (docs/performance.md).
+FAST_PATH_MAX_ROWS = 2
 
 
 @dataclass
@@ -62,6 +66,8 @@ class ClassifierAPI:
         self.manifest = manifest
         self.module = module
         self.device = device
+        self.fast, self.fast_path_reason = (FastRecurrence.from_module(module) if device.type == "cpu"
+                                            else (None, f"device {device} (the C loop is CPU-only)"))
         self.steps = spec.sequence_length
         self.channels = spec.channels
         if len(spec.normalization_mean) != self.channels or len(spec.normalization_std) != self.channels:
@@ -194,6 +200,8 @@ class ClassifierAPI:
         return out
 
     def predict(self, x: torch.Tensor, every_step: bool) -> torch.Tensor:
+        if self.fast is not None and not every_step and x.shape[0] <= FAST_PATH_MAX_ROWS:
+            return torch.softmax(self.fast(x), dim=-1)
         logits = self.module(x.to(self.device, non_blocking=True), None, every_step)
         return torch.softmax(logits.float(), dim=-1)
 

@@ -1,0 +1,262 @@
+"""Our service against a peer server (LitServe) on the same checkpoint, quiet and with a CPU hog.
+
+    pip install -e '.[bench]'                       # LitServe, for this benchmark only
+    python bench/peer_compare.py --quick            # < 45 s of measurement: 1 round of 1.5 s per point
+    python bench/peer_compare.py                    # 3 rounds of 6 s per point
+    python bench/peer_compare.py --server-args="--event-loop asyncio"   # our service, other settings
+    python bench/peer_compare.py --versus-ours="--event-loop asyncio --http-parser h11"   # a lever, A/B
+
+Both servers serve ``checkpoints/mnist.json`` (the TorchScript MNIST AFRNN) with max batch 64, no
+batch delay, one torch thread and one inference worker: ours is ``python -m service``, the peer is
+``bench/litserve_app.py`` (LitServe with the same decoding, batching and encoding code). One client,
+the closed loop of ``bench/service_load.py`` (N ``httpx.AsyncClient`` connections, each posting its
+next image as soon as the last is answered), drives each in turn: for each concurrency c in
+(1, 8, 64) and each round, ours then the peer's (A B A B …). While one is measured the other's
+processes are stopped (SIGSTOP), so that neither one's idle spinning loads the other.
+
+The whole comparison runs twice: "quiet" (whatever else the machine runs: say what in the record)
+and "busy", with a background CPU hog (one single-threaded busy loop in its own process, started
+and stopped here, with a hard deadline) taking one core. Figures, as the last line (JSON):
+
+* ``{quiet,busy}_c{1,8,64}_vs_peer`` — our throughput ÷ the peer's (sums over the rounds);
+* ``c1_p50_vs_peer``                  — our median single-client latency ÷ the peer's (quiet);
+* per point: requests/s, p50 and p99 of both, and errors (non-200 answers).
+
+Goals: ≥ 1.3 × the peer's throughput at c = 8 and 64 in both conditions; c = 1 p50 ≤ the peer's.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+REPO_ROOT = BENCH.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from model.inference import cpu_flags  # noqa: E402
+
+HOG_SOURCE = ("import sys, time\nend = time.monotonic() + float(sys.argv[1])\n"
+              "while time.monotonic() < end:\n    pass\n")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server process group on a free port: started, waited for, paused, resumed, stopped."""
+
+    def __init__(self, name: str, argv: list[str], url_path: str, health_path: str, body: dict,
+                 log_path: Path, extra_env: dict[str, str] | None = None):
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.path = url_path
+        self.body = json.dumps(body).encode()
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **(extra_env or {})}
+        env.pop("AFRNN_API_KEY", None)
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, *argv, "--port", str(self.port)], cwd=REPO_ROOT,
+                                         env=env, start_new_session=True, stdout=log, stderr=log)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.proc.returncode}: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(self.url + health_path, timeout=2).status_code == 200:
+                    response = httpx.post(self.url + self.path, content=self.body, timeout=30,
+                                          headers={"content-type": "application/json"})
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{name}: {response.status_code} {response.text[:300]}")
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{name} not ready after 240 s")
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+async def closed_loop(server: Server, clients: int, seconds: float, warmup_s: float) -> dict:
+    """``clients`` connections, each posting as soon as its last answer came. Throughput counts the
+    answers completed inside the measured window (so a window shorter than one round trip still
+    counts what finished in it); latencies are those answers' round trips."""
+    latencies: list[float] = []
+    errors = 0
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    pool = [httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) for _ in range(clients)]
+    try:
+        await asyncio.gather(*(c.post(server.path, content=server.body, headers=headers) for c in pool))
+        measure_from = time.perf_counter() + warmup_s
+        stop_at = measure_from + seconds
+
+        async def one_client(client: httpx.AsyncClient) -> None:
+            nonlocal errors
+            while (sent := time.perf_counter()) < stop_at:
+                response = await client.post(server.path, content=server.body, headers=headers)
+                done = time.perf_counter()
+                if not measure_from <= done < stop_at:      # answers completed inside the window count
+                    continue
+                if response.status_code == 200:
+                    latencies.append(done - sent)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(one_client(client) for client in pool))
+    finally:
+        for client in pool:
+            await client.aclose()
+    lat = np.asarray(latencies) * 1000
+    return {"per_s": len(latencies) / seconds, "requests": len(latencies), "errors": errors,
+            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan")}
+
+
+def compare(ours: Server, peer: Server, concurrencies: list[int], rounds: int, seconds: float,
+            warmup_s: float, label: str) -> dict:
+    """Interleaved rounds (ours, peer, ours, peer …) per concurrency; the idle server is SIGSTOPped."""
+    out = {}
+    for c in concurrencies:
+        runs: dict[str, list[dict]] = {"ours": [], "peer": []}
+        for _ in range(rounds):
+            for key, active, idle in (("ours", ours, peer), ("peer", peer, ours)):
+                idle.signal(signal.SIGSTOP)
+                active.signal(signal.SIGCONT)
+                runs[key].append(asyncio.run(closed_loop(active, c, seconds, warmup_s)))
+        point = {}
+        for key, rows in runs.items():
+            point[key] = {"per_s": round(sum(r["per_s"] for r in rows) / len(rows), 1),
+                          "p50_ms": round(statistics.median(r["p50_ms"] for r in rows), 2),
+                          "p99_ms": round(statistics.median(r["p99_ms"] for r in rows), 2),
+                          "errors": sum(r["errors"] for r in rows),
+                          "rounds_per_s": [round(r["per_s"], 1) for r in rows]}
+        point["throughput_ratio"] = round(point["ours"]["per_s"] / max(point["peer"]["per_s"], 1e-9), 3)
+        point["p50_ratio"] = round(point["ours"]["p50_ms"] / point["peer"]["p50_ms"], 3)
+        out[f"c{c}"] = point
+        a, b = point["ours"], point["peer"]
+        print(f"{label:5s} c={c:3d}: ours {a['per_s']:7.1f} req/s (p50 {a['p50_ms']:.1f} ms), "
+              f"peer {b['per_s']:7.1f} req/s (p50 {b['p50_ms']:.1f} ms): "
+              f"throughput x{point['throughput_ratio']:.2f}, p50 x{point['p50_ratio']:.2f}; errors "
+              f"{point['ours']['errors']}/{point['peer']['errors']}", flush=True)
+    ours.signal(signal.SIGCONT)
+    peer.signal(signal.SIGCONT)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 1.5 s per point")
+    parser.add_argument("--rounds", type=int, help="rounds per point (default 3; quick 1)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 6; quick 1.5)")
+    parser.add_argument("--clients", default="1,8,64", help="comma-separated concurrencies")
+    parser.add_argument("--conditions", default="quiet,busy", help="quiet, busy or both")
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "checkpoints")
+    parser.add_argument("--server-args", default="", help="extra flags for python -m service")
+    parser.add_argument("--versus-ours", metavar="ARGS",
+                        help="a lever test: the peer is our service again, with these extra flags "
+                             "(e.g. '--event-loop asyncio --http-parser h11'), instead of LitServe")
+    parser.add_argument("--peer-env", default="", metavar="K=V,…",
+                        help="extra environment of the peer (with --versus-ours)")
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.seconds or (1.5 if args.quick else 6.0)
+    warmup_s = 0.3 if args.quick else 1.0
+    concurrencies = [int(c) for c in args.clients.split(",")]
+    conditions = [c for c in args.conditions.split(",") if c]
+    cpu_model, flags = cpu_flags()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    pixels = np.random.default_rng(0).integers(0, 256, 784).tolist()
+    tmp = tempfile.TemporaryDirectory(prefix="peer-compare-")
+    serve_dir = Path(tmp.name) / "serve"            # the MNIST model alone: others would load too
+    serve_dir.mkdir()
+    for suffix in (".json", ".pt"):
+        (serve_dir / f"mnist{suffix}").symlink_to((args.model_dir / f"mnist{suffix}").resolve())
+    ours = peer = None
+    try:
+        service = ["-m", "service", "--model-dir", str(serve_dir), "--max-batch-size", "64",
+                   "--max-queue-delay-ms", "0", "--max-queue-length", "1024", "--torch-threads", "1",
+                   "--log-level", "warning"]
+        body = {"model": "mnist", "pixels": pixels, "scale": 255}
+        ours = Server("ours", [*service, *shlex.split(args.server_args)], "/classify", "/health/ready",
+                      body, Path(tmp.name) / "ours.log")
+        if args.versus_ours is not None:
+            peer_env = dict(kv.split("=", 1) for kv in args.peer_env.split(",") if kv)
+            peer = Server("ours-variant", [*service, *shlex.split(args.versus_ours)], "/classify",
+                          "/health/ready", body, Path(tmp.name) / "peer.log", peer_env)
+        else:
+            peer = Server("litserve", [str(BENCH / "litserve_app.py"), "--model-dir", str(serve_dir),
+                                       "--max-batch-size", "64", "--threads", "1"],
+                          "/predict", "/health", {"pixels": pixels, "scale": 255},
+                          Path(tmp.name) / "peer.log")
+        print(f"{cpu_model}, {os.cpu_count()} CPUs; load average {load_before:.1f}; both servers up after "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        results = {}
+        for condition in conditions:
+            hog = None
+            if condition == "busy":
+                budget = 2 * len(concurrencies) * rounds * (seconds + warmup_s + 2) + 60
+                hog = subprocess.Popen([sys.executable, "-c", HOG_SOURCE, str(budget)])
+            try:
+                results[condition] = compare(ours, peer, concurrencies, rounds, seconds, warmup_s, condition)
+            finally:
+                if hog is not None:
+                    hog.terminate()
+                    hog.wait(10)
+    finally:
+        for server in (ours, peer):
+            if server is not None:
+                server.stop()
+        tmp.cleanup()
+    figures: dict = {}
+    for condition, points in results.items():
+        for point, row in points.items():
+            figures[f"{condition}_{point}_vs_peer"] = row["throughput_ratio"]
+    first = results.get("quiet") or next(iter(results.values()))
+    low = f"c{min(concurrencies)}"
+    figures["c1_p50_vs_peer"] = first[low]["p50_ratio"]
+    figures.update(peer="ours " + args.versus_ours + (f" ({args.peer_env})" if args.peer_env else "")
+                   if args.versus_ours is not None else "litserve " + version("litserve"))
+    figures.update(points=results, rounds=rounds, seconds_per_run=seconds, server_args=args.server_args,
+                   cpu_model=cpu_model, cpu_flags=sorted(f for f in flags if f.startswith(("avx", "amx"))),
+                   cpus=os.cpu_count(), machine=platform.machine(), load_average_before=round(load_before, 2),
+                   load_average_after=round(os.getloadavg()[0], 2),
+                   wall_s=round(time.perf_counter() - started, 1))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
