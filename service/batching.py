@@ -162,12 +162,6 @@ class DynamicBatcher(Generic[P, R]):
         """Queue ``payload`` (``rows`` rows of the batch) and wait for its result, at the latest until
         ``request_timeout_s`` from now or ``deadline`` (a ``time.perf_counter()`` value), whichever
         comes first."""
-        timeout = self.request_timeout_s
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.perf_counter())
-            if timeout <= 0:
-                raise RequestTimeoutError(f"model {self.name!r}: the request's deadline (request_timeout_s "
-                                          f"= {self.request_timeout_s} s) passed before it was queued")
         if self._closing:
             raise BatcherClosedError(f"model {self.name!r} is shutting down")
         if self._worker is None:
@@ -175,6 +169,12 @@ class DynamicBatcher(Generic[P, R]):
         if len(self._pending) >= self.max_queue_length:
             raise QueueFullError(f"model {self.name!r} has {len(self._pending)} requests queued (the limit "
                                  f"is max_queue_length = {self.max_queue_length})", self._retry_after())
+        timeout = self.request_timeout_s
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.perf_counter())
+            if timeout <= 0:
+                raise RequestTimeoutError(f"model {self.name!r}: the request's deadline (request_timeout_s "
+                                          f"= {self.request_timeout_s} s) passed before it was queued")
         loop = asyncio.get_running_loop()
         item = _Pending(payload, rows, loop.create_future())
         self._pending.append(item)
