@@ -33,9 +33,10 @@ from fastapi import Depends, FastAPI
 from service.admission import AdmissionGate, LoadEstimate, WorkLane
 from service.api.deps import require_api_key
 from service.api.inference import install_admission_handlers
-from service.api.routes import stream as stream_routes
 from service.api.routes import classify, health, metrics, models, pendulum, stability
+from service.api.routes import stream as stream_routes
 from service.config import Settings
+from service.docs import install_offline_docs
 from service.errors import install_exception_handlers
 from service.logging import configure_logging
 from service.metrics import ServiceMetrics
@@ -146,7 +147,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.stability.close()
             log.info("shutdown complete")
 
-    app = FastAPI(title="AFRNN serving", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # docs_url/redoc_url None: FastAPI's pages load from a CDN; service.docs serves them offline.
+    app = FastAPI(title="AFRNN serving", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    install_offline_docs(app)
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
     install_admission(app, settings)

@@ -7,13 +7,16 @@ What CI checks here (issue 7), in this order, against ONE image and ONE containe
    makes it when missing) with the host's CPU wheel of torch 2.13.0 mounted at /wheels. Production
    builds the same file with the default ``BASE_IMAGE`` (nvidia/cuda) and torch's CUDA build;
 3. the image's metadata: non-root numeric user, ``EXPOSE 8000``, a readiness ``HEALTHCHECK``,
-   exec-form ``CMD``, ``AFRNN_MODEL_DIR=/models``;
+   exec-form ``CMD``, ``AFRNN_MODEL_DIR=/models``, a writable ``MPLCONFIGDIR``;
 4. a container on a free loopback port becomes ready, serves the shipped checkpoints from /models,
    and answers real httpx calls: ``/pendulum/predict``, ``/classify`` (compared with the same
-   checkpoint evaluated on the host), a stability report, and a malformed request with 422;
-5. ``podman stop`` ends it within the grace period, with a request still in flight answered, exit
-   code 0 (143 only with the graceful-shutdown lines in the logs);
-6. the container and the image tag made here are removed (the base image stays, as the cache).
+   checkpoint evaluated on the host), a stability report and its PNG, a malformed request with 422,
+   and the API docs with their assets from the container itself (no CDN);
+5. the slimmed image (issue 15) still has what serving loads: every module of the four packages
+   imports inside it, while pip, setuptools, torch's test/include/bin and the test folders are gone;
+6. the container, started with the README's ``--stop-timeout``, is stopped with ``podman stop``
+   while a request is in flight: the request is answered and the exit code is 0;
+7. the container and the image tag made here are removed (the base image stays, as the cache).
 
 ``AFRNN_TEST_IMAGE=<tag>`` tests an image built beforehand instead (neither built nor removed here).
 
@@ -22,15 +25,18 @@ one) the container tests skip with the reason; with ``AFRNN_REQUIRE_CONTAINER=1`
 they fail instead, so CI can never pass by skipping them.
 """
 
+import functools
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -49,7 +55,7 @@ REQUIRE_CONTAINER = os.environ.get("AFRNN_REQUIRE_CONTAINER") == "1"
 CONTAINER_PORT = 8000
 BUILD_TIMEOUT_S = 600
 READY_TIMEOUT_S = 180
-STOP_GRACE_S = 20
+README = REPO / "README.md"
 GRACEFUL_LOG_LINES = ("shutdown complete", "Finished server process")
 
 
@@ -118,6 +124,22 @@ def _export_tiny_models(out_dir: Path) -> Path:
             "input": input_spec, "output": output_spec})
     out_dir.chmod(0o755)         # readable by the image's non-root user through the volume
     return out_dir
+
+
+@functools.cache
+def _documented_stop_timeout_s() -> int:
+    """The ``--stop-timeout`` of the README's ``podman run`` example (the same value as docker's)."""
+    found = {int(m) for line in README.read_text().splitlines() if "podman run" in line
+             for m in re.findall(r"--stop-timeout[ =](\d+)", line)}
+    assert len(found) == 1, f"README's podman run examples give --stop-timeout values {found or 'none'}"
+    return found.pop()
+
+
+def _service_drain_s() -> float:
+    """How long the service drains after SIGTERM: uvicorn's graceful timeout (service.__main__)."""
+    from service.config import Settings
+
+    return int(Settings(_env_file=None).request_timeout_s) + 5
 
 
 def _free_port() -> int:
@@ -221,7 +243,7 @@ def _start_container(podman: Podman, image: str, name: str, volume: Path | None 
     for key, value in (env or {}).items():
         options += ["--env", f"{key}={value}"]
     podman("run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:{CONTAINER_PORT}",
-           "--stop-timeout", str(STOP_GRACE_S), *options, image)
+           "--stop-timeout", str(_documented_stop_timeout_s()), *options, image)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_TIMEOUT_S
     with httpx.Client(base_url=base_url, timeout=5) as client:
@@ -283,6 +305,63 @@ def test_image_runs_as_non_root_serves_port_8000_with_readiness_healthcheck(imag
     env = dict(item.split("=", 1) for item in image_config["Env"])
     assert env["AFRNN_MODEL_DIR"] == "/models" and env["AFRNN_HOST"] == "0.0.0.0"
     assert "/health/ready" in " ".join(image_inspect["Healthcheck"]["Test"])
+    assert env["MPLCONFIGDIR"].startswith("/tmp/")
+
+
+# Run inside the container: import every module of the packages the image carries (what serving can
+# load), then list what the slimming must have removed from the venv.
+_IMAGE_PROBE = """
+import importlib, json, os, pkgutil, sys, sysconfig
+failed = {}
+for package in ("model", "artifact", "physics", "service"):
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, package + "."):
+        try:
+            importlib.import_module(info.name)
+        except Exception as exc:
+            failed[info.name] = repr(exc)
+import matplotlib.font_manager, matplotlib.backends.backend_agg, sympy
+site = sysconfig.get_paths()["purelib"]
+present = [p for p in ("pip", "setuptools", "networkx", "torch/test", "torch/include")
+           if os.path.exists(os.path.join(site, p))]
+present += [f"torch/bin/{f}" for f in os.listdir(os.path.join(site, "torch", "bin"))
+            if f != "torch_shm_manager"]
+test_dirs = [d for d, subdirs, _ in os.walk(site) if os.path.basename(d) in ("test", "tests")]
+writable = os.access(os.environ["MPLCONFIGDIR"], os.W_OK)
+font_cache = [f for f in os.listdir(os.environ["MPLCONFIGDIR"]) if f.startswith("fontlist")]
+from importlib import metadata
+installed = {d.metadata["Name"]: d.version for d in metadata.distributions()}
+print(json.dumps({"failed": failed, "present": present, "test_dirs": test_dirs[:5],
+                  "modules": len(sys.modules), "mpl_writable": writable, "font_cache": font_cache,
+                  "installed": installed}))
+"""
+
+
+def test_every_service_module_imports_in_the_slim_image(podman, container):
+    result = podman("exec", container["name"], "python", "-c", _IMAGE_PROBE, timeout=180)
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["failed"] == {}, f"modules that do not import in the image: {probe['failed']}"
+    assert probe["present"] == [], f"pruned parts still in the image: {probe['present']}"
+    assert probe["test_dirs"] == [], f"test folders left in the venv: {probe['test_dirs']}"
+    assert probe["mpl_writable"] and probe["font_cache"], "matplotlib's font cache must be prebuilt"
+    _assert_installed_exactly_the_lock(probe["installed"])
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _assert_installed_exactly_the_lock(installed: dict[str, str]) -> None:
+    """The image holds exactly requirements/runtime.txt's pins (so two builds install the same), plus
+    torch and the project, minus what the slim stage removes."""
+    lock = (REPO / "requirements" / "runtime.txt").read_text()
+    locked = {_normalized(k): v for k, v in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.MULTILINE)}
+    have = {_normalized(k): v for k, v in installed.items()}
+    pruned = {"pip", "setuptools", "networkx"}
+    assert have.pop("torch").startswith("2.13.0")
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert have.pop("afrnn-serving") == version
+    assert have == {k: v for k, v in locked.items() if k not in pruned}
 
 
 def test_container_process_is_not_root(podman, container):
@@ -374,6 +453,27 @@ def test_stability_report_of_a_served_model(client, model_dir):
     assert summary["verdict"] in ("stable", "marginal", "unstable")
 
 
+def test_stability_png_renders_in_the_image(client, model_dir):
+    manifest = _served(client, model_dir, ("pendulum",))
+    response = client.get(f"/models/{manifest['name']}/stability.png")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_api_docs_and_their_assets_come_from_the_container(client):
+    pages = {"/docs": ("swagger-ui-bundle.js", "swagger-ui.css"), "/redoc": ("redoc.standalone.js",)}
+    for page, assets in pages.items():
+        response = client.get(page)
+        assert response.status_code == 200, page
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", response.text)
+        assert urls and not [u for u in urls if "//" in u], f"{page} loads from elsewhere: {urls}"
+        for asset in assets:
+            (url,) = [u for u in urls if u.endswith(asset)]
+            fetched = client.get(url)
+            assert fetched.status_code == 200 and len(fetched.content) > 10_000, url
+
+
 def test_malformed_classify_request_gets_422_naming_the_field(client, model_dir):
     manifest = _served(client, model_dir, ("mnist",))
     response = client.post("/classify", json={"model": manifest["name"], "pixels": [0.5] * 5, "scale": 1})
@@ -391,7 +491,7 @@ def test_podman_stop_drains_in_flight_requests_and_exits_cleanly(podman, contain
     manifest = _served(client, model_dir, ("pendulum",))
     slow = {"model": manifest["name"], "steps": 290, "include_reference": True, "units": "degrees",
             "initial_states": [{"theta1": 10.0 * k, "theta2": -5.0 * k, "omega1": 0, "omega2": 0}
-                               for k in range(1, 9)]}
+                               for k in range(1, 5)]}
     in_flight: dict = {}
 
     def request_while_stopping():
@@ -405,7 +505,9 @@ def test_podman_stop_drains_in_flight_requests_and_exits_cleanly(podman, contain
     worker.start()
     time.sleep(0.3)
     stop_started = time.monotonic()
-    podman("stop", "--time", str(STOP_GRACE_S), container["name"], timeout=STOP_GRACE_S + 30)
+    # `podman stop` as the README has it: no --time, the container's own --stop-timeout applies
+    stop_timeout_s = _documented_stop_timeout_s()
+    podman("stop", container["name"], timeout=stop_timeout_s + 30)
     stop_s = time.monotonic() - stop_started
     worker.join(timeout=30)
     overlapped = in_flight.get("finished", math.inf) > stop_started
@@ -416,8 +518,11 @@ def test_podman_stop_drains_in_flight_requests_and_exits_cleanly(podman, contain
     logs = podman("logs", container["name"])
     logs = logs.stdout + logs.stderr
     graceful = [line for line in GRACEFUL_LOG_LINES if line in logs]
-    assert stop_s < STOP_GRACE_S, f"podman stop took {stop_s:.1f} s: SIGTERM did not end the server"
-    assert state["ExitCode"] in (0, 143), f"exit code {state['ExitCode']}; logs:\n{logs[-3000:]}"
+    assert stop_timeout_s >= _service_drain_s(), \
+        f"the README's --stop-timeout {stop_timeout_s} s is shorter than the service's drain"
+    # 137 = SIGKILLed at the stop timeout; 143 = SIGTERM not handled as a clean stop. (podman stop's own
+    # wall time adds several seconds of cleanup on a loaded machine, so it is printed, not asserted.)
+    assert state["ExitCode"] == 0, f"exit {state['ExitCode']} after {stop_s:.1f} s; logs:\n{logs[-3000:]}"
     assert graceful, f"no graceful-shutdown line ({GRACEFUL_LOG_LINES}) in the logs:\n{logs[-3000:]}"
     assert "error" not in in_flight, f"the request in flight at SIGTERM was dropped: {in_flight['error']!r}"
     assert in_flight["response"].status_code == 200, in_flight["response"].text
