@@ -48,8 +48,9 @@ def settings(base_url: str | None, api_key: str | None) -> tuple[str, dict[str, 
 
 
 def body(model: BaseModel) -> dict:
-    """A request model as JSON, without the fields left at None (so that defaults stay the server's)."""
-    return model.model_dump(mode="json", exclude_none=True)
+    """A request model as JSON with only the fields that were set: defaults stay the server's, and a
+    field the server checks for presence (e.g. stability's `units`) is sent only when given."""
+    return model.model_dump(mode="json", exclude_unset=True)
 
 
 def typed(cls: type[BaseModel]) -> Callable[[httpx.Response], Any]:

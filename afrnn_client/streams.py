@@ -59,8 +59,9 @@ class WebSocketStream:
         from websockets.sync.client import connect
 
         self._closed_exc = ConnectionClosed
+        # legacy=True: a connection held by this object, not by a `with` block (websockets ≥ 16)
         self._ws = connect(ws_url(base_url, model), additional_headers=headers, open_timeout=open_timeout_s,
-                           max_size=None)
+                           max_size=None, legacy=True)
         self.opened: StreamOpened = self._exchange(options.model_dump_json(exclude_none=True), StreamOpened)
 
     def _exchange(self, text: str, kind: type):
