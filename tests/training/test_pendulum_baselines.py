@@ -60,3 +60,41 @@ def test_nearest_neighbours_beat_knowing_nothing_on_real_trajectories(states):
     assert rows["k-NN on the initial state"]["mse_rad2"] < rows["mean trajectory"]["mse_rad2"]
     assert rows["k-NN on the initial state"]["settings"]["k"] in pb.K_GRID
     assert "k = " in pb.render(list(rows.values()))
+
+
+def test_mlp_recovers_a_linear_map_and_keeps_the_epoch_with_the_lowest_validation_error():
+    """Trajectories that are an exact linear function of s₀ (an independent oracle): the MLP must
+    learn them far better than the mean trajectory, and report the epoch of its minimum val MSE."""
+    rng = np.random.default_rng(0)
+    initial = rng.uniform(-1, 1, size=(120, 4))
+    mixing = rng.normal(size=(4, 5 * 4))
+    states = np.concatenate([initial[:, None, :], (initial @ mixing).reshape(120, 5, 4)], axis=1)
+    train, test = states[:100], states[100:]
+    settings = pb.MLPSettings(hidden=(32,), lr=1e-2, max_epochs=150, patience=150, val_size=20)
+    predicted, record = pb.mlp_predictor(train, test[:, 0], settings)
+    assert predicted.shape == (20, 5, 4)
+    assert record["best_epoch"] == int(np.argmin(record["val_mse"])) + 1
+    assert record["best_val_mse"] == min(record["val_mse"])
+    mse = pb.score(predicted, test)["mse_rad2"]
+    assert mse < 0.05 * pb.score(pb.mean_trajectory(train, test[:, 0]), test)["mse_rad2"]
+
+
+def test_mlp_stops_after_patience_epochs_without_improvement_and_is_reproducible(states):
+    settings = pb.MLPSettings(hidden=(8,), max_epochs=400, patience=3, val_size=10)
+    predicted, record = pb.mlp_predictor(states[:40], states[40:44, 0], settings)
+    assert record["epochs_run"] in (min(record["best_epoch"] + 3, 400), 400)
+    assert record["best_epoch"] == int(np.argmin(record["val_mse"])) + 1
+    # mlp_predictor gets only the test initial states; a second run with the same seed is identical
+    again, _ = pb.mlp_predictor(states[:40], states[40:44, 0].copy(), settings)
+    np.testing.assert_array_equal(predicted, again)
+    with pytest.raises(ValueError, match="val_size must be in"):
+        pb.mlp_predictor(states[:10], states[40:44, 0], pb.MLPSettings(val_size=10))
+
+
+def test_score_reports_the_error_of_each_variable():
+    test = np.zeros((2, 3, 4))
+    predicted = np.zeros((2, 2, 4))
+    predicted[..., 2] = 2.0                                   # ω1 off by 2 everywhere
+    metrics = pb.score(predicted, test)
+    assert metrics["mse_by_variable"] == pytest.approx([0.0, 0.0, 4.0, 0.0])
+    assert metrics["mse_rad2"] == pytest.approx(1.0)
