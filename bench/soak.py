@@ -1,0 +1,387 @@
+"""Soak and overload test of a running service: mixed load, a burst, recovery.
+
+Phases:
+
+0. **isolation** — ``/classify`` p50 over 30 sequential requests on the idle service, then again while
+   16 worst-case heavy requests run (8 × ``/pendulum/predict`` with 16 states, 290 steps and the
+   physics reference; 8 × stability reports of a caller's sample): the goal is p50 within 2× idle,
+   and no heavy request answered later than ``request_timeout_s`` (+1 s of transport);
+1. **mixed load** — ``--clients`` (64) concurrent clients for ``--duration`` (60 s), each looping over a
+   weighted mix: ``/classify`` (1 image), ``/pendulum/predict`` without and with the physics reference,
+   ``/models/{name}/stability`` (the cached default report, and a caller's sample, which is computed),
+   and ``/models``;
+2. **burst** — ``--burst`` (1000) ``/classify`` requests sent at once on fresh connections, while a
+   probe polls ``/health/live`` every 20 ms;
+3. **recovery** — ``/classify`` until it answers 200 again, then 20 more that must all be 200.
+
+Before phase 0 a warm-up (each request kind 3 times, then a quarter-size burst) makes the allocations
+that first requests make for good; the RSS baseline is taken after it.
+
+Reported: counts per status, p50/p99 latency per request kind, liveness p99 during the burst, median
+time to a 503 in the burst, whether every 503 carried Retry-After, the server's RSS after warm-up
+and at the end, and the goals of issue 14 (0 × 5xx, Retry-After on every 503, RSS growth ≤ 10 %,
+liveness p99 < 100 ms and median 503 < 50 ms during the burst, /classify p50 under 16 heavy
+requests within 2× idle).
+The last line of output is one JSON object with every figure.
+
+    python bench/soak.py                         # starts the service on checkpoints/ (port 8790)
+    python bench/soak.py --quick                 # 16 clients × 10 s, burst of 300: < 45 s
+    python bench/soak.py --url http://127.0.0.1:8000 --pid 1234 --api-key "$AFRNN_API_KEY"
+
+With ``--url`` the server is not started; ``--pid`` (its process id) enables the RSS figures.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def rss_bytes(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+Mix = list[tuple[float, str, str, str, dict | None]]
+
+
+def requests_mix(models: dict[str, str], rng: random.Random) -> Mix:
+    """(weight, kind, method, path, json body) of the mixed phase."""
+    classifier, pendulum = models.get("classifier"), models.get("pendulum")
+    mix: list[tuple[float, str, str, str, dict | None]] = [(0.10, "models", "GET", "/models", None)]
+    if classifier:
+        image = [rng.randrange(256) for _ in range(784)]
+        mix += [(0.50, "classify", "POST", "/classify", {"model": classifier, "pixels": image, "scale": 255}),
+                (0.05, "stability_default", "POST", f"/models/{classifier}/stability",
+                 {"sections": ["spectrum"]}),
+                (0.05, "stability_sample", "POST", f"/models/{classifier}/stability",
+                 {"pixels": image, "scale": 255, "sections": ["spectrum", "gradients"]})]
+    if pendulum:
+        states = [{"theta1": 10 * i, "theta2": -5.0, "omega1": 0.0, "omega2": 3.0} for i in range(4)]
+        mix += [(0.20, "pendulum", "POST", "/pendulum/predict",
+                 {"model": pendulum, "initial_states": states}),
+                (0.10, "pendulum_reference", "POST", "/pendulum/predict",
+                 {"model": pendulum, "initial_states": states, "include_reference": True})]
+    return mix
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.status: dict[str, int] = {}
+        self.latency: dict[str, list[float]] = {}
+        self.missing_retry_after = 0
+        self.errors: dict[str, int] = {}
+
+    def add(self, kind: str, status: int | str, seconds: float, headers=None) -> None:
+        key = str(status)
+        self.status[key] = self.status.get(key, 0) + 1
+        self.latency.setdefault(kind, []).append(seconds)
+        if status == 503 and (headers is None or "retry-after" not in headers):
+            self.missing_retry_after += 1
+
+    def summary(self) -> dict:
+        return {"status": dict(sorted(self.status.items())),
+                "latency_ms": {k: {"n": len(v), "p50": round(percentile(v, 50) * 1000, 1),
+                                   "p99": round(percentile(v, 99) * 1000, 1)}
+                               for k, v in sorted(self.latency.items())},
+                "missing_retry_after": self.missing_retry_after}
+
+
+async def isolation(url: str, headers: dict, models: dict[str, str], n_heavy: int = 16, states_n: int = 16,
+                    steps: int = 290) -> dict:
+    classify = {"model": models["classifier"], "pixels": [0] * 784, "scale": 255}
+
+    async def classify_p50(ac: httpx.AsyncClient, n: int = 30) -> float:
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            r = await ac.post("/classify", json=classify)
+            if r.status_code == 200:
+                times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    heavy_bodies = []
+    if models.get("pendulum"):
+        states = [{"theta1": 10.0 * i, "theta2": -20.0, "omega1": 5.0, "omega2": -5.0}
+                  for i in range(states_n)]
+        heavy_bodies.append(("POST", "/pendulum/predict",
+                             {"model": models["pendulum"], "steps": steps, "initial_states": states,
+                              "include_reference": True}))
+    heavy_bodies.append(("POST", f"/models/{models['classifier']}/stability",
+                         {"pixels": [(i * 37) % 256 for i in range(784)], "scale": 255}))
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300,
+                                 limits=httpx.Limits(max_connections=64)) as ac:
+        idle = await classify_p50(ac)
+        heavy_codes: dict[str, int] = {}
+        heavy_times: list[float] = []
+
+        async def heavy(i: int) -> None:
+            method, path, body = heavy_bodies[i % len(heavy_bodies)]
+            started = time.perf_counter()
+            r = await ac.request(method, path, json=body)
+            heavy_times.append(time.perf_counter() - started)
+            heavy_codes[str(r.status_code)] = heavy_codes.get(str(r.status_code), 0) + 1
+
+        tasks = [asyncio.ensure_future(heavy(i)) for i in range(n_heavy)]
+        await asyncio.sleep(0.5)
+        loaded = await classify_p50(ac)
+        await asyncio.gather(*tasks)
+    return {"classify_p50_idle_ms": round(idle * 1000, 1), "classify_p50_heavy_ms": round(loaded * 1000, 1),
+            "ratio": round(loaded / idle, 2), "heavy_status": heavy_codes,
+            "heavy_max_s": round(max(heavy_times), 2)}
+
+
+async def warmup(url: str, headers: dict, mix: Mix, classifier: str, burst_n: int) -> None:
+    """Every request kind 3 times, then a burst of ``burst_n``: the allocations a first request of each
+    kind (and many connections at once) make for good, before the RSS baseline is taken."""
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as ac:
+        for _, _, method, path, body in mix:
+            for _ in range(3):
+                await ac.request(method, path, json=body)
+    await burst(url, headers, classifier, burst_n)
+
+
+async def mixed_load(url: str, headers: dict, mix, clients: int, duration_s: float, tally: Tally,
+                     seed: int) -> None:
+    weights = [m[0] for m in mix]
+    stop = time.perf_counter() + duration_s
+
+    async def client(i: int) -> None:
+        rng = random.Random(seed + i)
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as ac:
+            while time.perf_counter() < stop:
+                _, kind, method, path, body = rng.choices(mix, weights)[0]
+                started = time.perf_counter()
+                try:
+                    r = await ac.request(method, path, json=body)
+                    tally.add(kind, r.status_code, time.perf_counter() - started, r.headers)
+                    if r.status_code == 503:
+                        await asyncio.sleep(min(float(r.headers.get("retry-after", 1)), 2.0) * rng.random())
+                except httpx.TransportError as err:
+                    tally.add(kind, type(err).__name__, time.perf_counter() - started)
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+
+
+async def raw_request(host: str, port: int, payload: bytes) -> tuple[int | str, float, bool]:
+    """(status, seconds to the status line, has Retry-After) of one request on a fresh connection."""
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(payload)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        elapsed = time.perf_counter() - started
+        writer.close()
+        status = int(head.split(b" ", 2)[1])
+        return status, elapsed, b"\r\nretry-after:" in head.lower()
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+        return type(err).__name__, time.perf_counter() - started, False
+
+
+async def burst(url: str, headers: dict, model: str, n: int) -> dict:
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    body = json.dumps({"model": model, "pixels": [random.randrange(256) for _ in range(784)],
+                       "scale": 255}).encode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    payload = (f"POST /classify HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n{extra}"
+               f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+    live: list[float] = []
+    done = asyncio.Event()
+
+    async def probe() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as ac:
+            while not done.is_set():
+                started = time.perf_counter()
+                r = await ac.get("/health/live")
+                live.append(time.perf_counter() - started if r.status_code == 200 else float("inf"))
+                await asyncio.sleep(0.02)
+
+    prober = asyncio.ensure_future(probe())
+    await asyncio.sleep(0.1)
+    results = await asyncio.gather(*(raw_request(host, port, payload) for _ in range(n)))
+    done.set()
+    await prober
+    tally = Tally()
+    for status, seconds, retry_after in results:
+        tally.add("burst_classify", status, seconds, {"retry-after": "x"} if retry_after else {})
+    t503 = [s for status, s, _ in results if status == 503]
+    return {**tally.summary(), "liveness_p99_ms": round(percentile(live, 99) * 1000, 1) if live else None,
+            "liveness_probes": len(live),
+            "median_503_ms": round(statistics.median(t503) * 1000, 1) if t503 else None,
+            "n_503": len(t503), "_tally": tally}
+
+
+async def recovery(url: str, headers: dict, model: str) -> dict:
+    body = {"model": model, "pixels": [0] * 784, "scale": 255}
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as ac:
+        while time.perf_counter() - started < 120:
+            if (await ac.post("/classify", json=body)).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        recovered_s = time.perf_counter() - started
+        codes = [(await ac.post("/classify", json=body)).status_code for _ in range(20)]
+    return {"recovered_s": round(recovered_s, 2), "after_recovery_ok": codes.count(200),
+            "after_recovery_n": 20}
+
+
+def start_server(model_dir: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "service", "--model-dir", str(model_dir), "--port",
+                             str(port), "--log-level", "warning"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"service exited with {proc.returncode}")
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("service not ready within 300 s")
+
+
+async def main_async(args) -> dict:
+    headers = {"X-API-Key": args.api_key} if args.api_key else {}
+    listed = httpx.get(args.url + "/models", headers=headers, timeout=30).json()["models"]
+    ready = [m for m in listed if m["status"] == "ready"]
+    models = {"classifier": next((m["name"] for m in ready if m["name"] == args.classifier), None),
+              "pendulum": next((m["name"] for m in ready if m["task"] == "pendulum"), None)}
+    if models["classifier"] is None:
+        raise SystemExit(f"no ready MNIST classifier named {args.classifier!r} among {listed}")
+    rng = random.Random(args.seed)
+    mix = requests_mix(models, rng)
+    tally = Tally()
+    rss_samples: dict[str, int | None] = {"start": rss_bytes(args.pid)}
+    await warmup(args.url, headers, mix, models["classifier"], max(1, args.burst // 4))
+    rss_samples["after_warmup"] = rss_bytes(args.pid)
+    isolated = None
+    if args.heavy:
+        isolated = await isolation(args.url, headers, models, args.heavy, args.heavy_states, args.heavy_steps)
+    t0 = time.perf_counter()
+    await mixed_load(args.url, headers, mix, args.clients, args.duration, tally, args.seed)
+    mixed_s = time.perf_counter() - t0
+    rss_samples["after_mixed"] = rss_bytes(args.pid)
+    burst_result = await burst(args.url, headers, models["classifier"], args.burst)
+    burst_tally = burst_result.pop("_tally")
+    rss_samples["after_burst"] = rss_bytes(args.pid)
+    recovered = await recovery(args.url, headers, models["classifier"])
+    rss_samples["end"] = rss_bytes(args.pid)
+    mixed = tally.summary()
+    all_status = dict(mixed["status"])
+    for k, v in burst_tally.status.items():
+        all_status[k] = all_status.get(k, 0) + v
+    n_5xx = sum(v for k, v in all_status.items() if k.isdigit() and int(k) >= 500 and int(k) != 503)
+    n_transport = sum(v for k, v in all_status.items() if not k.isdigit())
+    warm, end = rss_samples.get("after_warmup"), rss_samples.get("end")
+    growth = round((end - warm) / warm * 100, 2) if warm and end else None
+    missing = mixed["missing_retry_after"] + burst_result["missing_retry_after"]
+    goals = {
+        "no_5xx_besides_503": n_5xx == 0,
+        "retry_after_on_every_503": missing == 0,
+        "rss_growth_le_10pct": growth is not None and growth <= 10.0,
+        "liveness_p99_lt_100ms": burst_result["liveness_p99_ms"] is not None
+        and burst_result["liveness_p99_ms"] < 100,
+        "median_503_lt_50ms": burst_result["median_503_ms"] is not None
+        and burst_result["median_503_ms"] < 50,
+        "recovered": recovered["after_recovery_ok"] == recovered["after_recovery_n"],
+    }
+    if isolated is not None:
+        goals["classify_p50_under_heavy_le_2x_idle"] = isolated["ratio"] <= 2.0
+        goals["heavy_within_request_timeout"] = isolated["heavy_max_s"] <= args.request_timeout_s + 1.0
+    return {"bench": "soak", "url": args.url, "clients": args.clients, "duration_s": args.duration,
+            "isolation": isolated, "mixed_elapsed_s": round(mixed_s, 1), "mixed": mixed,
+            "burst_n": args.burst,
+            "burst": burst_result, "recovery": recovered, "status_total": dict(sorted(all_status.items())),
+            "n_5xx": n_5xx, "n_transport_errors": n_transport, "rss_bytes": rss_samples,
+            "rss_growth_pct_after_warmup": growth,
+            "goals": goals, "cpu": cpu_model(), "cores": os.cpu_count()}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running service (default: start one on --model-dir)")
+    parser.add_argument("--pid", type=int, help="the running service's process id (for RSS)")
+    parser.add_argument("--api-key", default=os.environ.get("AFRNN_API_KEY"))
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "checkpoints")
+    parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--classifier", default="mnist", help="the MNIST classifier's name")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--request-timeout-s", type=float, default=30.0,
+                        help="the service's request_timeout_s (for the heavy-request goal)")
+    parser.add_argument("--heavy", type=int, default=16, help="worst-case heavy requests of the isolation "
+                                                                 "phase (0: skip the phase)")
+    parser.add_argument("--heavy-states", type=int, default=16)
+    parser.add_argument("--heavy-steps", type=int, default=290)
+    parser.add_argument("--quick", action="store_true",
+                        help="16 clients × 10 s, a burst of 300, 4 heavy requests of 4 states × 29 steps")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clients, args.duration, args.burst = 16, 10.0, 300
+        args.heavy, args.heavy_states, args.heavy_steps = 4, 4, 29
+    server = None
+    if args.url is None:
+        server = start_server(args.model_dir, args.port)
+        args.url, args.pid = f"http://127.0.0.1:{args.port}", server.pid
+    try:
+        result = asyncio.run(main_async(args))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(60)
+    print(f"isolation: {result['isolation']}")
+    print(f"mixed phase: {result['mixed']['status']}")
+    for kind, lat in result["mixed"]["latency_ms"].items():
+        print(f"  {kind:20s} n={lat['n']:6d}  p50 {lat['p50']:8.1f} ms  p99 {lat['p99']:8.1f} ms")
+    b = result["burst"]
+    print(f"burst of {args.burst}: {b['status']}; median 503 {b['median_503_ms']} ms; liveness p99 "
+          f"{b['liveness_p99_ms']} ms over {b['liveness_probes']} probes")
+    print(f"recovery: {result['recovery']}; RSS growth after warm-up "
+          f"{result['rss_growth_pct_after_warmup']} %")
+    print(f"goals: {result['goals']}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
