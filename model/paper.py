@@ -25,6 +25,9 @@ from torch import nn
 from model.afrnn import AFRNN, AFRNNConfig
 from model.lstm import LSTMBaseline, LSTMConfig
 
+# The model library's own names (model/ imports nothing of ours): the same as the served vocabulary
+# ``artifact.manifest.Variant`` / ``Task`` (the keys of PAPER_TASKS); tests/training/test_presets.py
+# checks that they agree.
 VARIANTS = ("arnn", "2-arnn", "frnn", "afrnn", "lstm")
 
 

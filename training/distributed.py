@@ -31,6 +31,19 @@ class DistContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def all_reduce_max(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor
+
+    def agree(self, device: torch.device, *flags: bool) -> tuple[bool, ...]:
+        """Each flag, true on every rank if it is true on any (one all-reduce for all of them): the
+        stop and save decisions that make all ranks leave the loop, or save, at the same step."""
+        if not self.enabled:
+            return flags
+        values = self.all_reduce_max(torch.tensor([float(f) for f in flags], device=device))
+        return tuple(bool(v > 0) for v in values)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

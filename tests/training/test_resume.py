@@ -2,11 +2,15 @@
 same optimizer state; the budget stops cleanly and still exports; a resumed run keeps its config."""
 
 import json
+import random
 
+import numpy as np
 import pytest
 import torch
 
 from training.cli import main
+from training.config import ConfigError
+from training.state import STATE_VERSION, capture_rng, read_state, restore_rng, write_state
 
 COMMON = ["--task", "mnist", "--model", "afrnn", "--hidden-size", "8", "--batch-size", "16",
           "--val-size", "16", "--seed", "5", "--lr-schedule", "plateau", "--plateau-patience", "0"]
@@ -101,3 +105,29 @@ def test_resume_refuses_to_change_the_model(tmp_path, mnist_dir, capsys):
     assert run(out, mnist_dir, "--epochs", 1, "--max-steps", 1) == 0
     assert run(out, mnist_dir, "--epochs", 1, "--resume", "--lr", 0.5) == 2
     assert "--lr 0.5 differs from the resumed run's 0.001" in capsys.readouterr().err
+
+
+def _draws() -> tuple:
+    return torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)], np.random.randn(1)
+
+
+def test_rng_states_saved_and_loaded_weights_only_give_the_same_draws(tmp_path):
+    """``capture_rng`` → the state file (weights-only) → ``restore_rng`` continues every generator
+    (torch, numpy including its cached Gaussian, Python) exactly where it was captured."""
+    np.random.seed(3)
+    np.random.randn(1)                               # leaves a cached Gaussian in numpy's legacy state
+    write_state(tmp_path / "s.train.pt", {"rng": capture_rng(torch.device("cpu"))})
+    want = _draws()
+    _draws()                                         # move every generator on
+    restore_rng(read_state(tmp_path / "s.train.pt")["rng"], torch.device("cpu"))
+    got = _draws()
+    assert torch.equal(want[0], got[0]) and np.array_equal(want[1], got[1])
+    assert want[2] == got[2] and np.array_equal(want[3], got[3])
+
+
+def test_a_training_state_of_another_format_version_is_refused(tmp_path):
+    path = tmp_path / "old.train.pt"
+    torch.save({"version": STATE_VERSION + 1}, path)
+    message = f"training-state version {STATE_VERSION + 1}, expected {STATE_VERSION}"
+    with pytest.raises(ConfigError, match=message):
+        read_state(path)

@@ -1,0 +1,101 @@
+"""The parts a run is assembled from: the config of a resumed run, the data splits, the optimiser and
+its schedule, the random streams, and the DistributedDataParallel wrapper. ``Trainer.__init__`` calls
+them in a fixed order (the order fixes the random streams, so it is part of a run's definition).
+"""
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from training.config import ConfigError, TrainConfig
+from training.distributed import DistContext
+from training.tasks import Task, split_indices
+
+# config fields that may change when a run is resumed (everything else must match the saved run)
+RESUMABLE_FIELDS = ("epochs", "eval_every", "eval_batch_size", "data_dir", "cache_dir")
+
+
+def resolve_resumed_config(saved: TrainConfig, requested: TrainConfig, explicit: set[str]) -> TrainConfig:
+    """The saved run's config, with the explicitly given fields that may change on resume."""
+    changes = {}
+    for key in sorted(explicit):
+        if key not in TrainConfig.model_fields:
+            continue
+        new, old = getattr(requested, key), getattr(saved, key)
+        if new == old:
+            continue
+        if key not in RESUMABLE_FIELDS:
+            raise ConfigError(f"--{key.replace('_', '-')} {new!r} differs from the resumed run's {old!r}; "
+                             f"a resumed run keeps its config (only {', '.join(RESUMABLE_FIELDS)} and the "
+                             f"run options may change)")
+        changes[key] = new
+    return saved.model_copy(update=changes)
+
+
+@dataclass
+class Splits:
+    train: Any              # ImageSequences | PendulumTrajectories, without the validation samples
+    val: Any | None         # None without --val-size
+    test: Any
+    dataset_hash: str
+
+
+def load_splits(task: Task, cfg: TrainConfig) -> Splits:
+    """The task's data, cut to ``limit_train`` / ``limit_test``, with a seeded validation hold-out of
+    ``val_size`` training samples (``tasks.split_indices``)."""
+    data = task.load(cfg)
+    train, test = data.train, data.test
+    if cfg.limit_train is not None and cfg.limit_train < len(train):
+        train = train.subset(torch.arange(cfg.limit_train))
+    if cfg.limit_test is not None and cfg.limit_test < len(test):
+        test = test.subset(torch.arange(cfg.limit_test))
+    val = None
+    if cfg.val_size:
+        train_idx, val_idx = split_indices(len(train), cfg.val_size, cfg.seed)
+        val = train.subset(torch.from_numpy(val_idx))
+        train = train.subset(torch.from_numpy(train_idx))
+    return Splits(train, val, test, data.dataset_hash)
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr)
+    return torch.optim.Adam(params, lr=cfg.lr)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> ReduceLROnPlateau | None:
+    """ReduceLROnPlateau (stepped at epoch ends on the watched loss) for ``lr_schedule='plateau'``."""
+    if cfg.lr_schedule != "plateau":
+        return None
+    return ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+
+
+def seed_rank_streams(seed: int, rank: int) -> None:
+    """Per-rank torch, Python and numpy streams from here on (the initial weights come before, from
+    ``torch.manual_seed(seed)`` on every rank, so that all ranks start equal)."""
+    torch.manual_seed(seed + rank)
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+
+
+def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """The module the training step calls: DistributedDataParallel under torchrun, else the model."""
+    if not ctx.enabled:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def euler_factor(model: nn.Module) -> float | None:
+    """max_i |1 + ε λ_i(B)| of an AFRNN-family model: the explicit-Euler growth factor with D_t = I
+    (≤ 1: stable). The stability report's ``euler_margin`` is 1 minus the factor along a trajectory."""
+    if not hasattr(model, "coupling_matrix"):
+        return None
+    with torch.no_grad():
+        eigenvalues = torch.linalg.eigvals(model.coupling_matrix().detach().double().cpu())
+    return float((1 + model.epsilon * eigenvalues).abs().max())
