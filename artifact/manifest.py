@@ -46,6 +46,13 @@ class OutputSpec(_Strict):
     state_names: list[str] | None = None
     units: list[str] | None = None          # per state variable (rad, rad, rad/s, rad/s)
     dt: float | None = None                 # seconds between predicted states
+    # states: the network outputs (s − offset) / scale per state variable; a server returns
+    # output · scale + offset (absent: the outputs are the states themselves)
+    offset: list[float] | None = None
+    scale: list[float] | None = None
+    # states: what the model was trained on (absent in manifests written before these fields)
+    trained_horizon_s: float | None = Field(None, gt=0, description="seconds of trajectory seen in training")
+    training_data: str | None = None        # e.g. '1000 trajectories (900 train), 30 points at dt 0.1 s'
 
 
 class TrainingRecord(_Strict):

@@ -97,7 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--optimizer", default=S, choices=_choices("optimizer"), help=_default("optimizer"))
     opt.add_argument("--lr", type=float, default=S, help="learning rate")
     opt.add_argument("--lr-schedule", default=S, choices=_choices("lr_schedule"),
-                     help="plateau: ReduceLROnPlateau on the validation loss (train loss without --val-size)")
+                     help="plateau: ReduceLROnPlateau on the validation loss (train loss without "
+                          "--val-size); cosine: lr·½(1 + cos(π step/total)) per optimizer step, to 0")
+    opt.add_argument("--weight-decay", type=float, default=S,
+                     help=f"decoupled weight decay (AdamW; {_default('weight_decay')})")
+    opt.add_argument("--init", default=S, choices=_choices("init"),
+                     help="notebook: the reference notebook's init (recurrent std 0.25, input 1, "
+                          "readout 1/H)")
+    opt.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=S,
+                     help="pendulum: standardised initial state and targets (stored in the manifest)")
+    opt.add_argument("--loss-weights", type=float, nargs=4, default=S,
+                     metavar=("THETA1", "THETA2", "OMEGA1", "OMEGA2"),
+                     help="pendulum: per-variable weights of the training loss")
     opt.add_argument("--plateau-patience", type=int, default=S)
     opt.add_argument("--plateau-factor", type=float, default=S)
     opt.add_argument("--batch-size", type=int, default=S, help="global batch (split over DDP ranks)")

@@ -46,13 +46,19 @@ class TrainConfig(BaseModel):
     # optimisation
     optimizer: Literal["adagrad", "adam"]
     lr: float = Field(gt=0)
-    lr_schedule: Literal["none", "plateau"]
+    lr_schedule: Literal["none", "plateau", "cosine"]
     plateau_patience: int = Field(ge=0)
     plateau_factor: float = Field(gt=0, lt=1)
     batch_size: int = Field(ge=1)
     epochs: int = Field(ge=1)
     grad_clip: float | None = Field(gt=0)               # None: no clipping
     seed: int = 0
+    # levers of issue 12 (training.pendulum_recipe); the defaults change nothing
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
+    init: Literal["default", "notebook"] = "default"
+    standardize: bool = Field(False, description="pendulum: standardised initial state and targets")
+    loss_weights: tuple[float, float, float, float] | None = Field(
+        None, description="pendulum: per-variable loss weights (theta1, theta2, omega1, omega2)")
     # data
     val_size: int = Field(ge=0)
     limit_train: int | None = Field(None, ge=1)
@@ -90,8 +96,15 @@ class TrainConfig(BaseModel):
             given = [key for key in MODEL_ONLY_AFRNN if key != "update" and getattr(self, key) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
-        if self.trajectories is not None and self.task != "pendulum":
-            raise ValueError(f"trajectories applies to the pendulum task only, not to {self.task!r}")
+        for key in ("trajectories", "loss_weights"):
+            if getattr(self, key) is not None and self.task != "pendulum":
+                raise ValueError(f"{key} applies to the pendulum task only, not to {self.task!r}")
+        if self.standardize and self.task != "pendulum":
+            raise ValueError(f"standardize applies to the pendulum task only, not to {self.task!r}")
+        if self.loss_weights is not None and (min(self.loss_weights) < 0 or max(self.loss_weights) <= 0):
+            raise ValueError(f"loss_weights must be >= 0 and not all 0, got {list(self.loss_weights)}")
+        if self.init == "notebook" and self.model == "lstm":
+            raise ValueError("init 'notebook' applies to the AFRNN family only, not to model 'lstm'")
         if self.model == "arnn" and self.layers not in (None, 1):
             raise ValueError(f"layers: the ARNN has exactly 1 layer, got {self.layers}")
         if self.model in ("2-arnn", "frnn") and self.layers == 1:

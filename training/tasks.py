@@ -26,7 +26,7 @@ class Task:
     objective: Any
     load: Callable[[TrainConfig], TaskData]
     input_spec: Callable[[Any], dict]       # data set → Manifest.input fields
-    output_spec: Callable[[], dict]
+    output_spec: Callable[[Any], dict]      # data set → Manifest.output fields
 
 
 def _load_mnist(cfg: TrainConfig) -> TaskData:
@@ -55,11 +55,21 @@ def _image_input(layout: str):
 
 
 def _classes(names):
-    return lambda: specs.classes_output_spec(names)
+    return lambda _data: specs.classes_output_spec(names)
 
 
 def _pendulum_input(data) -> dict:
-    return specs.pendulum_input_spec(data.sequence_length)
+    spec = specs.pendulum_input_spec(data.sequence_length)
+    if data.input_mean is not None:             # --standardize (training.pendulum_recipe)
+        spec.update(normalization_mean=data.input_mean.tolist(), normalization_std=data.input_std.tolist())
+    return spec
+
+
+def _pendulum_output(data) -> dict:
+    spec = specs.pendulum_output_spec()
+    if data.target_mean is not None:            # the network outputs (s − offset) / scale
+        spec.update(offset=data.target_mean.tolist(), scale=data.target_std.tolist())
+    return spec
 
 
 TASKS: dict[str, Task] = {
@@ -68,7 +78,7 @@ TASKS: dict[str, Task] = {
     "cifar10": Task("cifar10", ClassificationObjective(), _load_cifar10,
                     _image_input(specs.CIFAR10_LAYOUT), _classes(specs.CIFAR10_CLASS_NAMES)),
     "pendulum": Task("pendulum", TrajectoryObjective(), _load_pendulum, _pendulum_input,
-                     specs.pendulum_output_spec),
+                     _pendulum_output),
 }
 
 

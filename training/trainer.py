@@ -44,7 +44,7 @@ from tqdm import tqdm
 from artifact.export import export_torchscript, unwrap
 from artifact.manifest import Manifest
 from model.paper import build_model, count_parameters
-from training import components
+from training import components, pendulum_recipe
 from training.components import euler_factor, resolve_resumed_config
 from training.config import ConfigError, RunOptions, TrainConfig
 from training.curves import plot_learning_curve
@@ -89,10 +89,14 @@ class Trainer:
         splits = components.load_splits(self.task, cfg)
         self.dataset_hash = splits.dataset_hash
         self.train_data, self.val_data, self.test_data = splits.train, splits.val, splits.test
+        self.train_data, self.val_data, self.test_data, self.objective = pendulum_recipe.prepare(
+            cfg, self.train_data, self.val_data, self.test_data, self.objective)
 
         torch.manual_seed(cfg.seed)               # identical initial weights on every rank
         self.model_config = cfg.model_config_object()
         self.model = build_model(self.model_config).to(device)
+        if cfg.init == "notebook":
+            pendulum_recipe.notebook_init(self.model)
         self.optimizer = self._make_optimizer()
         self.scheduler = components.make_scheduler(cfg, self.optimizer)
         self.progress = Progress()
@@ -120,7 +124,7 @@ class Trainer:
         return None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        return components.make_optimizer(self.cfg, self.model.parameters())
+        return pendulum_recipe.make_optimizer(self.cfg, self.model.parameters())
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -194,6 +198,8 @@ class Trainer:
         (loss * scale if scale != 1 else loss).backward()
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        pendulum_recipe.set_scheduled_lr(self.cfg, self.optimizer, self.progress.global_step,
+                                         self.cfg.epochs * self.steps_per_epoch)
         self.optimizer.step()
         with torch.no_grad():
             per_sample = self.objective.per_sample(outputs.detach(), y)

@@ -13,7 +13,9 @@ every request, so requests with different ``steps`` share one batch: the batch r
 S and each request keeps its first S_i rows — exactly the rows it would get alone.
 
 The manifest's ``input.normalization_mean/std`` are applied to s₀ (identity for the shipped
-checkpoints); ``output.state_names`` orders the outputs, ``output.dt`` is the time step.
+checkpoints) and its optional ``output.scale/offset`` undo a standardised output (ŝ = ŷ · scale +
+offset, per variable in the model's output order); ``output.state_names`` orders the outputs,
+``output.dt`` is the time step.
 """
 
 import math
@@ -78,6 +80,14 @@ class PendulumAPI:
         self._angular = np.array([units[i].startswith("rad") for i in self._output_order])
         self.mean = np.asarray(spec.normalization_mean or [0.0] * 4, dtype=np.float32)
         self.std = np.asarray(spec.normalization_std or [1.0] * 4, dtype=np.float32)
+        # output de-normalisation (model output order): state = output · scale + offset
+        for where, values in (("output.scale", out.scale), ("output.offset", out.offset)):
+            if values is not None and len(values) != 4:
+                raise ValueError(f"{manifest.name}: manifest {where} must have 4 values, got {len(values)}")
+        if (out.scale is None) != (out.offset is None):
+            raise ValueError(f"{manifest.name}: manifest output.scale and output.offset come together")
+        self.out_scale = torch.tensor(out.scale, dtype=torch.float32) if out.scale is not None else None
+        self.out_offset = torch.tensor(out.offset, dtype=torch.float32) if out.offset is not None else None
 
     # -- decode -----------------------------------------------------------------------------------
     def decode(self, states: Sequence[dict[str, float]], units: str,
@@ -119,8 +129,10 @@ class PendulumAPI:
 
     def predict(self, x0: torch.Tensor, steps: int) -> torch.Tensor:
         """(n, 4) initial states → (n, steps, 4) predicted states (radians, wire order)."""
-        predicted = self.module(self.network_input(x0, steps).to(self.device), None, True)
-        return predicted[..., self._output_order].float()
+        predicted = self.module(self.network_input(x0, steps).to(self.device), None, True).float()
+        if self.out_scale is not None:
+            predicted = predicted * self.out_scale.to(predicted) + self.out_offset.to(predicted)
+        return predicted[..., self._output_order]
 
     def warmup(self, max_batch_size: int) -> None:
         zero = np.zeros((1, 4))

@@ -132,3 +132,48 @@ def test_nan_state_is_rejected(client):
 def test_unknown_pendulum_model_is_404(client):
     r = client.post("/pendulum/predict", json={"initial_state": STATE, "model": "double"})
     assert r.status_code == 404
+
+
+def _tiny_pendulum():
+    from model import paper_model
+
+    torch.manual_seed(1)
+    return paper_model("pendulum", "afrnn", layer_sizes=(8, 8), epsilon=0.1, gamma=0.1).eval()
+
+
+def test_manifest_output_scale_and_offset_are_undone_by_the_predictor(tmp_path, manifest_fields):
+    """A standardised model (manifest ``output.scale/offset``, ``input.normalization_*``): the
+    service's rollout is the network's output × scale + offset on the normalised initial state."""
+    from artifact import specs
+    from artifact.export import export_torchscript, load_exported
+    from physics.encoding import network_inputs
+    from service.tasks.pendulum import PendulumAPI
+
+    model = _tiny_pendulum()
+    fields = manifest_fields(model, "pstd", "pendulum")
+    mean, std = [0.1, -0.2, 0.3, 0.0], [0.5, 0.9, 1.7, 2.6]
+    scale, offset = [0.6, 1.0, 1.7, 2.6], [0.0, -0.01, 0.03, -0.08]
+    fields["input"] = {**specs.pendulum_input_spec(29), "normalization_mean": mean, "normalization_std": std}
+    fields["output"] = {**specs.pendulum_output_spec(), "scale": scale, "offset": offset}
+    export_torchscript(model, tmp_path, fields)
+    module, manifest = load_exported(tmp_path / "pstd.json")
+    api = PendulumAPI(manifest, module, torch.device("cpu"))
+    x0 = torch.tensor([radians(STATE)], dtype=torch.float32)
+    with torch.inference_mode():
+        got = api.predict(x0, 29)
+        raw = model(network_inputs((x0 - torch.tensor(mean)) / torch.tensor(std), 29), every_step=True)
+    torch.testing.assert_close(got, raw * torch.tensor(scale) + torch.tensor(offset), rtol=1e-5, atol=1e-6)
+
+
+def test_manifest_with_scale_but_no_offset_is_refused(tmp_path, manifest_fields):
+    from artifact import specs
+    from artifact.export import export_torchscript, load_exported
+    from service.tasks.pendulum import PendulumAPI
+
+    model = _tiny_pendulum()
+    fields = manifest_fields(model, "pbad", "pendulum")
+    fields["output"] = {**specs.pendulum_output_spec(), "scale": [1.0] * 4}
+    export_torchscript(model, tmp_path, fields)
+    module, manifest = load_exported(tmp_path / "pbad.json")
+    with pytest.raises(ValueError, match="output.scale and output.offset come together"):
+        PendulumAPI(manifest, module, torch.device("cpu"))

@@ -96,13 +96,35 @@ def load_or_generate(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec(
 
 @dataclass
 class PendulumTrajectories:
-    """Trajectories (N, points, 4) float32, served as (network inputs, next-state targets) batches."""
+    """Trajectories (N, points, 4) float32, served as (network inputs, next-state targets) batches.
+
+    With a normalisation (``with_normalisation``), a batch's initial state is (s₀ − input_mean) /
+    input_std (the placeholder steps stay 1.0, as in the service) and its targets are
+    (s − target_mean) / target_std; ``states`` always stay in rad and rad/s.
+    """
 
     states: Tensor
+    input_mean: Tensor | None = None
+    input_std: Tensor | None = None
+    target_mean: Tensor | None = None
+    target_std: Tensor | None = None
 
     def __post_init__(self):
         if self.states.dim() != 3 or self.states.shape[2] != 4 or self.states.shape[1] < 2:
             raise ValueError(f"states must have shape (N, points ≥ 2, 4), got {tuple(self.states.shape)}")
+        for key in ("input_mean", "input_std", "target_mean", "target_std"):
+            value = getattr(self, key)
+            if value is not None and tuple(value.shape) != (4,):
+                raise ValueError(f"{key} must have shape (4,), got {tuple(value.shape)}")
+        for key in ("input_std", "target_std"):
+            value = getattr(self, key)
+            if value is not None and not bool((value > 0).all()):
+                raise ValueError(f"{key} must be positive, got {value.tolist()}")
+
+    def with_normalisation(self, input_mean: Tensor | None = None, input_std: Tensor | None = None,
+                           target_mean: Tensor | None = None, target_std: Tensor | None = None
+                           ) -> "PendulumTrajectories":
+        return PendulumTrajectories(self.states, input_mean, input_std, target_mean, target_std)
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -116,12 +138,18 @@ class PendulumTrajectories:
         return 4
 
     def subset(self, indices: Tensor) -> "PendulumTrajectories":
-        return PendulumTrajectories(self.states[indices])
+        return PendulumTrajectories(self.states[indices], self.input_mean, self.input_std,
+                                    self.target_mean, self.target_std)
 
     def batch(self, indices: Tensor, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         """(inputs (B, points − 1, 4), targets = states 1 … points − 1 (B, points − 1, 4))."""
         states = self.states[indices].to(device)
-        return network_inputs(states[:, 0], self.sequence_length), states[:, 1:]
+        initial, targets = states[:, 0], states[:, 1:]
+        if self.input_mean is not None:
+            initial = (initial - self.input_mean.to(initial)) / self.input_std.to(initial)
+        if self.target_mean is not None:
+            targets = (targets - self.target_mean.to(targets)) / self.target_std.to(targets)
+        return network_inputs(initial, self.sequence_length), targets
 
 
 def load_pendulum(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec()
