@@ -151,7 +151,7 @@ def test_data_dir_resolution_prefers_argument_then_environment(tmp_path, monkeyp
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not (REAL_DATA / "mnist").is_dir(), reason="real MNIST data not present")
+@pytest.mark.skipif(not (REAL_DATA / "mnist").is_dir(), reason=f"real data absent: {REAL_DATA / 'mnist'}")
 def test_real_mnist_matches_published_facts():
     train = mnist.load_mnist(REAL_DATA, "train")
     test = mnist.load_mnist(REAL_DATA, "test")
@@ -162,7 +162,7 @@ def test_real_mnist_matches_published_facts():
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not (REAL_DATA / "cifar10").is_dir(), reason="real CIFAR-10 data not present")
+@pytest.mark.skipif(not (REAL_DATA / "cifar10").is_dir(), reason=f"real data absent: {REAL_DATA / 'cifar10'}")
 def test_real_cifar10_matches_published_facts():
     test = cifar10.load_cifar10(REAL_DATA, "test")
     assert test.pixels.shape == (10000, 1024, 3)
