@@ -606,6 +606,14 @@ def _summary(computed: dict[str, Any], steps: int) -> Summary:
 
 
 # -- the report ----------------------------------------------------------------------------------
+def _gamma_in_force(module) -> float:
+    """γ of B = A − γI for the current weights: ``effective_gamma()`` where the model exports it
+    (``damping="euler"`` makes γ follow the coupling), else the configured ``gamma`` (older exports)."""
+    if hasattr(module, "effective_gamma"):
+        return float(module.effective_gamma())
+    return float(module.gamma)
+
+
 def stability_report(module, x=None, *, h0=None, sections: Collection[str] | None = None,
                      lyapunov_k: int = 16, delta: float = 1e-3, default_input: str = "zeros",
                      seed: int = 0, sequence_length: int | None = None, input_size: int | None = None,
@@ -653,7 +661,7 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
     facts = ModelFacts(
         family=family, variant=str(module.variant), state_size=size,
         layer_sizes=[int(s) for s in module.layer_sizes],
-        epsilon=float(module.epsilon) if afrnn else None, gamma=float(module.gamma) if afrnn else None,
+        epsilon=float(module.epsilon) if afrnn else None, gamma=_gamma_in_force(module) if afrnn else None,
         update=None if not afrnn else ("sequential" if bool(module.sequential) else "simultaneous"),
         steps=steps, input_size=channels, input=source,
         initial_state="model" if h0 is None else "given", seed=seed)

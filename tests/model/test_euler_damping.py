@@ -103,3 +103,11 @@ def test_euler_damping_refuses_the_frnn():
         AFRNNConfig(layer_sizes=(4, 4), feedback="free", damping="euler")
     with pytest.raises(ValueError, match="damping must be one of"):
         AFRNNConfig(damping="implicit")
+
+
+def test_stability_report_sees_the_effective_gamma():
+    from model.stability import stability_report
+    model = build((5, 9)).float()
+    report = stability_report(model, sequence_length=20, input_size=2, sections=["theorem"])
+    assert report.model.gamma == pytest.approx(model.effective_gamma(), rel=1e-6)
+    assert report.model.gamma > 0.001                        # the Euler damping exceeds the configured γ
