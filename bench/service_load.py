@@ -22,7 +22,10 @@ Figures (the last output line is one JSON object):
                             in this process with the service's thread setting (no HTTP, no service);
 * ``bare_forward_ms``     — median wall time of one batch-1 forward pass, back to back, same setting
                             (``bare_forward_cpu_ms``: its CPU time; ``bare_forward_after_idle_ms``: the
-                            same after 5 ms idle each, i.e. with the cold caches a lone request meets);
+                            same after 5 ms idle each, i.e. with the cold caches a lone request meets),
+                            of the path the service takes at batch 1: ``model.inference.FastRecurrence``
+                            when available (``bare_path``), else the TorchScript module
+                            (``bare_torchscript_ms``: the module's own, always measured);
 * ``raw_ceiling_batch``   — the batch size B that gave the ceiling;
 * ``server_loop`` / ``server_http`` — the event loop and HTTP parser uvicorn picked (uvloop and
                             httptools when installed, else asyncio and h11: ~0.15 ms CPU per request);
@@ -30,7 +33,7 @@ Figures (the last output line is one JSON object):
 * ``single_p50_ms``       — p50 round trip of one client (batching on);
 * per setting: throughput, p50 / p99 latency, mean batch size, CPU ms per request (service, clients).
 
-Goals on a 2-core CPU: batched_64 ≥ 0.7 × raw ceiling; batched_64 ≥ 3 × unbatched_64;
+Goals on a 2-core CPU: batched_64 ≥ 0.8 × raw ceiling; batched_64 ≥ 3 × unbatched_64;
 single_p50 ≤ 1.3 × bare_forward.
 """
 
@@ -41,6 +44,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import signal
 import socket
 import statistics
@@ -60,6 +64,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from artifact.export import export_torchscript, load_exported  # noqa: E402
 from model import count_parameters, paper_model  # noqa: E402
+from model.inference import FastRecurrence, cpu_flags  # noqa: E402
 from training.data.sequences import ImageSequences  # noqa: E402
 from training.tasks import get_task  # noqa: E402
 
@@ -88,15 +93,22 @@ def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: floa
     module, manifest = load_exported(manifest_path)
     steps, channels = manifest.input.sequence_length, manifest.input.channels
     per_batch: dict[int, float] = {}
+    fast, _ = FastRecurrence.from_module(module)
+    batch1 = fast if fast is not None else module          # what the service runs for one image
     with torch.inference_mode():
         one = torch.zeros(1, steps, channels)
         for _ in range(5):
             module(one)
+        torchscript = []
+        for _ in range(20):
+            w = time.perf_counter()
+            module(one)
+            torchscript.append(time.perf_counter() - w)
         wall, cpu = [], []
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline or len(wall) < 20:
             w, c = time.perf_counter(), time.process_time()
-            module(one)
+            batch1(one)
             wall.append(time.perf_counter() - w)
             cpu.append(time.process_time() - c)
         # A lone request finds the model idle: its forward starts with cold caches. The same batch-1
@@ -106,7 +118,7 @@ def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: floa
         for _ in range(max(20, len(wall) // 4)):
             time.sleep(0.005)
             w = time.perf_counter()
-            module(one)
+            batch1(one)
             after_idle.append(time.perf_counter() - w)
         for batch in sorted({b for b in (1, 8, 16, 32, 64, 128) if b <= max_batch} | {max_batch}):
             x = torch.zeros(batch, steps, channels)
@@ -119,7 +131,9 @@ def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: floa
             per_batch[batch] = batch * count / (time.perf_counter() - start)
     return {"ceiling": max(per_batch.values()), "ceiling_batch": max(per_batch, key=per_batch.get),
             "bare_ms": statistics.median(wall) * 1000, "bare_cpu_ms": statistics.mean(cpu) * 1000,
-            "bare_after_idle_ms": statistics.median(after_idle) * 1000, "per_batch": per_batch}
+            "bare_after_idle_ms": statistics.median(after_idle) * 1000, "per_batch": per_batch,
+            "bare_path": "fast" if fast is not None else "torchscript",
+            "torchscript_ms": statistics.median(torchscript) * 1000}
 
 
 def free_port() -> int:
@@ -131,7 +145,8 @@ def free_port() -> int:
 class Service:
     """``python -m service`` on a free port, quiet (log level warning)."""
 
-    def __init__(self, model_dir: Path, max_batch_size: int, threads: int, delay_ms: float):
+    def __init__(self, model_dir: Path, max_batch_size: int, threads: int, delay_ms: float,
+                 extra_args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -139,7 +154,8 @@ class Service:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--port", str(self.port),
              "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(delay_ms),
-             "--max-queue-length", "1024", "--torch-threads", str(threads), "--log-level", "warning"],
+             "--max-queue-length", "1024", "--torch-threads", str(threads), "--log-level", "warning",
+             *extra_args],
             cwd=REPO_ROOT, env=env)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -225,7 +241,10 @@ def main() -> None:
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--model-dir", type=Path, help="default: checkpoints/ if it has mnist.json, else a "
                                                        "freshly exported random paper-size model")
+    parser.add_argument("--server-args", default="", help="extra flags for python -m service, e.g. "
+                                                          "'--event-loop asyncio --http-parser h11'")
     args = parser.parse_args()
+    server_args = tuple(shlex.split(args.server_args))
     seconds = args.seconds or (1.2 if args.quick else 8.0)
     warmup_s = 0.25 if args.quick else 1.0
     clients = sorted(int(c) for c in args.clients.split(","))
@@ -234,6 +253,11 @@ def main() -> None:
     # What uvicorn ("auto") will pick in the service process, which has this environment.
     server_loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     server_http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    for flag, value in zip(server_args, server_args[1:], strict=False):
+        if flag == "--event-loop" and value != "auto":
+            server_loop = value
+        elif flag == "--http-parser" and value != "auto":
+            server_http = value
 
     with tempfile.TemporaryDirectory(prefix="service-load-") as tmp:
         model_dir = args.model_dir or REPO_ROOT / "checkpoints"
@@ -262,7 +286,7 @@ def main() -> None:
                            "pixels": np.random.default_rng(0).integers(0, 256, 784).tolist()}).encode()
         results: dict[str, dict] = {}
         for label, max_batch in (("batched", args.max_batch_size), ("unbatched", 1)):
-            service = Service(serve_dir, max_batch, args.threads, args.max_queue_delay_ms)
+            service = Service(serve_dir, max_batch, args.threads, args.max_queue_delay_ms, server_args)
             try:
                 for n in clients:
                     row = asyncio.run(closed_loop(service.url, body, n, seconds, warmup_s,
@@ -286,6 +310,7 @@ def main() -> None:
         "bare_forward_ms": round(raw["bare_ms"], 3),
         "bare_forward_cpu_ms": round(raw["bare_cpu_ms"], 3),
         "bare_forward_after_idle_ms": round(raw["bare_after_idle_ms"], 3),
+        "bare_path": raw["bare_path"], "bare_torchscript_ms": round(raw["torchscript_ms"], 3),
         f"batched_{top}_per_s": round(batched["throughput_per_s"], 1),
         f"unbatched_{top}_per_s": round(unbatched["throughput_per_s"], 1),
         "single_p50_ms": round(single["p50_ms"], 3),
@@ -296,10 +321,13 @@ def main() -> None:
         "raw_per_batch_size": {str(b): round(v, 1) for b, v in raw["per_batch"].items()},
         "settings": {k: {m: round(v, 3) if isinstance(v, float) else v for m, v in row.items()}
                      for k, row in results.items()},
-        "server_loop": server_loop, "server_http": server_http,
+        "server_loop": server_loop, "server_http": server_http, "server_args": args.server_args,
+        "fast_recurrence_env": os.environ.get("AFRNN_FAST_RECURRENCE", "1"),
         "torch_threads": args.threads, "max_batch_size": args.max_batch_size,
         "max_queue_delay_ms": args.max_queue_delay_ms, "seconds_per_setting": seconds,
-        "cpus": os.cpu_count(), "load_average_before": round(load_before, 2),
+        "cpus": os.cpu_count(), "cpu_model": cpu_flags()[0],
+        "cpu_flags": sorted(f for f in cpu_flags()[1] if f.startswith(("avx", "amx"))),
+        "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2), "model": source,
         "wall_s": round(time.perf_counter() - started, 1),
     }
