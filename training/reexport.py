@@ -1,0 +1,78 @@
+"""Re-export TorchScript checkpoints with the current model code, keeping their weights bit for bit.
+
+    python -m training.reexport checkpoints/*.json
+
+An artifact holds its code as well as its weights: checkpoints exported before a method was added to
+the model (``advance``, used by streams) lack it. This rebuilds each module from its manifest's
+architecture config, loads the artifact's own state dict into it (strict: same keys and shapes),
+checks that the rebuilt model answers as the old artifact does, exports it with
+``artifact.export.export_torchscript`` (new SHA-256 and size in the manifest, every other manifest
+field unchanged, byte for byte) and checks the new artifact: identical state dict, identical outputs.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from artifact.export import export_torchscript, load_exported
+from artifact.manifest import Manifest
+from model import AFRNNConfig, LSTMConfig, build_model
+
+
+def rebuild(module: torch.jit.ScriptModule, manifest: Manifest) -> torch.nn.Module:
+    """The eager model of the manifest's architecture with the artifact's weights."""
+    arch = manifest.architecture
+    config = LSTMConfig(**arch.config) if arch.family == "lstm" else AFRNNConfig(**arch.config)
+    model = build_model(config)
+    model.load_state_dict(module.state_dict(), strict=True)
+    return model.eval()
+
+
+def _outputs(module, manifest: Manifest) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, manifest.input.sequence_length, manifest.input.channels, generator=g)
+    with torch.inference_mode():
+        return module(x, None, True)
+
+
+def reexport(manifest_path: Path) -> Manifest:
+    old, manifest = load_exported(manifest_path)
+    if hasattr(old, "advance"):
+        print(f"{manifest_path}: already exports advance; left as it is")
+        return manifest
+    model = rebuild(old, manifest)
+    expected = _outputs(old, manifest)
+    if not torch.equal(_outputs(model, manifest), expected):
+        raise SystemExit(f"{manifest_path}: the rebuilt model does not answer as the artifact does")
+    original = json.loads(manifest_path.read_text())
+    fields = manifest.model_dump(mode="json", exclude={"artifact"})
+    new_manifest = export_torchscript(model, manifest_path.parent, fields)
+    # Keep the manifest file as it was but for the artifact's checksum and size (no new default fields).
+    original["artifact"].update(sha256=new_manifest.artifact.sha256, bytes=new_manifest.artifact.bytes)
+    manifest_path.write_text(json.dumps(original, indent=2) + "\n")
+    new, _ = load_exported(manifest_path)
+    old_state, new_state = old.state_dict(), new.state_dict()
+    if old_state.keys() != new_state.keys() or not all(torch.equal(old_state[k], new_state[k])
+                                                       for k in old_state):
+        raise SystemExit(f"{manifest_path}: the re-exported weights differ")
+    if not torch.equal(_outputs(new, manifest), expected) or not hasattr(new, "advance"):
+        raise SystemExit(f"{manifest_path}: the re-exported artifact does not answer as the old one")
+    print(f"{manifest_path}: re-exported, weights identical; sha256 {manifest.artifact.sha256[:12]} → "
+          f"{new_manifest.artifact.sha256[:12]}")
+    return new_manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("manifests", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    for path in args.manifests:
+        reexport(path)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
