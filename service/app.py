@@ -14,10 +14,11 @@ Lifespan:
   then every batcher refuses new work, drains its queue and stops, and the app logs
   "shutdown complete".
 
-Security: when ``api_key`` is set, ``/classify``, ``/pendulum/*`` and ``/models*`` need the
-``X-API-Key`` header (and only then does the OpenAPI document declare it); the health probes,
-``/metrics`` and the OpenAPI docs stay open (probes and scrapers run inside the deployment; put
-``/metrics`` behind the network policy if it must be private).
+Security: when ``api_key`` is set, ``/classify``, ``/pendulum/*``, ``/models*`` and ``/samples/*``
+need the ``X-API-Key`` header (and only then does the OpenAPI document declare it); the health probes,
+``/metrics``, the OpenAPI docs and the demo page (``/``, ``/static/*``; the page's API calls send the
+key) stay open (probes and scrapers run inside the deployment; put ``/metrics`` behind the network
+policy if it must be private).
 """
 
 import asyncio
@@ -33,7 +34,7 @@ from fastapi import Depends, FastAPI
 from service.admission import AdmissionGate, LoadEstimate, WorkLane
 from service.api.deps import require_api_key
 from service.api.inference import install_admission_handlers
-from service.api.routes import classify, health, metrics, models, pendulum, stability
+from service.api.routes import classify, health, metrics, models, page, pendulum, samples, stability
 from service.api.routes import stream as stream_routes
 from service.config import Settings
 from service.docs import install_offline_docs
@@ -164,6 +165,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pendulum.router, dependencies=protected)
     app.include_router(models.router, dependencies=protected)
     app.include_router(stability.router, dependencies=protected)
+    app.include_router(samples.router, dependencies=protected)
+    app.include_router(page.router)         # the demo page and its assets: no key (they hold no data)
     app.include_router(stream_routes.router, dependencies=protected)
     app.include_router(stream_routes.ws_router)        # checks the API key itself (see the route)
     app.include_router(health.router)
