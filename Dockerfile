@@ -101,9 +101,9 @@ COPY physics/ physics/
 COPY service/ service/
 # --root: the files land under /staging at their final paths (/opt/venv/...), so the runtime stage takes
 # them with one COPY whatever the Python version. setuptools comes from the lock (no build isolation,
-# nothing downloaded here).
-RUN pip install --no-cache-dir --no-deps --no-build-isolation --root /staging . \
-    && PYTHONPATH="$(find /staging -name site-packages -type d)" python -c "import service.app"
+# nothing downloaded here). No import check here: it would load torch on every code change; the
+# container test imports every module inside the finished image instead.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation --root /staging .
 
 # --- runtime ----------------------------------------------------------------------------------------
 FROM os AS runtime
@@ -124,7 +124,6 @@ RUN python -c "import matplotlib.font_manager" \
     && chown -R 10001:10001 /tmp/matplotlib
 # The shipped checkpoints (<name>.pt + <name>.json); mount a volume over /models to serve your own.
 COPY checkpoints/ /models/
-COPY --from=project /staging/ /
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (deploy/k8s.yaml).
 USER 10001:10001
@@ -140,3 +139,6 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
 # Give the engine at least that long: `docker run --stop-timeout 40` / `podman run --stop-timeout 40`.
 STOPSIGNAL SIGTERM
 CMD ["afrnn-serve"]
+
+# The project last, after every metadata instruction: a code change re-creates this one layer only.
+COPY --from=project /staging/ /
