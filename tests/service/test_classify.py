@@ -1,4 +1,5 @@
-"""POST /classify against a real uvicorn process: every input layout, batching, and each 422/404."""
+"""POST /classify against a real uvicorn process: every input layout, batching, and each 422/404. The
+layout tests go through ``afrnn_client``; the error tests check the raw wire bodies."""
 
 import asyncio
 import base64
@@ -8,6 +9,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from afrnn_client import AfrnnClient
+
+
+@pytest.fixture(scope="module")
+def api(service):
+    with AfrnnClient(service.url, api_key="test-key") as c:
+        yield c
 
 
 def png_base64(pixels_255, shape: tuple[int, ...]) -> str:
@@ -26,7 +35,7 @@ def assert_matches(prediction: dict, expected: torch.Tensor, class_names=None) -
         assert prediction["class_name"] == class_names[prediction["label"]]
 
 
-def test_one_mnist_image_in_every_layout_gives_the_models_probabilities(client, oracle):
+def test_one_mnist_image_in_every_layout_gives_the_models_probabilities(api, oracle):
     flat = oracle.random_image(10, (784,))
     expected = oracle.probabilities("mnist", flat)
     grid = np.asarray(flat).reshape(28, 28)
@@ -39,25 +48,22 @@ def test_one_mnist_image_in_every_layout_gives_the_models_probabilities(client, 
         {"pixels": "data:image/png;base64," + png_base64(flat, (28, 28))},
     ]
     for layout in layouts:
-        r = client.post("/classify", json={"model": "mnist", **layout})
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["model"] == "mnist" and body["version"] == "0.1.0-test"
-        assert len(body["predictions"]) == 1
-        assert_matches(body["predictions"][0], expected, [str(d) for d in range(10)])
-        assert body["latency_ms"] > 0 and body["inference_ms"] > 0 and body["batch_size"] >= 1
+        body = api.classify(model="mnist", **layout)
+        assert body.model == "mnist" and body.version == "0.1.0-test"
+        assert len(body.predictions) == 1
+        assert_matches(body.predictions[0].model_dump(), expected, [str(d) for d in range(10)])
+        assert body.latency_ms > 0 and body.inference_ms > 0 and body.batch_size >= 1
 
 
-def test_cifar10_layouts_interleave_rgb_per_pixel(client, oracle):
+def test_cifar10_layouts_interleave_rgb_per_pixel(api, oracle):
     hwc = oracle.random_image(11, (32, 32, 3))
     expected = oracle.probabilities("cifar10", hwc)
     arr = np.asarray(hwc)
     layouts = (arr.reshape(-1).tolist(), arr.reshape(1024, 3).tolist(), hwc, png_base64(hwc, (32, 32, 3)))
     for pixels in layouts:
-        r = client.post("/classify", json={"model": "cifar10", "pixels": pixels, "scale": 255})
-        assert r.status_code == 200, r.text
+        prediction = api.classify(model="cifar10", pixels=pixels, scale=255).predictions[0]
         names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-        assert_matches(r.json()["predictions"][0], expected, names)
+        assert_matches(prediction.model_dump(), expected, names)
 
 
 def test_a_batch_keeps_request_order(client, oracle):
