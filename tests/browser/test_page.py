@@ -114,6 +114,27 @@ def test_classify_a_shipped_test_image(demo, wait):
     assert page.inner_text("#classify-label-value") == true_class
     assert page.locator("#anytime-plot polyline").get_attribute("data-points") == "784"
     demo.screenshot("page-sample", "#classify")
+    # a CIFAR-10 test image with the CIFAR-10 model: the page shows what the API answers for it
+    cifar = load_sample("cifar10")
+    page.select_option("#classify-model", "cifar10")
+    wait(page, "document.querySelector('#sample-index option')?.textContent.includes('test image') && "
+               "document.getElementById('sample-status').textContent.includes('CIFAR-10')")
+    page.select_option("#sample-index", "0")
+    page.click("#sample-form button[type=submit]")
+    wait(page, "document.getElementById('sample-status').textContent.includes('true class')")
+    page.click("#digit-classify")
+    wait(page, "document.getElementById('classify-status').textContent.startsWith('cifar10:')", 120)
+    with demo.server.client() as client:
+        r = client.post("/classify", json={"model": "cifar10", "pixels": cifar.pixels[0].reshape(-1).tolist(),
+                                           "scale": 255, "return_sequence": True})
+    assert r.status_code == 200, r.text
+    assert page.inner_text("#classify-label-value") == r.json()["predictions"][0]["class_name"]
+    assert page.locator("#anytime-plot polyline").get_attribute("data-points") == "1024"
+    # drawing is for MNIST models: with the CIFAR-10 model the page says so instead of sending it
+    page.click("#digit-clear")
+    _draw(page, [(0.5, 0.2), (0.5, 0.8)])
+    page.click("#digit-classify")
+    assert "load a test image" in page.inner_text("#classify-status")
 
 
 def test_pendulum_sliders_run_and_animate_both_trajectories(demo, wait):
