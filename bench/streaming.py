@@ -4,8 +4,9 @@ one pixel per chunk, with the sequence batcher on and off.
     python bench/streaming.py --quick        # < 45 s
     python bench/streaming.py                # longer runs, and the end-to-end unbatched server too
 
-The model is the shipped ``checkpoints/mnist.json`` (2×128 AFRNN, 784 steps; its artifact predates
-``advance``, so a step is its exported ``input_drive`` + ``step``, see ``service.streaming.stepper``).
+The model is the shipped ``checkpoints/mnist.json`` (2×128 AFRNN, 784 steps). ``native_advance`` says
+whether its artifact exports ``advance`` (else a step is its ``input_drive`` + ``step``, see
+``service.streaming.stepper``).
 
 Two levels:
 
