@@ -42,14 +42,13 @@ def readiness(registry: ModelRegistry, policy: str) -> str | None:
     return f"{len(ready)} of {len(entries)} models ready (readiness_policy = {policy}); {waiting}"
 
 
-@router.api_route("/live", methods=["GET", "HEAD"], response_model=Liveness)
+@router.get("/live", response_model=Liveness)
 async def live() -> Liveness:
     """The process is up."""
     return Liveness()
 
 
-@router.api_route("/ready", methods=["GET", "HEAD"], response_model=Readiness,
-                  responses={503: {"model": Readiness}})
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(registry: RegistryDep, settings: SettingsDep):
     """The models meant to be served are loaded and warm, by `readiness_policy` (else 503)."""
     reason = readiness(registry, settings.readiness_policy)
@@ -60,3 +59,9 @@ async def ready(registry: RegistryDep, settings: SettingsDep):
     if reason is None:
         return body
     return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "2"})
+
+
+# HEAD answers like GET without the body (load balancers probe with HEAD); not a separate operation in
+# the OpenAPI document (one operation id per route).
+router.add_api_route("/live", live, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)
