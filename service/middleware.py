@@ -5,7 +5,8 @@
 
   1. ``GET``/``HEAD /health/live`` is answered here at once: liveness never waits behind routing,
      body reads or request work;
-  2. the API key (when configured) of the inference and model routes → 401;
+  2. the API key (when configured) of the inference, model and sample routes → 401 (the routes'
+     own ``require_api_key`` dependency stays, for the OpenAPI document and any route added later);
   3. ``Content-Length`` over ``max_body_bytes`` → 413;
   4. admission of work routes (inference, stability) through the ``AdmissionGate`` → 503 with a
      Retry-After from ``LoadEstimate`` (queue depth × recent time per row);
@@ -63,7 +64,7 @@ def work_route(method: str, path: str) -> str | None:
 
 def protected(path: str) -> bool:
     """Routes behind the API key (when one is configured)."""
-    return path == "/classify" or path.startswith(("/pendulum/", "/models"))
+    return path == "/classify" or path.startswith(("/pendulum/", "/models", "/samples/"))
 
 
 class RequestGuardMiddleware:
