@@ -213,13 +213,13 @@ async def burst(url: str, headers: dict, model: str, n: int) -> dict:
     live: list[float] = []
     done = asyncio.Event()
 
-    async def probe() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as ac:
-            while not done.is_set():
-                started = time.perf_counter()
-                r = await ac.get("/health/live")
-                live.append(time.perf_counter() - started if r.status_code == 200 else float("inf"))
-                await asyncio.sleep(0.02)
+    probe_payload = f"GET /health/live HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode()
+
+    async def probe() -> None:          # a fresh connection per probe, as an orchestrator's probe
+        while not done.is_set():
+            status, seconds, _ = await raw_request(host, port, probe_payload)
+            live.append(seconds if status == 200 else float("inf"))
+            await asyncio.sleep(0.02)
 
     prober = asyncio.ensure_future(probe())
     await asyncio.sleep(0.1)
