@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "else ~/.cache/afrnn)")
     data.add_argument("--trajectories", type=int, default=S,
                       help="pendulum: generate N trajectories instead of the paper's 1000 (90 %% train)")
+    data.add_argument("--points", type=int, default=S,
+                      help="pendulum: points per trajectory at dt 0.1 s (paper: 30 = 2.9 s; 101 = 10 s)")
     data.add_argument("--val-size", type=int, default=S,
                       help="train samples held out for model selection; the best-by-validation model "
                            "is exported (0: export the last model)")

@@ -69,6 +69,8 @@ class TrainConfig(BaseModel):
     cache_dir: str | None = None
     trajectories: int | None = Field(None, ge=10, description="pendulum: generate N trajectories "
                                      "(paper: 1000), the first 90 % train and the rest test")
+    points: int | None = Field(None, ge=2, description="pendulum: points per trajectory at dt 0.1 s "
+                               "(paper: 30, i.e. 29 predicted steps)")
 
     @model_validator(mode="before")
     @classmethod
@@ -96,7 +98,7 @@ class TrainConfig(BaseModel):
             given = [key for key in MODEL_ONLY_AFRNN if key != "update" and getattr(self, key) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
-        for key in ("trajectories", "loss_weights"):
+        for key in ("trajectories", "points", "loss_weights"):
             if getattr(self, key) is not None and self.task != "pendulum":
                 raise ValueError(f"{key} applies to the pendulum task only, not to {self.task!r}")
         if self.standardize and self.task != "pendulum":

@@ -1,5 +1,6 @@
 """The three tasks: their data, objective, and the input/output specs written into the manifest."""
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,8 @@ def _load_pendulum(cfg: TrainConfig) -> TaskData:
     spec = pendulum.PendulumDataSpec()
     if cfg.trajectories is not None:
         spec = pendulum.PendulumDataSpec(trajectories=cfg.trajectories, train=round(0.9 * cfg.trajectories))
+    if cfg.points is not None:
+        spec = dataclasses.replace(spec, points=cfg.points)
     train, test, digest = pendulum.load_pendulum(resolve_cache_dir(cfg.cache_dir), spec)
     return TaskData(train, test, digest)
 
@@ -67,6 +70,7 @@ def _pendulum_input(data) -> dict:
 
 def _pendulum_output(data) -> dict:
     spec = specs.pendulum_output_spec()
+    spec.update(trained_horizon_s=round(data.sequence_length * spec["dt"], 9), training_data=data.description)
     if data.target_mean is not None:            # the network outputs (s − offset) / scale
         spec.update(offset=data.target_mean.tolist(), scale=data.target_std.tolist())
     return spec

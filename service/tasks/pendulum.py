@@ -71,7 +71,9 @@ class PendulumAPI:
         self.module = module
         self.device = device
         self.dt = float(out.dt)
-        self.trained_steps = spec.sequence_length
+        # the horizon the model was trained on: the manifest's, else its input length
+        self.trained_steps = (round(out.trained_horizon_s / self.dt) if out.trained_horizon_s
+                              else spec.sequence_length)
         self.value_range = spec.value_range             # radians (and rad/s)
         # wire order → the model's input channel order, and the model's output order → wire order
         self._input_order = [WIRE_STATE_NAMES.index(n) for n in in_names]

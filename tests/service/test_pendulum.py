@@ -177,3 +177,19 @@ def test_manifest_with_scale_but_no_offset_is_refused(tmp_path, manifest_fields)
     module, manifest = load_exported(tmp_path / "pbad.json")
     with pytest.raises(ValueError, match="output.scale and output.offset come together"):
         PendulumAPI(manifest, module, torch.device("cpu"))
+
+
+def test_trained_horizon_in_the_manifest_sets_the_trained_steps(tmp_path, manifest_fields):
+    """A model trained on 10 s (100 steps) is not extrapolating before step 100, whatever its
+    manifest's input length; without the field the input length is the horizon (old manifests)."""
+    from artifact import specs
+    from artifact.export import export_torchscript, load_exported
+    from service.tasks.pendulum import PendulumAPI
+
+    model = _tiny_pendulum()
+    for name, horizon, want in (("plong", 10.0, 100), ("pold", None, 29)):
+        fields = manifest_fields(model, name, "pendulum")
+        fields["output"] = {**specs.pendulum_output_spec(), "trained_horizon_s": horizon}
+        export_torchscript(model, tmp_path, fields)
+        module, manifest = load_exported(tmp_path / f"{name}.json")
+        assert PendulumAPI(manifest, module, torch.device("cpu")).trained_steps == want

@@ -92,7 +92,7 @@ def test_normalised_batches_standardise_the_initial_state_and_targets_only():
     torch.testing.assert_close(stats["input_mean"], torch.tensor([10.0, 11.0, 12.0, 13.0]))
     torch.testing.assert_close(stats["input_std"], torch.full((4,), 10 * math.sqrt(2)))
     with pytest.raises(ValueError, match="input_std must be positive"):
-        PendulumTrajectories(states, stats["input_mean"], torch.zeros(4), None, None)
+        PendulumTrajectories(states, input_mean=stats["input_mean"], input_std=torch.zeros(4))
 
 
 @pytest.mark.parametrize("bad, match", [

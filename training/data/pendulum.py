@@ -11,12 +11,14 @@ The physics lives in ``physics.pendulum`` and the network's input encoding in ``
 import hashlib
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from physics.encoding import network_inputs
 from physics.pendulum import ATOL, DT, INITIAL_RANGE_DEG, L1, L2, M1, M2, METHOD, RTOL, G, simulate
@@ -49,15 +51,43 @@ class PendulumDataSpec:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def generate(spec: PendulumDataSpec) -> np.ndarray:
-    """The trajectories (trajectories, points, 4) of a spec, freshly integrated."""
+GENERATION_CHUNK = 250                 # trajectories per worker task
+
+
+def _simulate_chunk(args: tuple[np.ndarray, int, float]) -> np.ndarray:
+    initial, steps, dt = args
+    return simulate(initial, steps, dt)
+
+
+def generate(spec: PendulumDataSpec, workers: int | None = None, progress: bool | None = None) -> np.ndarray:
+    """The trajectories (trajectories, points, 4) of a spec, freshly integrated.
+
+    Every trajectory is integrated on its own from its seeded initial state, so the result does not
+    depend on ``workers`` (processes; default: all CPUs, 1 = in this process) or on the chunking.
+    ``progress`` shows a tqdm bar (default: for more than one chunk)."""
     if (spec.m1, spec.m2, spec.l1, spec.l2, spec.g, spec.method, spec.rtol, spec.atol) != \
             (M1, M2, L1, L2, G, METHOD, RTOL, ATOL):
         raise ValueError("the physical constants and solver settings are fixed by this module; "
                          "only trajectories, points, dt, seed and train may vary")
     rng = np.random.default_rng(spec.seed)
     initial = np.deg2rad(rng.uniform(*spec.initial_range_deg, size=(spec.trajectories, 4)))
-    return simulate(initial, spec.points - 1, spec.dt)
+    chunks = [(initial[i:i + GENERATION_CHUNK], spec.points - 1, spec.dt)
+              for i in range(0, len(initial), GENERATION_CHUNK)]
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    show = len(chunks) > 1 if progress is None else progress
+    bar = tqdm(total=spec.trajectories, desc="simulating", unit="traj", disable=not show)
+    parts = []
+    if workers <= 1:
+        for chunk in chunks:
+            parts.append(_simulate_chunk(chunk))
+            bar.update(len(chunk[0]))
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for part in pool.map(_simulate_chunk, chunks):
+                parts.append(part)
+                bar.update(len(part))
+    bar.close()
+    return np.concatenate(parts)
 
 
 def content_hash(states: np.ndarray, spec: PendulumDataSpec) -> str:
@@ -67,7 +97,7 @@ def content_hash(states: np.ndarray, spec: PendulumDataSpec) -> str:
 
 
 def load_or_generate(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec(),
-                     verbose: bool = True) -> tuple[np.ndarray, str]:
+                     verbose: bool = True, workers: int | None = None) -> tuple[np.ndarray, str]:
     """(trajectories (N, points, 4) float64, content hash), from the cache or generated and cached."""
     path = Path(cache_dir) / f"pendulum-{spec.key()}.npz"
     if path.is_file():
@@ -83,9 +113,9 @@ def load_or_generate(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec(
                                   "hash; delete the file to regenerate")
         return states, stored_hash
     if verbose:
-        print(f"generating {spec.trajectories} double-pendulum trajectories (DOP853, rtol=atol=1e-10) "
-              f"into {path}", flush=True)
-    states = generate(spec)
+        print(f"generating {spec.trajectories} double-pendulum trajectories of {spec.points} points "
+              f"(DOP853, rtol=atol=1e-10) into {path}", flush=True)
+    states = generate(spec, workers, progress=None if verbose else False)
     digest = content_hash(states, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")    # DDP ranks may write at once
@@ -104,6 +134,7 @@ class PendulumTrajectories:
     """
 
     states: Tensor
+    description: str | None = None          # the data set these came from (for the manifest)
     input_mean: Tensor | None = None
     input_std: Tensor | None = None
     target_mean: Tensor | None = None
@@ -124,7 +155,8 @@ class PendulumTrajectories:
     def with_normalisation(self, input_mean: Tensor | None = None, input_std: Tensor | None = None,
                            target_mean: Tensor | None = None, target_std: Tensor | None = None
                            ) -> "PendulumTrajectories":
-        return PendulumTrajectories(self.states, input_mean, input_std, target_mean, target_std)
+        return PendulumTrajectories(self.states, self.description, input_mean, input_std, target_mean,
+                                    target_std)
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -138,7 +170,7 @@ class PendulumTrajectories:
         return 4
 
     def subset(self, indices: Tensor) -> "PendulumTrajectories":
-        return PendulumTrajectories(self.states[indices], self.input_mean, self.input_std,
+        return PendulumTrajectories(self.states[indices], self.description, self.input_mean, self.input_std,
                                     self.target_mean, self.target_std)
 
     def batch(self, indices: Tensor, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
@@ -157,4 +189,12 @@ def load_pendulum(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec()
     """(train, test, content hash): the first ``spec.train`` trajectories train, the rest test."""
     states, digest = load_or_generate(cache_dir, spec)
     tensor = torch.from_numpy(states.astype(np.float32))
-    return PendulumTrajectories(tensor[:spec.train]), PendulumTrajectories(tensor[spec.train:]), digest
+    described = describe(spec)
+    return (PendulumTrajectories(tensor[:spec.train], described),
+            PendulumTrajectories(tensor[spec.train:], described), digest)
+
+
+def describe(spec: PendulumDataSpec) -> str:
+    """One line for a manifest: which simulated data a model saw."""
+    return (f"{spec.trajectories} simulated trajectories (seed {spec.seed}; the first {spec.train} train), "
+            f"{spec.points} points at dt {spec.dt:g} s ({(spec.points - 1) * spec.dt:g} s)")
