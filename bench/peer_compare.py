@@ -127,7 +127,11 @@ async def closed_loop(server: Server, clients: int, seconds: float, warmup_s: fl
         async def one_client(client: httpx.AsyncClient) -> None:
             nonlocal errors
             while (sent := time.perf_counter()) < stop_at:
-                response = await client.post(server.path, content=server.body, headers=headers)
+                try:
+                    response = await client.post(server.path, content=server.body, headers=headers)
+                except httpx.TransportError:            # a dropped connection is an error, not a crash
+                    errors += 1
+                    continue
                 done = time.perf_counter()
                 if not measure_from <= done < stop_at:      # answers completed inside the window count
                     continue
