@@ -33,6 +33,7 @@ from afrnn_client.schemas import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY = "client-key"
 ZERO = [0] * 784
+READY_TIMEOUT_S = 300          # model loading alone has taken over 100 s on the loaded 2-core CI machine
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,8 @@ def server(tmp_path_factory, export_model, start_service):
     out = tmp_path_factory.mktemp("client-models")
     export_model(out, "mnist", seed=1)
     export_model(out, "pendulum", seed=3)
-    proc = start_service(out, api_key=KEY)
-    yield proc
+    proc = start_service(out, api_key=KEY, wait=False)
+    yield proc.wait_ready(timeout_s=READY_TIMEOUT_S)
     proc.stop()
 
 
@@ -64,7 +65,8 @@ def test_client_imports_without_torch():
 
 
 def test_every_endpoint_returns_the_service_schema(server):
-    with AfrnnClient(server.url, api_key=KEY) as api, server.client(api_key=KEY) as raw:
+    # timeout: the stability figures have taken over 60 s on the loaded 2-core CI machine
+    with AfrnnClient(server.url, api_key=KEY, timeout_s=600) as api, server.client(api_key=KEY) as raw:
         models = api.models()
         assert isinstance(models, ModelList) and {m.name for m in models.models} == {"mnist", "pendulum"}
         detail = api.model("mnist")
@@ -134,11 +136,13 @@ def test_api_key_from_the_environment_unless_given(server, monkeypatch):
 @pytest.fixture(scope="module")
 def overloaded(tmp_path_factory, export_model, start_service):
     """A 2×512 MNIST AFRNN (~0.1 s per forward pass), batch size 1 and a 1-deep queue: a burst of
-    concurrent requests overflows the queue and gets 503 + Retry-After."""
+    concurrent requests overflows the queue and gets 503 + Retry-After. The request timeout is long,
+    so that on a loaded machine a queued request is slow rather than a 504."""
     out = tmp_path_factory.mktemp("overloaded-models")
     export_model(out, "mnist", layer_sizes=(512, 512))
-    proc = start_service(out, "--max-batch-size", "1", "--max-queue-length", "1")
-    yield proc
+    proc = start_service(out, "--max-batch-size", "1", "--max-queue-length", "1",
+                         "--request-timeout-s", "600", wait=False)      # slow, but never a 504
+    yield proc.wait_ready(timeout_s=READY_TIMEOUT_S)
     proc.stop()
 
 

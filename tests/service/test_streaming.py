@@ -22,6 +22,7 @@ from artifact import specs
 API_KEY = "test-key"
 STEPS = {"mnist": 784, "cifar10": 1024}
 CHANNELS = {"mnist": 1, "cifar10": 3}
+READY_TIMEOUT_S = 300          # model loading alone has taken over 100 s on the loaded 2-core CI machine
 
 
 def chunkings(steps: int, rng: random.Random) -> list[int]:
@@ -70,8 +71,8 @@ def stream_models(tmp_path_factory, export_model) -> dict:
 
 @pytest.fixture(scope="module")
 def service(stream_models, start_service):
-    proc = start_service(stream_models["dir"], "--max-queue-delay-ms", "20", api_key=API_KEY)
-    yield proc
+    proc = start_service(stream_models["dir"], "--max-queue-delay-ms", "20", api_key=API_KEY, wait=False)
+    yield proc.wait_ready(timeout_s=READY_TIMEOUT_S)
     proc.stop()
 
 
@@ -254,8 +255,8 @@ def limited(stream_models, start_service):
     env = {"AFRNN_STREAM_MAX_OPEN": "3", "AFRNN_STREAM_IDLE_TIMEOUT_S": "1.5",
            "AFRNN_STREAM_MAX_CHUNK_STEPS": "100"}
     with mock.patch.dict(os.environ, env):
-        proc = start_service(stream_models["dir"])
-    yield proc
+        proc = start_service(stream_models["dir"], wait=False)
+    yield proc.wait_ready(timeout_s=READY_TIMEOUT_S)
     proc.stop()
 
 
