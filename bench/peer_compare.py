@@ -76,7 +76,7 @@ class Server:
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen([sys.executable, *argv, "--port", str(self.port)], cwd=REPO_ROOT,
                                          env=env, start_new_session=True, stdout=log, stderr=log)
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 480           # start-up under heavy load took minutes
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {self.proc.returncode}: "
@@ -92,7 +92,7 @@ class Server:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"{name} not ready after 240 s")
+        raise RuntimeError(f"{name} not ready after 480 s")
 
     def signal(self, sig: int) -> None:
         try:
