@@ -14,7 +14,7 @@ from artifact.samples import load_sample
 
 pytestmark = pytest.mark.browser
 
-REPORT_TIMEOUT_MS = 240_000        # a stability report plus its figures, twice, on a busy machine
+REPORT_TIMEOUT_MS = 480_000        # a stability report plus its figures, twice, on a busy machine
 
 # A canvas's two halves (the predicted and the physics pendulum) as two short fingerprints.
 HALF_FINGERPRINTS = """() => {
