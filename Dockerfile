@@ -48,19 +48,21 @@ RUN python3 -m venv /opt/venv
 
 # torch first, in its own layer: the largest download, and it changes least often. --no-deps in both
 # branches: torch-cuda.txt is complete (torch, its NVIDIA wheels, sympy, ...), and a CPU wheel's
-# dependencies all come from runtime.txt below.
+# dependencies all come from runtime.txt below. --no-compile here and below: the slim stage compiles
+# the bytecode of what serving imports, and only that.
 ARG TORCH_REQUIREMENT=
 COPY requirements/torch-cuda.txt /tmp/requirements/
 # hadolint ignore=DL3013
 RUN if [ -z "${TORCH_REQUIREMENT}" ]; then \
-        pip install --no-cache-dir --require-hashes --no-deps -r /tmp/requirements/torch-cuda.txt; \
+        pip install --no-cache-dir --no-compile --require-hashes --no-deps \
+            -r /tmp/requirements/torch-cuda.txt; \
     else \
-        pip install --no-cache-dir --no-deps "${TORCH_REQUIREMENT}"; \
+        pip install --no-cache-dir --no-compile --no-deps "${TORCH_REQUIREMENT}"; \
     fi
 
 # Everything else the service needs, exactly as locked (versions and sha256 hashes).
 COPY requirements/runtime.txt /tmp/requirements/
-RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/requirements/runtime.txt
+RUN pip install --no-cache-dir --no-compile --require-hashes --no-deps -r /tmp/requirements/runtime.txt
 
 # --- slim: the venv minus what serving never loads ------------------------------------------------------
 # Removed: torch's test/ (test binaries), include/ (C++ headers) and bin/ except torch_shm_manager (torch
@@ -69,8 +71,8 @@ RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/requirements/r
 # (`strip --strip-unneeded` keeps the dynamic symbols that linking needs: -89 MB on the CPU build).
 # sympy and mpmath stay: torch.autograd.grad imports
 # torch.fx.experimental.symbolic_shapes, which imports sympy, and the stability report calls it.
-# Bytecode: pip compiled every module (about 210 MB of __pycache__); the stage drops it all and compiles
-# again only what the imports below load (what serving loads: torch's core, sympy, scipy's integrate and
+# Bytecode: pip installed none (all of it would be about 210 MB of __pycache__); this stage compiles
+# only what the imports below load (what serving loads: torch's core, sympy, scipy's integrate and
 # linalg, matplotlib's Agg figure, the web stack), so start-up does not recompile those; any other
 # module still imports, compiled in memory. tests/container/test_container.py proves the result: every
 # module of the four packages imports in the image, and a forward pass, a stability report and its PNG
