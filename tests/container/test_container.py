@@ -53,7 +53,7 @@ CPU_WHEEL = Path(os.environ.get(
 DEFAULT_CONTAINERS_CONF = Path("/var/lib/afrnn-ci/containers.conf")     # .ci/setup-podman.sh
 REQUIRE_CONTAINER = os.environ.get("AFRNN_REQUIRE_CONTAINER") == "1"
 CONTAINER_PORT = 8000
-BUILD_TIMEOUT_S = 1800       # a clean build took 830 s with 16-20 runnable processes on 2 cores
+BUILD_TIMEOUT_S = 2400       # a clean build took 1655 s with 20-24 runnable processes on 2 cores
 READY_TIMEOUT_S = 180
 README = REPO / "README.md"
 GRACEFUL_LOG_LINES = ("shutdown complete", "Finished server process")
