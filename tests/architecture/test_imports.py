@@ -26,6 +26,7 @@ def top_level_packages_loaded_by(module: str) -> set[str]:
     ("physics.pendulum", {"training", "service", "torch"}),
     ("model", {"training", "service", "artifact", "physics"}),
     ("training.trainer", {"service", "bench", "tests"}),
+    ("afrnn_client", {"torch", "training", "model", "bench", "tests"}),
 ])
 def test_imports_point_one_way(module, forbidden):
     loaded = top_level_packages_loaded_by(module)
