@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--update", default=S, choices=_choices("update"),
                       help=f"paper eqs. 6-7 (simultaneous) or the reference code's layer sweep "
                            f"({_default('update')})")
+    arch.add_argument("--damping", default=S, choices=_choices("damping"),
+                      help=f"fixed: B = A − γI; euler: γ follows the coupling, the least damping that keeps "
+                           f"the Euler step of the linear part non-expansive ({_default('damping')})")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", default=S, choices=_choices("optimizer"), help=_default("optimizer"))
     opt.add_argument("--lr", type=float, default=S, help="learning rate")

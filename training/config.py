@@ -43,6 +43,8 @@ class TrainConfig(BaseModel):
     gamma: float | None = Field(ge=0)                   # None for the LSTM
     init_std: float | None = Field(gt=0)                # None for the LSTM
     update: Literal["simultaneous", "sequential"] = "simultaneous"
+    damping: Literal["fixed", "euler"] = Field(
+        "fixed", description="AFRNN family: 'euler' makes γ follow the coupling (model.afrnn.euler_damping)")
     # optimisation
     optimizer: Literal["adagrad", "adam"]
     lr: float = Field(gt=0)
@@ -96,6 +98,8 @@ class TrainConfig(BaseModel):
     def _check_model_fields(self):
         if self.model == "lstm":
             given = [key for key in MODEL_ONLY_AFRNN if key != "update" and getattr(self, key) is not None]
+            if self.damping != "fixed":
+                given.append("damping")
             if given:
                 raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
         for key in ("trajectories", "points", "loss_weights"):
@@ -131,6 +135,7 @@ class TrainConfig(BaseModel):
             if getattr(self, key) is not None:
                 overrides[key] = getattr(self, key)
         overrides["update"] = self.update
+        overrides["damping"] = self.damping
         return paper_config(self.task, self.model, **overrides)
 
 

@@ -157,3 +157,11 @@ def test_a_saved_config_of_the_running_cifar10_job_still_loads():
                                       "--val-size", "5000", "--eval-every", "700"])
     assert {k: getattr(requested, k) for k in explicit if k in saved} == \
         {k: saved[k] for k in explicit if k in saved}
+
+
+def test_damping_reaches_the_model_and_is_refused_for_the_lstm():
+    config = TrainConfig(task="mnist", damping="euler").model_config_object()
+    assert config.damping == "euler"
+    assert TrainConfig(task="mnist").model_config_object().damping == "fixed"
+    with pytest.raises(ValueError, match="damping apply to the AFRNN family only"):
+        TrainConfig(task="mnist", model="lstm", damping="euler")
