@@ -205,26 +205,34 @@ class AFRNN(nn.Module):
     @torch.jit.export
     def coupling_matrix(self) -> Tensor:
         """B = A − γ I, shape (D, D)."""
+        A = self.coupling_blocks()
+        return A - self.damping_coefficient(A) * torch.eye(self.state_size, dtype=A.dtype, device=A.device)
+
+    @torch.jit.export
+    def coupling_blocks(self) -> Tensor:
+        """A, the block matrix of the recurrences and couplings (B without the damping), (D, D)."""
         bounds = self.layer_bounds
-        B = torch.zeros(self.state_size, self.state_size,
+        A = torch.zeros(self.state_size, self.state_size,
                         dtype=self.weight_in.dtype, device=self.weight_in.device)
         n = 0
         for layer in self.layers:
-            B[bounds[n]:bounds[n + 1], bounds[n]:bounds[n + 1]] = layer.antisymmetric_block()
+            A[bounds[n]:bounds[n + 1], bounds[n]:bounds[n + 1]] = layer.antisymmetric_block()
             n += 1
         for coupling in self.couplings:
             lo, up = coupling.lower, coupling.upper
-            B[bounds[up]:bounds[up + 1], bounds[lo]:bounds[lo + 1]] = coupling.weight_ff
+            A[bounds[up]:bounds[up + 1], bounds[lo]:bounds[lo + 1]] = coupling.weight_ff
             fb = coupling.feedback_block()
             if fb is not None:
-                B[bounds[lo]:bounds[lo + 1], bounds[up]:bounds[up + 1]] = fb
-        return B - self.damping_coefficient(B) * torch.eye(self.state_size, dtype=B.dtype, device=B.device)
+                A[bounds[lo]:bounds[lo + 1], bounds[up]:bounds[up + 1]] = fb
+        return A
 
     @torch.jit.export
     def effective_gamma(self) -> float:
-        """The γ of B = A − γI in force for the current weights: −B_ii, since A has a zero diagonal
-        (its diagonal blocks are R − Rᵀ and its couplings are off-diagonal blocks)."""
-        return float(-torch.diagonal(self.coupling_matrix()).mean().item())
+        """The γ of B = A − γI in force for the current weights (the configured γ unless
+        ``damping="euler"``)."""
+        if not self.euler_damped:
+            return self.gamma
+        return float(self.damping_coefficient(self.coupling_blocks()).item())
 
     def damping_coefficient(self, A: Tensor) -> Tensor:
         """γ of B = A − γI: the configured γ, or with ``damping="euler"`` max(γ, ``euler_damping``)
