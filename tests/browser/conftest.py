@@ -10,6 +10,7 @@ Each browser test saves a screenshot under ``artifacts/screenshots/`` (``$AFRNN_
 kept by CI as an artefact.
 """
 
+import asyncio
 import os
 import shutil
 import signal
@@ -144,9 +145,11 @@ def shipped_server(chromium_path, start_server) -> Server:
     return start_server(SHIPPED_CHECKPOINTS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context(chromium_path, tmp_path_factory):
-    """One headless chromium (a fresh user-data dir) for the session."""
+    """One headless chromium (a fresh user-data dir) per test module. Module scope: Playwright's
+    sync API keeps an event loop running in the main thread until it stops, and later tests call
+    ``asyncio.run``, which refuses to start inside a running loop."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -157,6 +160,9 @@ def browser_context(chromium_path, tmp_path_factory):
             yield context
         finally:
             context.close()
+    # Playwright's sync API leaves its loop registered as the thread's running loop after it stops;
+    # clear it so that later tests' asyncio.run() works.
+    asyncio.events._set_running_loop(None)
 
 
 def wait_until(page, expression: str, timeout_s: float = PAGE_TIMEOUT_S):
