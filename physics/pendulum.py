@@ -17,6 +17,14 @@ Integration: ``scipy.integrate.solve_ivp`` with DOP853 (8th-order Dormand–Prin
 each trajectory on its own (so a trajectory does not depend on what else is in the batch), sampled
 at t = 0, dt, …, steps·dt. The service's reference solver is ``simulate`` itself.
 
+``simulate_joint`` integrates K trajectories as one system of 4K equations, for large generated data
+sets (one right-hand-side call per stage for all K instead of K calls: about 20× faster). The solver
+accepts a step when the RMS of the scaled local errors e_i / (atol + rtol |y_i|) over the n = 4K
+components is ≤ 1, which bounds each component's scaled error only by √n. Dividing rtol and atol by
+√n restores the per-component bound: every component of every trajectory meets at least the
+tolerance that ``simulate`` gives it alone. The steps are shared, so a trajectory's rounding depends on
+its batch (differences of order the tolerance; chaotic trajectories amplify them over time).
+
 The initial states of the data set, and the service's valid range, are uniform in [−90°, 90°] for all
 four values (paper §5.3), in rad and rad/s.
 """
@@ -58,14 +66,7 @@ def total_energy(states: np.ndarray) -> np.ndarray:
     return kinetic + potential
 
 
-def simulate(initial_states: np.ndarray, steps: int, dt: float = DT) -> np.ndarray:
-    """Integrate eqs. 19–20 from each initial state; returns (N, steps + 1, 4), row 0 = the initial state.
-
-    Args:
-        initial_states: (N, 4) or (4,) array of [θ1, θ2, ω1, ω2] in rad and rad/s.
-        steps: number of dt intervals to integrate (29 gives the data set's 30 points).
-        dt: sampling interval in seconds.
-    """
+def _checked_initial(initial_states: np.ndarray, steps: int, dt: float) -> np.ndarray:
     initial = np.asarray(initial_states, dtype=np.float64)
     if initial.ndim == 1:
         initial = initial[None]
@@ -78,6 +79,18 @@ def simulate(initial_states: np.ndarray, steps: int, dt: float = DT) -> np.ndarr
         raise ValueError(f"steps must be a positive integer, got {steps}")
     if not dt > 0:
         raise ValueError(f"dt must be > 0, got {dt}")
+    return initial
+
+
+def simulate(initial_states: np.ndarray, steps: int, dt: float = DT) -> np.ndarray:
+    """Integrate eqs. 19–20 from each initial state; returns (N, steps + 1, 4), row 0 = the initial state.
+
+    Args:
+        initial_states: (N, 4) or (4,) array of [θ1, θ2, ω1, ω2] in rad and rad/s.
+        steps: number of dt intervals to integrate (29 gives the data set's 30 points).
+        dt: sampling interval in seconds.
+    """
+    initial = _checked_initial(initial_states, steps, dt)
     from scipy.integrate import solve_ivp  # imported here: scipy costs ~1 s at start-up
 
     times = np.arange(int(steps) + 1) * float(dt)
@@ -89,4 +102,29 @@ def simulate(initial_states: np.ndarray, steps: int, dt: float = DT) -> np.ndarr
             raise RuntimeError(f"solve_ivp failed for initial state {s0.tolist()}: {solution.message}")
         out[i] = solution.y.T
         out[i, 0] = s0
+    return out
+
+
+def simulate_joint(initial_states: np.ndarray, steps: int, dt: float = DT) -> np.ndarray:
+    """``simulate``'s result for all initial states integrated as one system (module docstring).
+
+    Same arguments and shape (N, steps + 1, 4); rtol and atol are divided by √(4N) so that each
+    component meets ``simulate``'s per-trajectory tolerance.
+    """
+    initial = _checked_initial(initial_states, steps, dt)
+    from scipy.integrate import solve_ivp
+
+    count = initial.shape[0]
+    shrink = np.sqrt(4 * count)
+    times = np.arange(int(steps) + 1) * float(dt)
+
+    def joint_derivatives(t: float, flat: np.ndarray) -> np.ndarray:
+        return derivatives(t, flat.reshape(4, count)).ravel()
+
+    solution = solve_ivp(joint_derivatives, (0.0, times[-1]), initial.T.ravel(), method=METHOD,
+                         t_eval=times, rtol=RTOL / shrink, atol=ATOL / shrink)
+    if not solution.success:
+        raise RuntimeError(f"solve_ivp failed for a batch of {count} initial states: {solution.message}")
+    out = solution.y.reshape(4, count, times.size).transpose(1, 2, 0).copy()
+    out[:, 0] = initial
     return out

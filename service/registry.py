@@ -193,14 +193,19 @@ class ModelRegistry:
     def resolve(self, name: str | None, interface: Interface) -> ServedModel:
         """The ready model of ``interface`` ('classifier' | 'pendulum') a request asks for.
 
-        ``name`` may be omitted when exactly one model of that interface is served.
+        ``name`` may be omitted when exactly one model of that interface is served, or when one of them
+        is named after the interface (``pendulum`` among ``pendulum`` and ``pendulum-paper``).
         """
         if name is None:
             candidates = self.names_of(interface)
-            if len(candidates) != 1:
+            if len(candidates) == 1:
+                name = candidates[0]
+            elif interface in candidates:
+                name = interface
+            else:
                 raise InputError(("model",), f"model is required: {len(candidates)} {interface} models are "
                                              f"served ({sorted(candidates)})")
-            entry = self.models[candidates[0]]
+            entry = self.models[name]
         else:
             entry = self.get(name)
         if entry.manifest is not None and interface_of(entry.manifest) != interface:

@@ -73,6 +73,10 @@ class TrainConfig(BaseModel):
                                      "(paper: 1000), the first 90 % train and the rest test")
     points: int | None = Field(None, ge=2, description="pendulum: points per trajectory at dt 0.1 s "
                                "(paper: 30, i.e. 29 predicted steps)")
+    data_seed: int | None = Field(None, ge=0, description="pendulum: seed of the initial states (standard "
+                                  "set: 2022; a larger set with it would train on the standard test)")
+    solver: Literal["each", "joint"] | None = Field(None, description="pendulum: integrate each trajectory "
+                                                    "alone, or each chunk as one system (physics.pendulum)")
 
     @model_validator(mode="before")
     @classmethod
@@ -102,7 +106,7 @@ class TrainConfig(BaseModel):
                 given.append("damping")
             if given:
                 raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
-        for key in ("trajectories", "points", "loss_weights"):
+        for key in ("trajectories", "points", "data_seed", "solver", "loss_weights"):
             if getattr(self, key) is not None and self.task != "pendulum":
                 raise ValueError(f"{key} applies to the pendulum task only, not to {self.task!r}")
         if self.standardize and self.task != "pendulum":

@@ -45,8 +45,12 @@ def _load_pendulum(cfg: TrainConfig) -> TaskData:
     spec = pendulum.PendulumDataSpec()
     if cfg.trajectories is not None:
         spec = pendulum.PendulumDataSpec(trajectories=cfg.trajectories, train=round(0.9 * cfg.trajectories))
-    if cfg.points is not None:
-        spec = dataclasses.replace(spec, points=cfg.points)
+    for key in ("points", "solver"):
+        if getattr(cfg, key) is not None:
+            spec = dataclasses.replace(spec, **{key: getattr(cfg, key)})
+    if cfg.data_seed is not None:
+        spec = dataclasses.replace(spec, seed=cfg.data_seed)
+    pendulum.check_disjoint_from_standard_test(spec)
     train, test, digest = pendulum.load_pendulum(resolve_cache_dir(cfg.cache_dir), spec)
     return TaskData(train, test, digest)
 

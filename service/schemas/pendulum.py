@@ -31,7 +31,8 @@ class PendulumRequest(Request):
                                                       "are extrapolation and flagged as such")
     include_reference: bool = Field(False, description="also return the physics solution, the error and "
                                                        "the energies")
-    model: str | None = Field(None, description="may be omitted when only one pendulum model is served",
+    model: str | None = Field(None, description="default: the model named `pendulum` (the production "
+                                                "model), or the only pendulum model served",
                               examples=["pendulum"])
 
     model_config = {"json_schema_extra": {"examples": [

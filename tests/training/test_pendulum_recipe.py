@@ -100,6 +100,9 @@ def test_normalised_batches_standardise_the_initial_state_and_targets_only():
     (dict(loss_weights=(0, 0, 0, 0)), "loss_weights must be >= 0 and not all 0"),
     (dict(loss_weights=(1, -1, 1, 1)), "loss_weights must be >= 0 and not all 0"),
     (dict(model="lstm", init="notebook"), "init 'notebook' applies to the AFRNN family only"),
+    (dict(task="mnist", data_seed=1), "data_seed applies to the pendulum task only"),
+    (dict(task="cifar10", solver="joint"), "solver applies to the pendulum task only"),
+    (dict(solver="rk4"), "solver"),
 ])
 def test_config_rejects_levers_that_do_not_apply(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -131,3 +134,17 @@ def test_standardised_run_exports_a_manifest_that_undoes_the_standardisation(tmp
     predicted = out * torch.tensor(manifest.output.scale) + torch.tensor(manifest.output.offset)
     mse = float(((predicted - test[:, 1:]) ** 2).mean())
     assert manifest.metrics["mse_rad2"] == pytest.approx(mse, rel=1e-4)
+
+
+def test_a_larger_set_needs_its_own_data_seed(tmp_path):
+    """--trajectories 2000 with the standard seed would train on the standard test trajectories."""
+    from training.tasks import TASKS
+
+    cfg = TrainConfig(task="pendulum", model="afrnn", name="x", trajectories=2000, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="standard test trajectories"):
+        TASKS["pendulum"].load(cfg)
+    cfg = TrainConfig(task="pendulum", model="afrnn", name="x", trajectories=20, points=4, data_seed=7,
+                      solver="joint", cache_dir=str(tmp_path))
+    data = TASKS["pendulum"].load(cfg)
+    assert (len(data.train), data.train.sequence_length) == (18, 3)
+    assert "seed 7" in data.train.description and "jointly" in data.train.description

@@ -5,6 +5,10 @@ initial values are drawn uniformly from [−90°, 90°] (converted to rad and ra
 generator; 30 points at dt = 0.1 s (0 … 2.9 s); the first 900 trajectories train, the last 100 test.
 It is cached as ``.npz`` with its parameters and a content hash.
 
+Larger sets (the production model's) take another ``seed``, so that they do not contain the standard
+test trajectories, and may use ``solver="joint"`` (``physics.pendulum.simulate_joint``, each chunk
+of ``GENERATION_CHUNK`` trajectories integrated as one system, to the same per-component tolerance).
+
 The physics lives in ``physics.pendulum`` and the network's input encoding in ``physics.encoding``.
 """
 
@@ -14,6 +18,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,7 +26,20 @@ from torch import Tensor
 from tqdm import tqdm
 
 from physics.encoding import network_inputs
-from physics.pendulum import ATOL, DT, INITIAL_RANGE_DEG, L1, L2, M1, M2, METHOD, RTOL, G, simulate
+from physics.pendulum import (
+    ATOL,
+    DT,
+    INITIAL_RANGE_DEG,
+    L1,
+    L2,
+    M1,
+    M2,
+    METHOD,
+    RTOL,
+    G,
+    simulate,
+    simulate_joint,
+)
 from training.data.errors import DataFormatError
 
 CACHE_FORMAT_VERSION = 1
@@ -46,17 +64,30 @@ class PendulumDataSpec:
     rtol: float = RTOL
     atol: float = ATOL
     format_version: int = CACHE_FORMAT_VERSION
+    solver: Literal["each", "joint"] = "each"
+
+    def __post_init__(self):
+        if self.solver not in ("each", "joint"):
+            raise ValueError(f"solver must be 'each' or 'joint', got {self.solver!r}")
+
+    def record(self) -> dict:
+        """The spec as hashed and stored; ``solver`` (added later) only when it is not the default,
+        so that the standard set keeps its cache file and content hash."""
+        record = asdict(self)
+        if record["solver"] == "each":
+            del record["solver"]
+        return record
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.record(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 GENERATION_CHUNK = 250                 # trajectories per worker task
 
 
-def _simulate_chunk(args: tuple[np.ndarray, int, float]) -> np.ndarray:
-    initial, steps, dt = args
-    return simulate(initial, steps, dt)
+def _simulate_chunk(args: tuple[np.ndarray, int, float, str]) -> np.ndarray:
+    initial, steps, dt, solver = args
+    return (simulate_joint if solver == "joint" else simulate)(initial, steps, dt)
 
 
 def generate(spec: PendulumDataSpec, workers: int | None = None, progress: bool | None = None) -> np.ndarray:
@@ -71,7 +102,7 @@ def generate(spec: PendulumDataSpec, workers: int | None = None, progress: bool 
                          "only trajectories, points, dt, seed and train may vary")
     rng = np.random.default_rng(spec.seed)
     initial = np.deg2rad(rng.uniform(*spec.initial_range_deg, size=(spec.trajectories, 4)))
-    chunks = [(initial[i:i + GENERATION_CHUNK], spec.points - 1, spec.dt)
+    chunks = [(initial[i:i + GENERATION_CHUNK], spec.points - 1, spec.dt, spec.solver)
               for i in range(0, len(initial), GENERATION_CHUNK)]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
     show = len(chunks) > 1 if progress is None else progress
@@ -91,7 +122,7 @@ def generate(spec: PendulumDataSpec, workers: int | None = None, progress: bool 
 
 
 def content_hash(states: np.ndarray, spec: PendulumDataSpec) -> str:
-    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(spec.record(), sort_keys=True).encode())
     digest.update(np.ascontiguousarray(states, dtype=np.float64).tobytes())
     return digest.hexdigest()
 
@@ -108,18 +139,18 @@ def load_or_generate(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec(
         except (OSError, ValueError, KeyError) as err:
             raise DataFormatError(f"{path}: unreadable pendulum cache ({err}); "
                                   "delete it to regenerate") from err
-        if stored_spec != json.loads(json.dumps(asdict(spec))) or content_hash(states, spec) != stored_hash:
+        if stored_spec != json.loads(json.dumps(spec.record())) or content_hash(states, spec) != stored_hash:
             raise DataFormatError(f"{path}: cached trajectories do not match their parameters or content "
                                   "hash; delete the file to regenerate")
         return states, stored_hash
     if verbose:
         print(f"generating {spec.trajectories} double-pendulum trajectories of {spec.points} points "
-              f"(DOP853, rtol=atol=1e-10) into {path}", flush=True)
+              f"(DOP853, rtol=atol=1e-10, solver {spec.solver!r}) into {path}", flush=True)
     states = generate(spec, workers, progress=None if verbose else False)
     digest = content_hash(states, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")    # DDP ranks may write at once
-    np.savez(tmp, states=states, content_hash=np.array(digest), spec=np.array(json.dumps(asdict(spec))))
+    np.savez(tmp, states=states, content_hash=np.array(digest), spec=np.array(json.dumps(spec.record())))
     tmp.replace(path)
     return states, digest
 
@@ -184,6 +215,19 @@ class PendulumTrajectories:
         return network_inputs(initial, self.sequence_length), targets
 
 
+def check_disjoint_from_standard_test(spec: PendulumDataSpec) -> None:
+    """Refuse a set that trains on the standard test trajectories, on which every table is measured.
+
+    The initial states are drawn row by row from one seeded stream, so a set with the standard seed
+    holds the standard set's rows as its first rows, and trains on rows 900 … 999 once ``train`` > 900.
+    """
+    standard = PendulumDataSpec()
+    if spec.seed == standard.seed and spec.train > standard.train:
+        raise ValueError(f"a set with the standard seed {standard.seed} and {spec.train} training "
+                         f"trajectories trains on the standard test trajectories (rows {standard.train}-"
+                         f"{standard.trajectories - 1}); choose another data seed")
+
+
 def load_pendulum(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec()
                   ) -> tuple[PendulumTrajectories, PendulumTrajectories, str]:
     """(train, test, content hash): the first ``spec.train`` trajectories train, the rest test."""
@@ -196,5 +240,6 @@ def load_pendulum(cache_dir: Path, spec: PendulumDataSpec = PendulumDataSpec()
 
 def describe(spec: PendulumDataSpec) -> str:
     """One line for a manifest: which simulated data a model saw."""
+    solver = ", integrated jointly per chunk" if spec.solver == "joint" else ""
     return (f"{spec.trajectories} simulated trajectories (seed {spec.seed}; the first {spec.train} train), "
-            f"{spec.points} points at dt {spec.dt:g} s ({(spec.points - 1) * spec.dt:g} s)")
+            f"{spec.points} points at dt {spec.dt:g} s ({(spec.points - 1) * spec.dt:g} s){solver}")
