@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="connections + in-flight requests before uvicorn answers 503")
     add("--readiness-policy", help="ready when all or any of the model dir's models are loaded")
     add("--torch-threads", type=int, help="intra-op threads")
+    add("--model-worker", help="thread: forward passes in the service process; process: a child "
+                               "process per classifier")
     add("--event-loop")
     add("--http-parser")
     add("--gil-switch-interval-ms", type=float)

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # -- runtime ----------------------------------------------------------------------------------
     torch_threads: int = Field(1, ge=1, description="intra-op threads; 1 is fastest for the small "
                                                    "GEMMs of batch-1 recurrences on 2 cores")
+    model_worker: Literal["thread", "process"] = Field(
+        "thread", description="where a classifier's forward passes run: a thread of the service process, "
+                              "or a child process per model (service.model_process)")
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
         "auto", description="uvicorn's event loop; 'auto' takes uvloop when it is installed")
     http_parser: Literal["auto", "h11", "httptools"] = Field(

@@ -36,7 +36,8 @@ from service.config import Settings
 from service.consistency import check_manifest_matches_module
 from service.errors import InputError, ModelNotFoundError, ModelNotReadyError
 from service.metrics import ServiceMetrics
-from service.tasks import Interface, TaskAPI, build_task_api, interface_of
+from service.model_process import ModelProcess
+from service.tasks import ClassifierAPI, Interface, TaskAPI, build_task_api, interface_of
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,10 @@ class ModelRegistry:
         entry.manifest = manifest
         api = build_task_api(manifest, module, self.device)
         api.warmup(self.settings.max_batch_size)
+        if (self.settings.model_worker == "process" and isinstance(api, ClassifierAPI)
+                and self.device.type == "cpu"):
+            api.remote = ModelProcess(entry.manifest_path, self.settings.torch_threads,
+                                      self.settings.max_batch_size).start()
         return module, api
 
     # -- lookups ----------------------------------------------------------------------------------
@@ -228,6 +233,9 @@ class ModelRegistry:
         """Stop every batcher after its queue has drained (graceful shutdown)."""
         batchers = [e for e in self.models.values() if e.batcher is not None]
         await asyncio.gather(*(e.batcher.close(drain_timeout_s) for e in batchers))
+        for entry in self.models.values():
+            if getattr(entry.api, "remote", None) is not None:
+                await asyncio.to_thread(entry.api.remote.close)
         for entry in batchers:
             entry.executor.shutdown(wait=True)
 

@@ -11,7 +11,8 @@ The LitServe split, with everything shape- and normalisation-related taken from 
   the T pixels in row-major order and C channels per pixel (a flat list interleaves them: r₀ g₀ b₀
   r₁ …, i.e. the HWC layout, not the planar layout of the CIFAR-10 pickles). ``scale`` is the value
   of full intensity: 255 for 0–255 input, 1 for 0–1 input; a PNG is always 8-bit (scale 255).
-* **batch → predict → unbatch** (worker thread, ``run_batch``): the requests' (n_i, T, C) arrays are
+* **batch → predict → unbatch** (worker thread, ``run_batch``; with ``remote`` set, ``predict`` runs
+  in the model's own process, ``service.model_process``): the requests' (n_i, T, C) arrays are
   concatenated into one (N, T, C) tensor — sequences of one model all have length T, so a batch is a
   plain stack — and run through ``module(x, every_step=...)``; softmax gives probabilities, split
   back per request. If any request asks for per-step predictions, the whole batch runs with
@@ -81,6 +82,7 @@ class ClassifierAPI:
         names = manifest.output.class_names
         self.class_names = list(names) if names else None
         self.accepted_shapes = self._accepted_shapes()
+        self.remote = None          # a service.model_process.ModelProcess that runs predict, if set
 
     @property
     def num_classes(self) -> int:
@@ -200,6 +202,8 @@ class ClassifierAPI:
         return out
 
     def predict(self, x: torch.Tensor, every_step: bool) -> torch.Tensor:
+        if self.remote is not None:
+            return torch.from_numpy(self.remote.predict(x.numpy(), every_step))
         if self.fast is not None and not every_step and x.shape[0] <= FAST_PATH_MAX_ROWS:
             return torch.softmax(self.fast(x), dim=-1)
         logits = self.module(x.to(self.device, non_blocking=True), None, every_step)
