@@ -14,8 +14,8 @@ queues drain, the log ends with "shutdown complete", and a SIGTERM-ed process ex
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Literal, get_args, get_origin
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
 import uvicorn
 from pydantic import ValidationError
@@ -34,64 +34,37 @@ def _shown(field: str, value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _adder(parser: argparse.ArgumentParser):
-    """``add(flag, help=..., **kwargs)``: the help ends with the default of the flag's
-    ``Settings`` field (its description when no help is given), and a Literal field's values are the
-    choices, so neither is restated here."""
-    def add(flag: str, help: str | None = None, **kwargs):
-        name = flag.lstrip("-").replace("-", "_")
-        field = Settings.model_fields.get(name)
-        if field is not None:
-            help = help or field.description
-            default = f"default {_shown(name, field.default)}"
-            help = f"{help} ({default})" if help else default
-            if get_origin(field.annotation) is Literal and "choices" not in kwargs:
-                kwargs["choices"] = get_args(field.annotation)
-        return parser.add_argument(flag, help=help, **kwargs)
-    return add
+# Read from AFRNN_API_KEY only: a flag would show the key in the process list.
+ENVIRONMENT_ONLY = {"api_key"}
+
+
+def _flag_type(annotation) -> tuple[type, tuple | None]:
+    """(argparse type, choices) of a Settings field: ``X | None`` is X, a Literal gives its values."""
+    if get_origin(annotation) in (Union, UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if get_origin(annotation) is Literal:
+        return str, get_args(annotation)
+    return annotation, None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """One flag per ``Settings`` field (``--max-batch-size`` for ``max_batch_size``), whose help is the
+    field's description and default, so that neither is restated here."""
     parser = argparse.ArgumentParser(prog="afrnn-serve", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Defaults come from AFRNN_* environment variables, then from "
                                             "service/config.py.")
-    add = _adder(parser)
-    add("--host")
-    add("--port", type=int, help="TCP port")
-    add("--model-dir", type=Path, help="directory of <name>.json manifests and <name>.pt artifacts")
-    add("--device", help="'auto' takes CUDA when available")
-    add("--strict", action="store_true", default=None,
-        help="any model that fails to load, or an empty model dir, aborts the start")
-    add("--max-batch-size", type=int, help="rows per forward pass")
-    add("--max-queue-delay-ms", type=float, help="hold a non-full batch open this long")
-    add("--max-queue-length", type=int, help="queued requests per model before 503")
-    add("--request-timeout-s", type=float, help="queue wait + inference limit before 504")
-    add("--max-body-bytes", type=int, help="larger request bodies get 413")
-    add("--classify-max-batch", type=int, help="images per /classify request")
-    add("--pendulum-max-batch", type=int, help="initial states per /pendulum/predict request")
-    add("--pendulum-max-steps", type=int, help="longest pendulum rollout")
-    add("--pendulum-reference-max-batch", type=int,
-        help="initial states per request with include_reference")
-    add("--max-inflight-requests", type=int,
-        help="work requests admitted at once before 503, checked before the body is read")
-    add("--heavy-max-concurrency", type=int,
-        help="physics references, stability reports and PNGs running at once")
-    add("--heavy-max-queue-length", type=int, help="heavy jobs waiting before 503")
-    add("--header-timeout-s", type=float, help="request headers must arrive within this")
-    add("--body-timeout-s", type=float, help="the request body must arrive within this")
-    add("--keep-alive-timeout-s", type=float, help="idle keep-alive connections close after this")
-    add("--limit-concurrency", type=int,
-        help="connections + in-flight requests before uvicorn answers 503")
-    add("--readiness-policy", help="ready when all or any of the model dir's models are loaded")
-    add("--torch-threads", type=int, help="intra-op threads")
-    add("--model-worker", help="thread: forward passes in the service process; process: a child "
-                               "process per classifier")
-    add("--event-loop")
-    add("--http-parser")
-    add("--gil-switch-interval-ms", type=float)
-    add("--log-level")
-    add("--log-format")
+    for name, field in Settings.model_fields.items():
+        if name in ENVIRONMENT_ONLY:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = f"default {_shown(name, field.default)}"
+        help = f"{field.description} ({default})" if field.description else default
+        kind, choices = _flag_type(field.annotation)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
+        else:
+            parser.add_argument(flag, type=kind, choices=choices, default=None, help=help)
     return parser
 
 

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # -- where and what to serve ------------------------------------------------------------------
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="directory of <name>.json manifests + <name>.pt")
     host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in a container)")
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto' takes CUDA when torch sees a GPU, else the CPU")
     strict: bool = Field(False, description="any model that fails to load (or an empty model dir) "
@@ -63,10 +63,12 @@ class Settings(BaseSettings):
     # -- request limits ---------------------------------------------------------------------------
     classify_max_batch: int = Field(64, ge=1, description="images per /classify request")
     pendulum_max_batch: int = Field(256, ge=1, description="initial states per /pendulum/predict request")
-    pendulum_max_steps: int = Field(290, ge=1, description="longest rollout (trained horizon is 29)")
+    pendulum_max_steps: int = Field(
+        290, ge=1, description="longest rollout (steps beyond a model's trained horizon are flagged as "
+                               "extrapolated)")
     pendulum_reference_max_batch: int = Field(
-        16, ge=1, description="initial states per request with include_reference (the physics solver "
-                              "takes ~0.1 s per 29-step trajectory)")
+        16, ge=1, description="initial states per request with include_reference (each one is an "
+                              "adaptive high-order ODE solve on the CPU)")
     stability_cache_size: int = Field(32, ge=0, description="default-input reports kept per process")
 
     # -- streams (/models/{name}/stream, see docs/streaming.md) -----------------------------------
@@ -110,7 +112,8 @@ class Settings(BaseSettings):
     gil_switch_interval_ms: float = Field(
         5.0, gt=0, le=100, description="sys.setswitchinterval: how long a thread may hold the GIL while "
                                        "another waits for it (Python's default: 5 ms)")
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="least severe log record written")
     log_format: Literal["json", "text"] = Field("json", description="'json' = one JSON object per line")
     api_key: SecretStr | None = Field(None, description="when set, every inference and model route "
                                                         "needs the header X-API-Key")
