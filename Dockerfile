@@ -107,6 +107,22 @@ COPY service/ service/
 # container test imports every module inside the finished image instead.
 RUN pip install --no-cache-dir --no-deps --no-build-isolation --root /staging .
 
+# --- kernel: the batch-1 recurrence's C loop (model.inference), prebuilt -------------------------------
+# Where a compiler exists the service builds the loop with -march=native at first use. The runtime has
+# no compiler, and the image cannot know the CPU it will run on, so it carries portable builds for the
+# x86-64-v3 (AVX2, FMA) and -v2 levels and loads the best one the CPU runs ($AFRNN_KERNEL_PREBUILT); on
+# another architecture none is built and the TorchScript forward runs. gcc stays in this stage.
+FROM deps AS compiler
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
+
+FROM compiler AS kernel
+WORKDIR /src
+COPY model/ model/
+RUN mkdir -p /opt/afrnn-kernels && python -m model.inference --prebuild /opt/afrnn-kernels
+
 # --- runtime ----------------------------------------------------------------------------------------
 FROM os AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
@@ -116,6 +132,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     AFRNN_MODEL_DIR=/models \
     AFRNN_HOST=0.0.0.0 \
     AFRNN_PORT=8000 \
+    AFRNN_KERNEL_PREBUILT=/opt/afrnn-kernels \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --from=slim /opt/venv /opt/venv
@@ -124,6 +141,7 @@ COPY --from=slim /opt/venv /opt/venv
 # request rebuilds it there).
 RUN python -c "import matplotlib.font_manager" \
     && chown -R 10001:10001 /tmp/matplotlib
+COPY --from=kernel /opt/afrnn-kernels /opt/afrnn-kernels
 # The shipped checkpoints (<name>.pt + <name>.json); mount a volume over /models to serve your own.
 COPY checkpoints/ /models/
 

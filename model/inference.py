@@ -22,7 +22,9 @@ result equals the reference forward to float32 rounding, not bit for bit (tested
 The kernel is plain C (no torch headers, no pybind), compiled at first use with the system C
 compiler (``cc``/``gcc``, ``-O3 -march=native``: it is built on the machine that runs it) into a
 cache directory (``AFRNN_KERNEL_DIR``, default ``~/.cache/afrnn-serving``), and called through
-``ctypes``, which releases the GIL for the call. Where there is no compiler, the model is not a
+``ctypes``, which releases the GIL for the call. An image without a compiler ships it prebuilt for the
+x86-64-v3 and -v2 levels (``python -m model.inference --prebuild DIR``; ``$AFRNN_KERNEL_PREBUILT``
+names the directory) and loads the best one the CPU runs. Where there is no kernel, the model is not a
 block-form simultaneous-update AFRNN (the sequential sweep, the LSTM), or its tensors are not float32
 on the CPU, ``FastRecurrence.from_module`` returns ``None`` with the reason, and callers keep the
 module's own forward; ``AFRNN_FAST_RECURRENCE=0`` in the environment switches the fast path off.
@@ -115,27 +117,88 @@ def _cpu_signature() -> str:
     return platform.processor() or platform.machine()
 
 
+# Portable builds for machines without a compiler (the container image ships them prebuilt, see
+# ``prebuild``): each x86-64 micro-architecture level with the /proc/cpuinfo flags it requires, best first.
+PORTABLE_TARGETS: Tuple[Tuple[str, frozenset], ...] = (
+    ("x86-64-v3", frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})),
+    ("x86-64-v2", frozenset({"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"})),
+)
+PREBUILT_ENV = "AFRNN_KERNEL_PREBUILT"
+
+
+def _compile(compiler: str, flags: Tuple[str, ...], path: Path) -> None:
+    """Build the kernel with ``flags`` into ``path`` (atomically: concurrent builders agree)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        src, out = Path(tmp) / "afrnn_euler.c", Path(tmp) / "afrnn_euler.so"
+        src.write_text(_KERNEL_SOURCE)
+        subprocess.run([compiler, *flags, str(src), "-o", str(out)], check=True,
+                       capture_output=True, text=True, timeout=120)
+        os.replace(out, path)
+
+
+def _portable_flags(target: str) -> Tuple[str, ...]:
+    return tuple(f"-march={target}" if f == "-march=native" else f for f in _CFLAGS) + ("-mtune=generic",)
+
+
+def prebuilt_path(directory: Path, target: str) -> Path:
+    """Where ``prebuild`` puts the kernel for ``target``; the name holds a hash of source and flags."""
+    key = hashlib.sha256("\n".join([_KERNEL_SOURCE, " ".join(_portable_flags(target))]).encode()
+                         ).hexdigest()[:16]
+    return Path(directory) / f"afrnn_euler_{key}_{target}.so"
+
+
+def prebuild(directory: Path, compiler: Optional[str] = None) -> list:
+    """Build the kernel for every ``PORTABLE_TARGETS`` level into ``directory`` (for images without a
+    compiler: ``python -m model.inference --prebuild DIR``, then ``AFRNN_KERNEL_PREBUILT=DIR``)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return []                                  # the levels are x86-64's; elsewhere: native or none
+    compiler = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (cc/gcc) on PATH")
+    built = []
+    for target, _flags in PORTABLE_TARGETS:
+        path = prebuilt_path(directory, target)
+        _compile(compiler, _portable_flags(target), path)
+        built.append(path)
+    return built
+
+
+def _prebuilt_for_this_cpu() -> Tuple[Optional[Path], str]:
+    """(the best prebuilt kernel this CPU can run, or None; why)."""
+    directory = os.environ.get(PREBUILT_ENV)
+    if not directory:
+        return None, f"no C compiler (cc/gcc) on PATH and no prebuilt kernel (${PREBUILT_ENV} unset)"
+    model, flags = cpu_flags()
+    for target, required in PORTABLE_TARGETS:
+        path = prebuilt_path(Path(directory), target)
+        if required <= flags and path.is_file():
+            return path, target
+    return None, (f"no C compiler, and no kernel in {directory} that {model!r} can run (levels: "
+                  f"{', '.join(t for t, _ in PORTABLE_TARGETS)})")
+
+
 def load_kernel() -> Tuple[Optional[ctypes.CDLL], Optional[str]]:
-    """The compiled kernel (built once per machine and source), or (None, why it is unavailable)."""
+    """The kernel: built once per machine and source with the system compiler (``-march=native``), or,
+    without a compiler, the best prebuilt portable one (``$AFRNN_KERNEL_PREBUILT``); else
+    (None, why it is unavailable)."""
     global _kernel, _kernel_error
     if _kernel is not None or _kernel_error is not None:
         return _kernel, _kernel_error
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        _kernel_error = "no C compiler (cc/gcc) on PATH"
-        return None, _kernel_error
-    key = hashlib.sha256("\n".join([_KERNEL_SOURCE, " ".join(_CFLAGS), compiler, _cpu_signature()])
-                         .encode()).hexdigest()[:16]
-    path = kernel_dir() / f"afrnn_euler_{key}.so"
     try:
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-                src, out = Path(tmp) / "afrnn_euler.c", Path(tmp) / "afrnn_euler.so"
-                src.write_text(_KERNEL_SOURCE)
-                subprocess.run([compiler, *_CFLAGS, str(src), "-o", str(out)], check=True,
-                               capture_output=True, text=True, timeout=120)
-                os.replace(out, path)                  # atomic: concurrent builders agree
+        if compiler is not None and shutil.which(compiler) is not None:
+            key = hashlib.sha256("\n".join([_KERNEL_SOURCE, " ".join(_CFLAGS), compiler, _cpu_signature()])
+                                 .encode()).hexdigest()[:16]
+            path = kernel_dir() / f"afrnn_euler_{key}.so"
+            if not path.is_file():
+                _compile(compiler, _CFLAGS, path)
+        else:
+            path, why = _prebuilt_for_this_cpu()
+            if path is None:
+                _kernel_error = why
+                return None, _kernel_error
+            log.info("using the prebuilt %s kernel %s", why, path)
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as err:
         detail = getattr(err, "stderr", None) or str(err)
@@ -237,3 +300,13 @@ class FastRecurrence:
     def __call__(self, x: Tensor) -> Tensor:
         with torch.inference_mode():
             return self.module.readout(self.final_state(x))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m model.inference",
+                                     description="build the portable kernels for an image without a compiler")
+    parser.add_argument("--prebuild", type=Path, required=True, metavar="DIR")
+    for built in prebuild(parser.parse_args().prebuild):
+        print(built)

@@ -347,6 +347,30 @@ def test_every_service_module_imports_in_the_slim_image(podman, container):
     _assert_installed_exactly_the_lock(probe["installed"])
 
 
+_KERNEL_PROBE = """
+import json, shutil
+from model.inference import FastRecurrence, load_kernel, cpu_flags, PORTABLE_TARGETS
+from model import paper_model
+kernel, why = load_kernel()
+fast, reason = FastRecurrence.from_module(paper_model("mnist", "afrnn").eval())
+flags = cpu_flags()[1]
+print(json.dumps({"compiler": shutil.which("cc") or shutil.which("gcc"), "kernel": kernel is not None,
+                  "why": why, "fast": fast is not None, "reason": reason,
+                  "runnable": [t for t, need in PORTABLE_TARGETS if need <= flags]}))
+"""
+
+
+def test_the_image_has_no_compiler_but_runs_the_prebuilt_c_loop(podman, container):
+    """The batch-1 fast path (model.inference) is live in the image from its prebuilt portable
+    kernels, on any x86-64 CPU of level v2 or above, without a compiler in the runtime."""
+    result = podman("exec", container["name"], "python", "-c", _KERNEL_PROBE, timeout=180)
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["compiler"] is None, "the runtime image must not carry a C compiler"
+    if not probe["runnable"]:
+        pytest.skip(f"this CPU runs no portable x86-64 level: {probe['why']}")
+    assert probe["kernel"] and probe["fast"], probe
+
+
 def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 

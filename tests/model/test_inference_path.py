@@ -111,14 +111,50 @@ def test_fast_path_rejects_wrong_inputs():
         fast.final_state(torch.randn(10, 2))
 
 
-def test_no_compiler_means_no_fast_path(monkeypatch, tmp_path):
+def _fresh_kernel(monkeypatch, tmp_path, compiler: str, prebuilt: str | None = None):
     monkeypatch.setattr(fast_inference, "_kernel", None)
     monkeypatch.setattr(fast_inference, "_kernel_error", None)
-    monkeypatch.setenv("AFRNN_KERNEL_DIR", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("AFRNN_KERNEL_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", compiler)
+    if prebuilt is None:
+        monkeypatch.delenv(fast_inference.PREBUILT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(fast_inference.PREBUILT_ENV, prebuilt)
+
+
+def test_no_compiler_and_no_prebuilt_kernel_means_no_fast_path(monkeypatch, tmp_path):
+    _fresh_kernel(monkeypatch, tmp_path, str(tmp_path / "no-such-compiler"))
+    fast, why = FastRecurrence.from_module(make({}))
+    assert fast is None and "no C compiler" in why and fast_inference.PREBUILT_ENV in why
+    _fresh_kernel(monkeypatch, tmp_path, shutil.which("false"))          # a compiler that fails
     fast, why = FastRecurrence.from_module(make({}))
     assert fast is None and "kernel build/load failed" in why
-    assert not list(tmp_path.glob("*.so"))
+    assert not list(tmp_path.rglob("*.so"))
+
+
+@needs_compiler
+def test_without_a_compiler_the_best_prebuilt_kernel_this_cpu_runs_is_used(monkeypatch, tmp_path):
+    """The image's case: kernels prebuilt for x86-64-v3 and -v2, no compiler at run time."""
+    if not all(flags <= cpu_flags()[1] for _, flags in fast_inference.PORTABLE_TARGETS[-1:]):
+        pytest.skip("this CPU runs none of the portable x86-64 levels")
+    built = fast_inference.prebuild(tmp_path / "prebuilt")
+    assert [p.name.rsplit("_", 1)[1] for p in built] == ["x86-64-v3.so", "x86-64-v2.so"]
+    model, x = make({}), torch.randn(2, 9, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+    _fresh_kernel(monkeypatch, tmp_path, str(tmp_path / "no-such-compiler"), str(tmp_path / "prebuilt"))
+    # a CPU with only the v2 flags gets the v2 build, and its answers are the model's
+    v2_only = fast_inference.PORTABLE_TARGETS[1][1] | {"sse2"}
+    monkeypatch.setattr(fast_inference, "cpu_flags", lambda cpuinfo=None: ("old CPU", v2_only))
+    assert fast_inference._prebuilt_for_this_cpu() == (built[1], "x86-64-v2")
+    fast, why = FastRecurrence.from_module(model)
+    assert fast is not None, why
+    torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)
+    assert not (tmp_path / "cache").exists()                           # nothing was compiled
+    # a CPU below v2 gets no kernel, and the reason says which levels there were
+    monkeypatch.setattr(fast_inference, "cpu_flags", lambda cpuinfo=None: ("older CPU", frozenset({"sse2"})))
+    path, why = fast_inference._prebuilt_for_this_cpu()
+    assert path is None and "x86-64-v3, x86-64-v2" in why
 
 
 CPUINFO = "processor\t: 0\nmodel name\t: {model}\nflags\t\t: fpu sse2 avx2 fma {extra}\n"
