@@ -58,11 +58,15 @@ class PendulumRequest(Request):
 
 
 class Energy(Response):
-    """Total mechanical energy in joules (m = 1 kg, L = 1 m, g = 9.8 m/s²) at each of ``times``."""
+    """Total mechanical energy in joules (m = 1 kg, L = 1 m, g = 9.8 m/s²) at each of ``times``. The
+    physics conserves it: the prediction's drift from ``initial`` shows where the model stops being
+    physical."""
 
-    initial: float
-    predicted: list[float]
-    reference: list[float]
+    initial: float = Field(description="energy of the initial state")
+    predicted: list[float] = Field(description="energy of each predicted state")
+    reference: list[float] | None = Field(None, description="energy of the physics solution (with "
+                                                             "`include_reference`; constant up to the "
+                                                             "solver's tolerance)")
 
 
 class Trajectory(Response):
@@ -74,7 +78,7 @@ class Trajectory(Response):
                                                 "and variables, in the response's units")
     step_mse: list[float] | None = Field(None, description="the squared error per step (mean of the four "
                                                            "variables), in the response's units")
-    energy: Energy | None = None
+    energy: Energy
 
 
 class PendulumResponse(Response):

@@ -155,9 +155,10 @@ class PendulumAPI:
 
     def encode(self, predicted: np.ndarray, x0: np.ndarray, units: str, include_reference: bool
                ) -> list[dict]:
-        """One trajectory per initial state; with ``include_reference`` the physics solution
-        (``physics.pendulum.simulate``, the training data's solver), the per-step and mean
-        squared error in the response's units, and the energy of both trajectories."""
+        """One trajectory per initial state, with the energy of the prediction (its drift from the
+        initial energy shows where the model stops being physical); with ``include_reference`` also
+        the physics solution (``physics.pendulum.simulate``, the training data's solver), its energy,
+        and the per-step and mean squared error in the response's units."""
         predicted_rad = predicted.astype(np.float64)
         steps = predicted_rad.shape[1]
         reference_rad = simulate(x0, steps, self.dt)[:, 1:] if include_reference else None
@@ -165,16 +166,13 @@ class PendulumAPI:
         for i in range(predicted_rad.shape[0]):
             shown = self.to_units(predicted_rad[i], units)
             entry = {"predicted": shown.tolist(), "reference": None, "mse": None, "step_mse": None,
-                     "energy": None}
+                     "energy": {"initial": float(total_energy(x0[i])),
+                                "predicted": total_energy(predicted_rad[i]).tolist(), "reference": None}}
             if reference_rad is not None:
                 reference = self.to_units(reference_rad[i], units)
                 step_mse = ((shown - reference) ** 2).mean(axis=1)
-                entry.update(
-                    reference=reference.tolist(),
-                    mse=float(step_mse.mean()),
-                    step_mse=step_mse.tolist(),
-                    energy={"initial": float(total_energy(x0[i])),
-                            "predicted": total_energy(predicted_rad[i]).tolist(),
-                            "reference": total_energy(reference_rad[i]).tolist()})
+                entry.update(reference=reference.tolist(), mse=float(step_mse.mean()),
+                             step_mse=step_mse.tolist())
+                entry["energy"]["reference"] = total_energy(reference_rad[i]).tolist()
             trajectories.append(entry)
         return trajectories

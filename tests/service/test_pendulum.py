@@ -30,6 +30,11 @@ def test_rollout_in_degrees_is_the_models_prediction(client, oracle):
     assert trajectory["reference"] is None and trajectory["mse"] is None
     expected = np.degrees(oracle.pendulum([radians(STATE)], 29)[0].numpy())
     np.testing.assert_allclose(trajectory["predicted"], expected, atol=1e-3)   # degrees: 1e-5 rad × 57
+    # the prediction's energy comes without the reference (no solver run): its drift is visible
+    energy = trajectory["energy"]
+    assert energy["reference"] is None
+    assert energy["initial"] == pytest.approx(float(total_energy(np.asarray(radians(STATE)))))
+    np.testing.assert_allclose(energy["predicted"], total_energy(np.radians(expected)), rtol=1e-4, atol=1e-4)
 
 
 def test_radians_and_degrees_agree(client):
