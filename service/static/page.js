@@ -151,6 +151,7 @@
               (loading.length ? `; ${loading.length} still loading…` : "."));
     fillSelect($("classify-model"), ready.filter((m) => m.task === "mnist" || m.task === "cifar10")
       .map((m) => m.name), "mnist");
+    fillSelect($("pendulum-model"), ready.filter((m) => m.task === "pendulum").map((m) => m.name), "pendulum");
     fillSelect($("stability-model"), ready.map((m) => m.name), "mnist");
     onClassifyModelChange();
     if (loading.length) setTimeout(loadModels, 2000);
@@ -529,8 +530,9 @@
     const steps = Number($("horizon").value);
     setStatus("pendulum-status", "Running the model and the physics…");
     try {
+      const model = $("pendulum-model").value || undefined;      // none listed yet: the service's default
       const r = await api("POST", "/pendulum/predict", { initial_state: initial, units: "degrees", steps,
-                                                         include_reference: true });
+                                                         include_reference: true, model });
       showPendulum(initial, r);
     } catch (err) {
       setStatus("pendulum-status", `The pendulum run failed: ${err.message}`, true);

@@ -168,6 +168,12 @@ def test_pendulum_sliders_run_and_animate_both_trajectories(demo, wait):
     assert json.loads(page.locator("#error-plot").get_attribute("data-values")) == pytest.approx(step_mse)
     assert "29 steps" in page.inner_text("#error-caption")
     demo.screenshot("page-pendulum", "#pendulum")
+    # the model picker: `pendulum` by default, the 10-second model on request
+    assert page.input_value("#pendulum-model") == "pendulum"
+    assert set(page.locator("#pendulum-model option").all_inner_texts()) == {"pendulum", "pendulum-10s"}
+    page.select_option("#pendulum-model", "pendulum-10s")
+    page.click("#pendulum-run")
+    wait(page, "document.getElementById('pendulum-status').textContent.startsWith('pendulum-10s: 29 steps')")
     assert demo.foreign_requests() == []
 
 

@@ -202,20 +202,20 @@ def test_trained_horizon_in_the_manifest_sets_the_trained_steps(tmp_path, manife
 
 def test_model_may_be_omitted_when_one_pendulum_model_is_named_pendulum(tmp_path, export_model,
                                                                          start_service):
-    """With `pendulum` and `pendulum-paper` served (the shipped pair), an omitted model means
+    """With `pendulum` and `pendulum-10s` served (the shipped pair), an omitted model means
     `pendulum`; with two pendulum models and neither named so, the request must name one."""
     both, neither = tmp_path / "both", tmp_path / "neither"
     export_model(both, "pendulum", seed=3)
-    export_model(both, "pendulum", name="pendulum-paper", seed=4)
+    export_model(both, "pendulum", name="pendulum-10s", seed=4)
     export_model(neither, "pendulum", name="pendulum-a", seed=3)
     export_model(neither, "pendulum", name="pendulum-b", seed=4)
     with start_service(both).client(api_key=None) as client:
         default = client.post("/pendulum/predict", json={"initial_state": STATE}).json()
         named = client.post("/pendulum/predict", json={"initial_state": STATE, "model": "pendulum"}).json()
         paper = client.post("/pendulum/predict", json={"initial_state": STATE,
-                                                       "model": "pendulum-paper"}).json()
+                                                       "model": "pendulum-10s"}).json()
     assert default["model"] == "pendulum" and default["trajectories"] == named["trajectories"]
-    assert paper["model"] == "pendulum-paper" and paper["trajectories"] != default["trajectories"]
+    assert paper["model"] == "pendulum-10s" and paper["trajectories"] != default["trajectories"]
     with start_service(neither).client(api_key=None) as client:
         r = client.post("/pendulum/predict", json={"initial_state": STATE})
     assert r.status_code == 422, r.text
