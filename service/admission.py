@@ -15,6 +15,12 @@ Three pieces, in the style of ``service.batching`` (no FastAPI dependency; obser
   ``max_concurrency`` jobs run at once (each in the lane's thread pool), at most ``max_queue_length``
   wait; a job still waiting at its deadline is dropped, and one that is running when its deadline
   passes answers 504 at once (its thread finishes the job, holding its slot, so the cap stays true).
+  A job that would have to wait is refused at once (503 + Retry-After) when it cannot finish in time:
+  when, with s the recent time per job, c the cap and q the jobs already waiting,
+
+      (q + 1) · s / c + s  >  the time left until its deadline,
+
+  so overload answers in milliseconds instead of with a 504 after ``request_timeout_s``.
 
 ``LoadEstimate`` keeps the recent time per batch row and per heavy job (exponential moving averages fed
 by the batchers' and the lane's observers) and turns the current backlog into a Retry-After:
@@ -111,12 +117,15 @@ class WorkLane:
         max_concurrency: jobs running at once (threads of the lane's pool).
         max_queue_length: jobs waiting beyond which ``run`` raises ``QueueFullError``.
         retry_after: ``() -> seconds`` for the ``QueueFullError`` (by default 1).
+        job_seconds: optional ``() -> seconds``, the recent time per job (0 when unknown); with it, a
+            job that could not finish before its deadline is refused before it queues.
         on_job: optional observer ``(seconds)`` of each finished job.
         on_queue_depth: optional observer of the number of waiting jobs.
     """
 
     def __init__(self, name: str, *, max_concurrency: int, max_queue_length: int,
                  retry_after: Callable[[], int] | None = None,
+                 job_seconds: Callable[[], float] | None = None,
                  on_job: Callable[[float], None] | None = None,
                  on_queue_depth: Callable[[int], None] | None = None):
         if max_concurrency < 1:
@@ -127,6 +136,7 @@ class WorkLane:
         self.max_concurrency = max_concurrency
         self.max_queue_length = max_queue_length
         self._retry_after = retry_after or (lambda: 1)
+        self._job_seconds = job_seconds or (lambda: 0.0)
         self._on_job = on_job
         self._on_queue_depth = on_queue_depth
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"lane-{name}")
@@ -159,6 +169,14 @@ class WorkLane:
                 raise QueueFullError(f"{self.name} has {self.queue_depth} jobs queued (the limit is "
                                      f"heavy_max_queue_length = {self.max_queue_length})",
                                      self._retry_after())
+            left, per_job = remaining_s(deadline), self._job_seconds()
+            if left is not None and per_job > 0:
+                expected = (self.queue_depth + 1) * per_job / self.max_concurrency + per_job
+                if expected > left:
+                    raise QueueFullError(f"{self.name} is busy: a job now would finish in about "
+                                         f"{expected:.1f} s ({self.queue_depth} waiting, {per_job:.1f} s "
+                                         f"per job), after the request's {max(left, 0):.1f} s left",
+                                         self._retry_after())
             turn = loop.create_future()
             self._waiting.append(turn)
             self._depth_changed()

@@ -98,7 +98,8 @@ def install_admission(app: FastAPI, settings: Settings) -> None:
 
     lane = WorkLane("work lane", max_concurrency=settings.heavy_max_concurrency,
                     max_queue_length=settings.heavy_max_queue_length,
-                    retry_after=lambda: retry_after(), on_job=load.observe_job,
+                    retry_after=lambda: retry_after(), job_seconds=lambda: load.job_s,
+                    on_job=load.observe_job,
                     on_queue_depth=metrics.work_lane_queue_depth.set)
 
     def retry_after() -> int:

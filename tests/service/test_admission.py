@@ -180,7 +180,9 @@ def test_concurrent_heavy_requests_are_queued_or_refused_never_500(tight_service
     responses = asyncio.run(burst())
     for r in responses:
         if r.status_code == 503:
-            assert int(r.headers["retry-after"]) >= 1 and "heavy_max_queue_length = 1" in r.json()["detail"]
+            detail = r.json()["detail"]         # a full queue, or a wait longer than the time left
+            assert int(r.headers["retry-after"]) >= 1
+            assert "heavy_max_queue_length = 1" in detail or "is busy: a job now would finish" in detail
     lane = httpx.get(tight_service.url + "/metrics").text
     assert "afrnn_work_lane_queue_depth 0.0" in lane
 
@@ -207,3 +209,32 @@ def test_the_inflight_limit_refuses_before_reading_the_body(tmp_path, export_mod
     assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
     assert "max_inflight_requests = 1" in refused.json()["detail"]
     assert served.status_code == 200
+
+
+def test_a_job_that_cannot_finish_before_its_deadline_is_refused_at_once():
+    """With 0.5 s per job recently, one running and one waiting, a third job with 0.8 s left would
+    finish in about (1 + 1) · 0.5 + 0.5 = 1.5 s: refused at once (503 + Retry-After), not queued to
+    time out; with 5 s left it queues and runs."""
+    release = threading.Event()
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, max_queue_length=8, retry_after=lambda: 3, job_seconds=lambda: 0.5)
+        first = asyncio.ensure_future(lane.run(release.wait))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(lane.run(lambda: "second", deadline=time.perf_counter() + 60))
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        with pytest.raises(QueueFullError) as err:
+            await lane.run(lambda: "late", deadline=time.perf_counter() + 0.8)
+        refused_in = time.perf_counter() - started
+        third = asyncio.ensure_future(lane.run(lambda: "third", deadline=time.perf_counter() + 5))
+        await asyncio.sleep(0.05)
+        release.set()
+        results = (await first, await second, await third)
+        await lane.close()
+        return err.value, refused_in, results
+
+    err, refused_in, results = asyncio.run(scenario())
+    assert err.retry_after_s == 3 and "finish in about 1.5 s" in str(err) and "1 waiting" in str(err)
+    assert refused_in < 0.1
+    assert results == (True, "second", "third")
