@@ -178,11 +178,13 @@ class ModelRegistry:
         entry.checksum_verified = True
         entry.manifest = manifest
         api = build_task_api(manifest, module, self.device)
-        api.warmup(self.settings.max_batch_size)
         if (self.settings.model_worker == "process" and isinstance(api, ClassifierAPI)
                 and self.device.type == "cpu"):
+            # the child warms its own copy; a warm-up here would run forward passes nothing uses
             api.remote = ModelProcess(entry.manifest_path, self.settings.torch_threads,
                                       self.settings.max_batch_size).start()
+        else:
+            api.warmup(self.settings.max_batch_size)
         return module, api
 
     # -- lookups ----------------------------------------------------------------------------------
