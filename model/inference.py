@@ -6,11 +6,17 @@ The step is the one of ``model.recurrence`` (paper eqs. 6–7 in block form)::
 
 Run op by op (eager or TorchScript), every one of the T steps dispatches an ``addmm``, a ``tanh`` and
 an ``add``; at batch 1 the arithmetic of a step (a D × D matrix–vector product, D = 256 for pixel
-MNIST) is far smaller than the cost of those dispatches. ``FastRecurrence`` instead hands the whole
-loop to a small C kernel (``_KERNEL_SOURCE`` below) that keeps Bᵀ in cache and runs
+MNIST) is far smaller than the cost of those dispatches; at batch 8–64 the dispatches still cost
+about as much as the GEMM, and the GEMM is a poor shape (few rows, re-reading B every step).
+``FastRecurrence`` instead hands the whole loop to a small C kernel (``_KERNEL_SOURCE`` below)::
 
-    for t in 0 … T−1:   a ← u_t + z Bᵀ;     z ← z + ε · tanh(a)
+    for each block of ≤ 6 batch rows:                    (rows never interact: z_{t+1}[r] needs z_t[r])
+        for t in 0 … T−1:   a ← u_t + z Bᵀ;     z ← z + ε · tanh(a)
 
+Bᵀ is packed once into panels of 8 columns and stays in L2 cache; the block's states stay in L1 for
+all T steps; each step is a register-blocked product (rows × panels of accumulators chosen per block
+height so that enough independent FMAs hide their latency within 16 vector registers), with the
+tanh update fused into its epilogue and the state double-buffered,
 with no per-step dispatch. Only the loop moves: the input drive u (one GEMM over all steps), z₀ and
 the readout still come from the model's own exported methods (``input_drive``, ``initial_state``,
 ``readout``), and B from ``coupling_matrix`` (which includes any damping rule), so the fast path
@@ -38,8 +44,9 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -50,6 +57,8 @@ _KERNEL_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+typedef float v8 __attribute__((vector_size(32), aligned(32)));
 
 /* tanh as Eigen's ptanh_float: odd 13/6 rational minimax fit on [-7.9, 7.9] (|rel. error| < 1e-6). */
 static inline float afrnn_tanh(float x) {
@@ -70,27 +79,88 @@ static inline float afrnn_tanh(float x) {
     return x * p / q;
 }
 
+#define VL 8           /* floats per vector, and columns per packed panel of Bᵀ */
+#define MR 6           /* most rows per register block */
+#define NV 8           /* most panels per register block */
+
+/* One Euler step for rows [0, mr) and panels [p0, p0 + nv) of a row block; mr and nv are
+   compile-time constants at every call site, so that the mr × nv accumulators live in registers:
+       znew[r][j] = zold[r][j] + eps · tanh(dbuf[r][j] + Σ_k zold[r][k] · Bᵀ[k][j]).
+   zold, znew, dbuf: (MR, dp) row-major, 32-byte aligned; bp: Bᵀ packed as (dp/VL, d, VL). */
+static inline __attribute__((always_inline)) void step_group(
+        const int mr, const int nv, int64_t p0, const float *restrict zold, float *restrict znew,
+        const float *restrict dbuf, const float *restrict bp, int64_t d, int64_t dp, float eps) {
+    v8 acc[MR][NV];
+    for (int r = 0; r < mr; ++r)
+        for (int v = 0; v < nv; ++v) acc[r][v] = *(const v8 *)(dbuf + r * dp + (p0 + v) * VL);
+    const float *restrict panel = bp + p0 * d * VL;
+    for (int64_t k = 0; k < d; ++k) {
+        v8 b[NV];
+        for (int v = 0; v < nv; ++v) b[v] = *(const v8 *)(panel + (v * d + k) * VL);
+        for (int r = 0; r < mr; ++r) {
+            const float zk = zold[r * dp + k];
+            for (int v = 0; v < nv; ++v) acc[r][v] += zk * b[v];
+        }
+    }
+    for (int r = 0; r < mr; ++r) {
+        float tmp[NV * VL] __attribute__((aligned(32)));
+        for (int v = 0; v < nv; ++v) *(v8 *)(tmp + v * VL) = acc[r][v];
+        const float *restrict zo = zold + r * dp + p0 * VL;
+        float *restrict zn = znew + r * dp + p0 * VL;
+        for (int j = 0; j < nv * VL; ++j) zn[j] = zo[j] + eps * afrnn_tanh(tmp[j]);
+    }
+}
+
+/* All steps for one block of mr rows (their states stay in L1 while Bᵀ streams from L2). */
+static inline __attribute__((always_inline)) void run_rows(
+        const int mr, const int nv, const float *restrict drive, float *restrict z,
+        const float *restrict bp, float *restrict za, float *restrict zb, float *restrict dbuf,
+        int64_t steps, int64_t d, int64_t dp, float eps) {
+    const int64_t panels = dp / VL;
+    for (int r = 0; r < mr; ++r) memcpy(za + r * dp, z + r * d, (size_t)d * sizeof(float));
+    for (int64_t t = 0; t < steps; ++t) {
+        for (int r = 0; r < mr; ++r)
+            memcpy(dbuf + r * dp, drive + ((int64_t)r * steps + t) * d, (size_t)d * sizeof(float));
+        int64_t p = 0;
+        for (; p + nv <= panels; p += nv) step_group(mr, nv, p, za, zb, dbuf, bp, d, dp, eps);
+        for (; p < panels; ++p) step_group(mr, 1, p, za, zb, dbuf, bp, d, dp, eps);
+        float *swap = za; za = zb; zb = swap;
+    }
+    for (int r = 0; r < mr; ++r) memcpy(z + r * d, za + r * dp, (size_t)d * sizeof(float));
+}
+
 /* z (n, d) is updated in place over t steps: z <- z + eps * tanh(u_t + z bt).
    drive (n, steps, d) batch first, bt (d, d) row-major (= B transposed), all contiguous float32.
-   Returns 0, or -1 when the scratch buffer cannot be allocated. */
+   Returns 0, or -1 when the scratch buffers cannot be allocated. */
 int afrnn_euler_loop(const float *restrict drive, float *restrict z, const float *restrict bt,
                      int64_t n, int64_t steps, int64_t d, float eps) {
-    float *restrict acc = (float *)aligned_alloc(64, (size_t)(((n * d * 4) + 63) / 64 * 64));
-    if (!acc) return -1;
-    for (int64_t t = 0; t < steps; ++t) {
-        for (int64_t r = 0; r < n; ++r)
-            memcpy(acc + r * d, drive + (r * steps + t) * d, (size_t)d * sizeof(float));
-        for (int64_t i = 0; i < d; ++i) {
-            const float *restrict row = bt + i * d;
-            for (int64_t r = 0; r < n; ++r) {
-                const float zi = z[r * d + i];
-                float *restrict a = acc + r * d;
-                for (int64_t j = 0; j < d; ++j) a[j] += zi * row[j];
-            }
+    const int64_t dp = (d + VL - 1) / VL * VL, panels = dp / VL;
+    const size_t bp_bytes = (size_t)(dp * d) * sizeof(float), row_bytes = (size_t)(MR * dp) * sizeof(float);
+    float *restrict bp = (float *)aligned_alloc(64, (bp_bytes + 63) / 64 * 64);
+    float *restrict work = (float *)aligned_alloc(64, (3 * row_bytes + 63) / 64 * 64);
+    if (!bp || !work) { free(bp); free(work); return -1; }
+    for (int64_t p = 0; p < panels; ++p)           /* pack Bᵀ into panels of VL columns, 0 beyond d */
+        for (int64_t k = 0; k < d; ++k)
+            for (int64_t j = 0; j < VL; ++j)
+                bp[(p * d + k) * VL + j] = p * VL + j < d ? bt[k * d + p * VL + j] : 0.0f;
+    memset(work, 0, 3 * row_bytes);
+    float *za = work, *zb = work + MR * dp, *dbuf = work + 2 * MR * dp;
+    for (int64_t r0 = 0; r0 < n; r0 += MR) {
+        const float *dr = drive + r0 * steps * d;
+        float *zr = z + r0 * d;
+        /* rows × panels per block: enough independent accumulators to hide the FMA latency, few
+           enough (≤ 12, plus the panel loads and one broadcast) to stay within 16 vector registers */
+        switch (n - r0 >= MR ? MR : (int)(n - r0)) {
+            case 6: run_rows(6, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
+            case 5: run_rows(5, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
+            case 4: run_rows(4, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
+            case 3: run_rows(3, 3, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
+            case 2: run_rows(2, 4, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
+            default: run_rows(1, 8, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
         }
-        for (int64_t k = 0; k < n * d; ++k) z[k] += eps * afrnn_tanh(acc[k]);
     }
-    free(acc);
+    free(bp);
+    free(work);
     return 0;
 }
 """
@@ -300,6 +370,34 @@ class FastRecurrence:
     def __call__(self, x: Tensor) -> Tensor:
         with torch.inference_mode():
             return self.module.readout(self.final_state(x))
+
+    def max_rows_faster_than(self, forward: Callable[[Tensor], Tensor], x: Tensor, repeats: int = 2) -> int:
+        """The largest n among len(x), len(x)/2, …, 1 at which this loop takes no longer than
+        ``forward`` on x[:n] (each timed as the best of ``repeats`` runs after one untimed run); 0 when
+        ``forward`` is faster even at one row.
+
+        Measured, not assumed: on AVX2 machines the C loop is faster at every batch size, but the
+        GEMMs of ``forward`` may use wider vectors (AVX-512, AMX) than the kernel's 8-float ones and
+        win at large batches. Since the kernel's lead shrinks as rows grow, the first batch size
+        (from the largest down) at which it is not slower bounds where to use it.
+        """
+        def best(fn: Callable[[Tensor], Tensor], batch: Tensor) -> float:
+            fn(batch)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn(batch)
+                times.append(time.perf_counter() - start)
+            return min(times)
+
+        with torch.inference_mode():
+            n = x.shape[0]
+            while n >= 1:
+                batch = x[:n].contiguous()
+                if best(self, batch) <= best(forward, batch):
+                    return n
+                n //= 2
+        return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ The LitServe split, with everything shape- and normalisation-related taken from 
 import base64
 import binascii
 import io
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -38,10 +39,8 @@ from artifact.manifest import Manifest
 from model.inference import FastRecurrence
 from service.errors import InputError
 
+log = logging.getLogger(__name__)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Batches of at most this many rows run the Euler loop in one C call (model.inference.FastRecurrence);
-# larger batches keep the TorchScript forward, whose GEMMs are faster there (docs/performance.md).
-FAST_PATH_MAX_ROWS = 2
 
 
 @dataclass
@@ -69,6 +68,9 @@ class ClassifierAPI:
         self.device = device
         self.fast, self.fast_path_reason = (FastRecurrence.from_module(module) if device.type == "cpu"
                                             else (None, f"device {device} (the C loop is CPU-only)"))
+        # batches of at most this many rows run the Euler loop in one C call; larger ones keep the
+        # TorchScript forward. Every batch until ``warmup`` measures where the C loop stops winning.
+        self.fast_max_rows = 1 << 30 if self.fast is not None else 0
         self.steps = spec.sequence_length
         self.channels = spec.channels
         if len(spec.normalization_mean) != self.channels or len(spec.normalization_std) != self.channels:
@@ -204,20 +206,30 @@ class ClassifierAPI:
     def predict(self, x: torch.Tensor, every_step: bool) -> torch.Tensor:
         if self.remote is not None:
             return torch.from_numpy(self.remote.predict(x.numpy(), every_step))
-        if self.fast is not None and not every_step and x.shape[0] <= FAST_PATH_MAX_ROWS:
+        if self.fast is not None and not every_step and x.shape[0] <= self.fast_max_rows:
             return torch.softmax(self.fast(x), dim=-1)
         logits = self.module(x.to(self.device, non_blocking=True), None, every_step)
         return torch.softmax(logits.float(), dim=-1)
 
     def warmup(self, max_batch_size: int) -> None:
         """Real-shaped forward passes (batch 1, both modes, and a full batch) so that the first request
-        does not pay for TorchScript's profiling runs."""
+        does not pay for TorchScript's profiling runs; then, with the C loop, the largest batch at
+        which it beats the TorchScript forward on this machine (``FastRecurrence.max_rows_faster_than``)."""
         zero = self.decode_image(np.zeros((self.steps * self.channels,)), 1.0, ("warmup",))[None]
+        full = np.repeat(zero, max_batch_size, axis=0)
         with torch.inference_mode():
             for _ in range(3):
                 self.run_batch([ClassifyJob(zero)])
             self.run_batch([ClassifyJob(zero, every_step=True)])
-            self.run_batch([ClassifyJob(np.repeat(zero, max_batch_size, axis=0))])
+            self.run_batch([ClassifyJob(full)])
+            if self.fast is not None and self.device.type == "cpu":
+                self.module(torch.from_numpy(full))                      # TorchScript's profiling runs
+                self.fast_max_rows = self.fast.max_rows_faster_than(self.module, torch.from_numpy(full))
+                if self.fast_max_rows < max_batch_size:
+                    self.fast_path_reason = (f"the TorchScript forward is faster above {self.fast_max_rows} "
+                                             f"rows on this CPU (measured at start-up)")
+                log.info("C Euler loop for batches of up to %d rows", self.fast_max_rows,
+                         extra={"model": self.manifest.name})
 
     # -- encode -----------------------------------------------------------------------------------
     def encode(self, probabilities: np.ndarray, top_k: int, return_sequence: bool) -> list[dict]:

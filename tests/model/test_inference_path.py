@@ -1,6 +1,7 @@
 """The compiled inference path (model.inference) against the model's own forward and a float64 loop."""
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -45,13 +46,16 @@ def make(variant: dict, seed: int = 0) -> AFRNN:
     return model
 
 
+# state sizes 20, 16, 15 and 73: a whole number of 8-column panels or not, and with 73 (10 panels)
+# every panel grouping of the kernel (8, 4, 3, 2 panels per register block) leaves a remainder
 VARIANTS = [dict(), dict(feedback="free"), dict(feedback="none"), dict(layer_sizes=(16,)),
-            dict(layer_sizes=(6, 5, 4), couplings=((0, 1), (1, 2), (0, 2))), dict(initial_state=1.0)]
+            dict(layer_sizes=(6, 5, 4), couplings=((0, 1), (1, 2), (0, 2))), dict(initial_state=1.0),
+            dict(layer_sizes=(40, 33))]
 
 
 @needs_compiler
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={v[k]}" for k in v) or "afrnn")
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 6, 7, 13])     # every row-block height, and several blocks
 def test_fast_path_equals_reference_forward(variant, batch):
     model = make(variant)
     x = torch.randn(batch, 40, 2)
@@ -100,6 +104,40 @@ def test_models_the_kernel_does_not_cover_keep_their_forward():
     assert fast is None and "coupling_matrix" in why
     fast, why = FastRecurrence.from_module(make({}).double())
     assert fast is None and "float64" in why
+
+
+@needs_compiler
+def test_rows_of_a_batch_do_not_interact():
+    """Each row's answer is the one it gets alone, wherever the row blocks of 6 fall."""
+    model = make(dict(layer_sizes=(40, 33)))
+    fast, _ = FastRecurrence.from_module(model)
+    x = torch.randn(13, 25, 2, generator=torch.Generator().manual_seed(3))
+    together = fast(x)
+    alone = torch.cat([fast(x[i:i + 1]) for i in range(13)])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+
+
+@needs_compiler
+def test_the_crossover_is_the_largest_halving_at_which_the_c_loop_is_not_slower():
+    model = make({})
+    fast, _ = FastRecurrence.from_module(model)
+    x = torch.randn(16, 200, 2)
+    calls = []
+
+    def slow(batch):                                 # a forward that costs 1 ms per row more than C
+        calls.append(len(batch))
+        time.sleep(1e-3 * len(batch))
+        return model(batch)
+
+    assert fast.max_rows_faster_than(slow, x) == 16 and set(calls) == {16}
+    instant = lambda batch: calls.append(len(batch))                # a forward that costs nothing
+    calls.clear()
+    assert fast.max_rows_faster_than(instant, x) == 0 and set(calls) == {16, 8, 4, 2, 1}
+
+    def wins_above_4(batch):                         # slower than C up to 4 rows, instant above
+        if len(batch) <= 4:
+            time.sleep(0.05)
+    assert fast.max_rows_faster_than(wins_above_4, x) == 4
 
 
 @needs_compiler
