@@ -15,7 +15,9 @@ Against the machine's limits, measured in the same run:
   the same shape, i.e. what any op-by-op loop must at least spend. Candidates: the TorchScript model,
   ``torch.jit.freeze`` + ``optimize_for_inference``, and ``model.inference.FastRecurrence`` (the loop
   in one compiled C call, below the floor because it dispatches nothing per step).
-  ``torch.compile`` is measured only with ``--compile`` (it unrolls the 784 steps: minutes of compile).
+  ``torch.compile`` is measured only with ``--compile`` (it unrolls the 784 steps: minutes of compile);
+* batched inference (the batch sizes the service's batcher forms, 1 thread): the C loop against the
+  TorchScript forward, with the C loop's GFLOP/s (``afrnn_batch{N}_torchscript_vs_fast`` > 1: C wins).
 
     python bench/recurrence.py            # full run (≈ 2–3 min on 2 cores)
     python bench/recurrence.py --quick    # < 45 s: training steps on 196 of the 784 steps
@@ -187,7 +189,7 @@ def batch1_candidates(model: nn.Module, repeats: int, with_compile: bool) -> dic
         for _ in range(3):
             times["op_floor"] = min(times.get("op_floor", 1e9), median_ms(op_floor, repeats))
             for name, fn in candidates:
-                times[name] = min(times.get(name, 1e9), median_ms(lambda fn=fn: fn(x), repeats))
+                times[name] = min(times.get(name, 1e9), median_ms(lambda fn=fn, x=x: fn(x), repeats))
         for name, fn in candidates:
             out[f"afrnn_batch1_{name}_max_abs_diff"] = float((fn(x) - reference).abs().max())
     floor = times.pop("op_floor")
@@ -199,6 +201,32 @@ def batch1_candidates(model: nn.Module, repeats: int, with_compile: bool) -> dic
     served = "fast" if "fast" in times else "torchscript"
     out["afrnn_batch1_served_path"] = served
     out["afrnn_batch1_vs_op_floor"] = out[f"afrnn_batch1_{served}_vs_op_floor"]
+    return out
+
+
+def batched_inference(model: nn.Module, batches: tuple[int, ...], repeats: int) -> dict:
+    """784-step inference at the batch sizes the service's batcher forms (1 thread): the C loop
+    (``FastRecurrence``) against the TorchScript forward, interleaved, best of 3 medians; GFLOP/s of
+    the recurrence's products (2·N·D² per step)."""
+    torch.set_num_threads(1)
+    scripted = torch.jit.script(model.eval())
+    fast, why = FastRecurrence.from_module(scripted)
+    if fast is None:
+        return {"batched_fast_unavailable": why}
+    out: dict = {}
+    with torch.inference_mode():
+        for batch in batches:
+            x = torch.rand(batch, STEPS, 1)
+            best = {"torchscript": 1e9, "fast": 1e9}
+            for _ in range(3):
+                for name, fn in (("torchscript", scripted), ("fast", fast)):
+                    best[name] = min(best[name], median_ms(lambda fn=fn, x=x: fn(x), repeats))
+            gflops = 2 * batch * model.state_size ** 2 * STEPS / 1e6
+            out[f"afrnn_batch{batch}_torchscript_ms"] = round(best["torchscript"], 3)
+            out[f"afrnn_batch{batch}_fast_ms"] = round(best["fast"], 3)
+            out[f"afrnn_batch{batch}_fast_gflops"] = round(gflops / best["fast"], 2)
+            out[f"afrnn_batch{batch}_torchscript_vs_fast"] = round(best["torchscript"] / best["fast"], 3)
+            out[f"afrnn_batch{batch}_fast_max_abs_diff"] = float((fast(x) - scripted(x)).abs().max())
     return out
 
 
@@ -263,6 +291,12 @@ def main() -> None:
           f"{figures['addmm_batch1_us']} us): " + ", ".join(
               f"{k.removeprefix('afrnn_batch1_').removesuffix('_vs_op_floor')} {v}"
               for k, v in figures.items() if k.endswith("_vs_op_floor")))
+
+    figures.update(batched_inference(afrnn, (8, 64) if args.quick else (2, 8, 16, 32, 64),
+                                     3 if args.quick else 10))
+    print("batched inference, TorchScript ÷ C loop: " + ", ".join(
+        f"batch {k.removeprefix('afrnn_batch').removesuffix('_torchscript_vs_fast')}: {v}"
+        for k, v in figures.items() if k.endswith("_torchscript_vs_fast")))
 
     scripted = torch.jit.script(afrnn.eval())
     for threads in (1, 2):
