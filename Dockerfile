@@ -132,6 +132,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     AFRNN_MODEL_DIR=/models \
     AFRNN_HOST=0.0.0.0 \
     AFRNN_PORT=8000 \
+    AFRNN_HEALTH_PORT=8001 \
     AFRNN_KERNEL_PREBUILT=/opt/afrnn-kernels \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
@@ -148,11 +149,13 @@ COPY checkpoints/ /models/
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (deploy/k8s.yaml).
 USER 10001:10001
 WORKDIR /home/afrnn
-EXPOSE 8000
+# 8000: the API; 8001: the health port (probes answered by a thread of their own, service.health_port)
+EXPOSE 8000 8001
 
-# Ready = models loaded (503 until then). python's urllib, so the image needs no curl.
+# Ready = models loaded (503 until then), asked on the health port (the API port when it is unset).
+# python's urllib, so the image needs no curl.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('AFRNN_PORT', '8000') + '/health/ready', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + (os.environ.get('AFRNN_HEALTH_PORT') or os.environ.get('AFRNN_PORT', '8000')) + '/health/ready', timeout=4)"]
 
 # Exec form: the server is PID 1 and gets SIGTERM itself; uvicorn then stops accepting connections,
 # finishes the requests in flight (up to AFRNN_REQUEST_TIMEOUT_S + 5 s, 35 s by default) and exits.

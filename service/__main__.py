@@ -82,13 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     install_overload_response(retry_after_s=1)
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False,
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level, timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
         loop=settings.event_loop,
         http=with_header_timeout(protocol_class(settings.http_parser), settings.header_timeout_s),
         timeout_keep_alive=settings.keep_alive_timeout_s, limit_concurrency=settings.limit_concurrency)
-    Server(config).run()             # SIGTERM: drain, then exit 0 (service.connections.Server)
+    # SIGTERM: readiness turns 503 at once, in-flight requests drain, then exit 0 (service.connections)
+    Server(config, on_exit=lambda: setattr(app.state, "draining", True)).run()
 
 
 if __name__ == "__main__":

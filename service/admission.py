@@ -15,17 +15,25 @@ Three pieces, in the style of ``service.batching`` (no FastAPI dependency; obser
   ``max_concurrency`` jobs run at once (each in the lane's thread pool), at most ``max_queue_length``
   wait; a job still waiting at its deadline is dropped, and one that is running when its deadline
   passes answers 504 at once (its thread finishes the job, holding its slot, so the cap stays true).
-  A job that would have to wait is refused at once (503 + Retry-After) when it cannot finish in time:
-  when, with s the recent time per job, c the cap and q the jobs already waiting,
+  A job that would have to wait is refused at once (503 + Retry-After) when it cannot finish in time.
+  Jobs differ by orders of magnitude (a one-state physics reference against sixteen states × 290
+  steps; a pendulum's stability report against CIFAR-10's), so each job names its *kind* and its
+  *size* in units of work, and its estimated time is
 
-      (q + 1) · s / c + s  >  the time left until its deadline,
+      ŝ(job) = size × (recent seconds per unit of its kind)
+
+  (0 while its kind has not been seen: it is not refused on a guess). With c the cap, the job is
+  refused when
+
+      ( Σ ŝ(waiting) + Σ max(0, ŝ(running) − elapsed) ) / c + ŝ(job)  >  the time left until its deadline,
 
   so overload answers in milliseconds instead of with a 504 after ``request_timeout_s``.
 
-``LoadEstimate`` keeps the recent time per batch row and per heavy job (exponential moving averages fed
-by the batchers' and the lane's observers) and turns the current backlog into a Retry-After:
+``LoadEstimate`` keeps the recent time per batch row and per unit of each kind of heavy job
+(exponential moving averages fed by the batchers' and the lane's observers) and turns the current
+backlog into a Retry-After:
 
-    Retry-After = ⌈ queued rows × (time per row) + queued heavy jobs × (time per job) / max_concurrency ⌉,
+    Retry-After = ⌈ queued rows × (time per row) + (the lane's backlog, as above) / max_concurrency ⌉,
 
 at least 1 s.
 """
@@ -63,12 +71,13 @@ def check_deadline(deadline: float | None, what: str) -> None:
 
 
 class LoadEstimate:
-    """Recent service times, for Retry-After. ``alpha`` weighs the newest observation."""
+    """Recent service times, for Retry-After and the lane's admission. ``alpha`` weighs the newest
+    observation."""
 
     def __init__(self, alpha: float = 0.2):
         self.alpha = alpha
-        self.row_s = 0.0            # seconds per row of a batched forward pass
-        self.job_s = 0.0            # seconds per heavy job
+        self.row_s = 0.0                         # seconds per row of a batched forward pass
+        self.unit_s: dict[str, float] = {}       # seconds per unit of work, per kind of heavy job
 
     def _mix(self, old: float, new: float) -> float:
         return new if old == 0.0 else (1 - self.alpha) * old + self.alpha * new
@@ -77,11 +86,16 @@ class LoadEstimate:
         if rows > 0:
             self.row_s = self._mix(self.row_s, seconds / rows)
 
-    def observe_job(self, seconds: float) -> None:
-        self.job_s = self._mix(self.job_s, seconds)
+    def observe_job(self, kind: str, units: float, seconds: float) -> None:
+        if units > 0:
+            self.unit_s[kind] = self._mix(self.unit_s.get(kind, 0.0), seconds / units)
 
-    def retry_after_s(self, queued_rows: int, queued_jobs: int, job_concurrency: int) -> int:
-        wait = queued_rows * self.row_s + queued_jobs * self.job_s / max(1, job_concurrency)
+    def job_seconds(self, kind: str, units: float) -> float:
+        """Estimated seconds of a heavy job (0 while its kind has not been observed)."""
+        return units * self.unit_s.get(kind, 0.0)
+
+    def retry_after_s(self, queued_rows: int, lane_backlog_s: float, job_concurrency: int) -> int:
+        wait = queued_rows * self.row_s + lane_backlog_s / max(1, job_concurrency)
         return max(1, math.ceil(wait))
 
 
@@ -117,16 +131,16 @@ class WorkLane:
         max_concurrency: jobs running at once (threads of the lane's pool).
         max_queue_length: jobs waiting beyond which ``run`` raises ``QueueFullError``.
         retry_after: ``() -> seconds`` for the ``QueueFullError`` (by default 1).
-        job_seconds: optional ``() -> seconds``, the recent time per job (0 when unknown); with it, a
-            job that could not finish before its deadline is refused before it queues.
-        on_job: optional observer ``(seconds)`` of each finished job.
+        job_seconds: optional ``(kind, units) -> seconds``, a job's estimated time (0 when unknown);
+            with it, a job that could not finish before its deadline is refused before it queues.
+        on_job: optional observer ``(kind, units, seconds)`` of each finished job.
         on_queue_depth: optional observer of the number of waiting jobs.
     """
 
     def __init__(self, name: str, *, max_concurrency: int, max_queue_length: int,
                  retry_after: Callable[[], int] | None = None,
-                 job_seconds: Callable[[], float] | None = None,
-                 on_job: Callable[[float], None] | None = None,
+                 job_seconds: Callable[[str, float], float] | None = None,
+                 on_job: Callable[[str, float, float], None] | None = None,
                  on_queue_depth: Callable[[int], None] | None = None):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be ≥ 1, got {max_concurrency}")
@@ -136,11 +150,13 @@ class WorkLane:
         self.max_concurrency = max_concurrency
         self.max_queue_length = max_queue_length
         self._retry_after = retry_after or (lambda: 1)
-        self._job_seconds = job_seconds or (lambda: 0.0)
+        self._job_seconds = job_seconds or (lambda kind, units: 0.0)
         self._on_job = on_job
         self._on_queue_depth = on_queue_depth
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"lane-{name}")
         self._waiting: deque[asyncio.Future] = deque()
+        self._estimate: dict[asyncio.Future, float] = {}       # waiting job → its estimated seconds
+        self._started: dict[int, tuple[float, float]] = {}     # running job → (start, estimated seconds)
         self._running = 0
         self._idle: asyncio.Event | None = None
         self._closing = False
@@ -153,32 +169,45 @@ class WorkLane:
     def running(self) -> int:
         return self._running
 
+    @property
+    def backlog_s(self) -> float:
+        """Estimated seconds of work ahead of a new job: the waiting jobs' estimates plus what is left
+        of the running ones' (summed over slots; divide by the cap for the wait)."""
+        now = time.perf_counter()
+        waiting = sum(est for turn, est in self._estimate.items() if not turn.done())
+        return waiting + sum(max(0.0, est - (now - start)) for start, est in self._started.values())
+
     def _depth_changed(self) -> None:
         if self._on_queue_depth is not None:
             self._on_queue_depth(self.queue_depth)
 
-    async def run(self, fn: Callable[..., R], *args: Any, deadline: float | None = None) -> R:
-        """``fn(*args)`` in a lane thread once a slot is free; ``deadline`` defaults to the request's."""
+    async def run(self, fn: Callable[..., R], *args: Any, deadline: float | None = None,
+                  kind: str = "job", units: float = 1.0) -> R:
+        """``fn(*args)`` in a lane thread once a slot is free; ``deadline`` defaults to the request's.
+        ``kind`` and ``units`` (the job's size in units of work of its kind, e.g. states × steps of a
+        physics reference) feed the estimate by which a job that cannot finish in time is refused."""
         if self._closing:
             raise BatcherClosedError(f"{self.name} is shutting down")
         deadline = request_deadline.get() if deadline is None else deadline
         check_deadline(deadline, f"{self.name} job")
         loop = asyncio.get_running_loop()
+        estimate = self._job_seconds(kind, units)
         if self._running >= self.max_concurrency or self.queue_depth:
             if self.queue_depth >= self.max_queue_length:
                 raise QueueFullError(f"{self.name} has {self.queue_depth} jobs queued (the limit is "
                                      f"heavy_max_queue_length = {self.max_queue_length})",
                                      self._retry_after())
-            left, per_job = remaining_s(deadline), self._job_seconds()
-            if left is not None and per_job > 0:
-                expected = (self.queue_depth + 1) * per_job / self.max_concurrency + per_job
+            left, ahead = remaining_s(deadline), self.backlog_s
+            if left is not None and estimate > 0:
+                expected = ahead / self.max_concurrency + estimate
                 if expected > left:
-                    raise QueueFullError(f"{self.name} is busy: a job now would finish in about "
-                                         f"{expected:.1f} s ({self.queue_depth} waiting, {per_job:.1f} s "
-                                         f"per job), after the request's {max(left, 0):.1f} s left",
-                                         self._retry_after())
+                    raise QueueFullError(f"{self.name} is busy: this {kind} job would finish in about "
+                                         f"{expected:.1f} s ({self.queue_depth} waiting, {ahead:.1f} s of "
+                                         f"work ahead, about {estimate:.1f} s its own), after the "
+                                         f"request's {max(left, 0):.1f} s left", self._retry_after())
             turn = loop.create_future()
             self._waiting.append(turn)
+            self._estimate[turn] = estimate
             self._depth_changed()
             timer = None
             left = remaining_s(deadline)
@@ -196,6 +225,7 @@ class WorkLane:
                     timer.cancel()
                 if turn in self._waiting:
                     self._waiting.remove(turn)
+                self._estimate.pop(turn, None)
                 self._depth_changed()
         else:
             self._running += 1
@@ -206,10 +236,12 @@ class WorkLane:
             raise
         started = time.perf_counter()
         job = loop.run_in_executor(self._executor, fn, *args)
+        self._started[id(job)] = (started, estimate)
 
         def finished(_):
+            self._started.pop(id(job), None)
             if self._on_job is not None:
-                self._on_job(time.perf_counter() - started)
+                self._on_job(kind, units, time.perf_counter() - started)
             self._release()
 
         job.add_done_callback(finished)

@@ -36,9 +36,11 @@ from service.api.deps import require_api_key
 from service.api.inference import install_admission_handlers
 from service.api.routes import classify, health, metrics, models, page, pendulum, samples, stability
 from service.api.routes import stream as stream_routes
+from service.api.routes.health import readiness_report
 from service.config import Settings
 from service.docs import install_offline_docs
 from service.errors import install_exception_handlers
+from service.health_port import HealthServer
 from service.logging import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import RequestGuardMiddleware, RequestMetricsMiddleware
@@ -98,14 +100,14 @@ def install_admission(app: FastAPI, settings: Settings) -> None:
 
     lane = WorkLane("work lane", max_concurrency=settings.heavy_max_concurrency,
                     max_queue_length=settings.heavy_max_queue_length,
-                    retry_after=lambda: retry_after(), job_seconds=lambda: load.job_s,
+                    retry_after=lambda: retry_after(), job_seconds=load.job_seconds,
                     on_job=load.observe_job,
                     on_queue_depth=metrics.work_lane_queue_depth.set)
 
     def retry_after() -> int:
         registry = getattr(app.state, "registry", None)
         rows = sum(e.batcher.queued_rows for e in registry.models.values() if e.batcher) if registry else 0
-        return load.retry_after_s(rows, lane.queue_depth + lane.running, settings.heavy_max_concurrency)
+        return load.retry_after_s(rows, lane.backlog_s, settings.heavy_max_concurrency)
 
     app.state.load = load
     app.state.work_lane = lane
@@ -131,6 +133,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     "max_batch_size": settings.max_batch_size,
                                     "max_queue_delay_ms": settings.max_queue_delay_ms})
         registry.discover()
+        health_server = None
+        if settings.health_port is not None:
+            def probe_readiness() -> tuple[int, dict]:
+                body = readiness_report(registry, settings.readiness_policy, app.state.draining)
+                return (200 if body.reason is None else 503), body.model_dump(mode="json")
+            health_server = HealthServer(settings.host, settings.health_port, probe_readiness).start()
         loader = None
         if settings.strict:
             await registry.load_all()
@@ -139,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.draining = True                  # the health port's readiness turns 503
             if loader is not None and not loader.done():
                 loader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -147,6 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.close(drain_timeout_s=settings.request_timeout_s)
             await app.state.work_lane.close(drain_timeout_s=settings.request_timeout_s)
             app.state.stability.close()
+            if health_server is not None:
+                health_server.stop()
             log.info("shutdown complete")
 
     # docs_url/redoc_url None: FastAPI's pages load from a CDN; service.docs serves them offline.
@@ -154,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None)
     install_offline_docs(app)
     app.state.settings = settings
+    app.state.draining = False        # set at SIGTERM (service.connections.Server) and at shutdown
     app.state.metrics = ServiceMetrics()
     install_admission(app, settings)
     app.state.streams = StreamHub(settings, app.state.metrics.registry)

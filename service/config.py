@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="directory of <name>.json manifests + <name>.pt")
     host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in a container)")
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    health_port: int | None = Field(
+        None, ge=1, le=65535, description="a second port whose own thread answers /health/live and "
+                                          "/health/ready, so that probes never wait behind the event "
+                                          "loop (service.health_port); off when unset")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto' takes CUDA when torch sees a GPU, else the CPU")
     strict: bool = Field(False, description="any model that fails to load (or an empty model dir) "
@@ -123,9 +127,9 @@ class Settings(BaseSettings):
     def _lower(cls, value):
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "health_port", mode="before")
     @classmethod
-    def _empty_key_is_none(cls, value):
+    def _empty_is_none(cls, value):
         return None if value in ("", None) else value
 
     @model_validator(mode="after")
@@ -133,6 +137,12 @@ class Settings(BaseSettings):
         if self.max_queue_delay_ms / 1000.0 >= self.request_timeout_s:
             raise ValueError(f"max_queue_delay_ms ({self.max_queue_delay_ms} ms) must be shorter than "
                              f"request_timeout_s ({self.request_timeout_s} s)")
+        return self
+
+    @model_validator(mode="after")
+    def _health_port_is_its_own(self) -> "Settings":
+        if self.health_port is not None and self.health_port == self.port:
+            raise ValueError(f"health_port must differ from port (both {self.port})")
         return self
 
     @property

@@ -21,6 +21,7 @@ headers: 50 clients sending headers one byte at a time hold 50 connections for e
 import asyncio
 import json
 import signal
+from collections.abc import Callable
 
 import uvicorn
 from uvicorn.protocols.http import h11_impl, httptools_impl
@@ -109,9 +110,17 @@ def protocol_class(http: str) -> type:
 
 
 class Server(uvicorn.Server):
-    """``uvicorn.Server`` whose SIGTERM-initiated graceful shutdown ends with exit status 0."""
+    """``uvicorn.Server`` whose SIGTERM-initiated graceful shutdown ends with exit status 0, and which
+    calls ``on_exit()`` as soon as the signal arrives (before uvicorn waits for in-flight requests:
+    the health port's readiness turns 503 for the whole drain)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] | None = None):
+        super().__init__(config)
+        self.on_exit = on_exit
 
     def handle_exit(self, sig, frame) -> None:
+        if self.on_exit is not None:
+            self.on_exit()
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM:
             while signal.SIGTERM in self._captured_signals:

@@ -108,19 +108,22 @@ class StabilityReports:
         except StabilityArgumentError as err:   # a rule of the analysis (e.g. a section an LSTM lacks) → 422
             raise InputError(_REQUEST_FIELD_OF_ARGUMENT.get(err.argument, ()), str(err)) from None
 
-    async def _run(self, fn: Callable, *args) -> Any:
+    async def _run(self, kind: str, fn: Callable, *args) -> Any:
+        """``fn(*args)`` in the work lane; ``kind`` names what and for which model (a report of the
+        pendulum and one of CIFAR-10 differ by orders of magnitude), one unit per job."""
         if self.lane is not None:
-            return await self.lane.run(fn, *args)
+            return await self.lane.run(fn, *args, kind=kind, units=1.0)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def report(self, entry: ServedModel, sections: tuple[str, ...] | None, lyapunov_k: int,
                      x: torch.Tensor | None = None) -> tuple[StabilityReport, bool]:
         """(report, served_from_cache) — the default-input report is cached; a given ``x`` never is."""
+        kind = f"stability report of {entry.name}"
         if x is not None:
-            return await self._run(self._compute, entry, x, sections, lyapunov_k), False
+            return await self._run(kind, self._compute, entry, x, sections, lyapunov_k), False
         key = (entry.name, sections, lyapunov_k, "report")
-        return await self._cached(key, lambda: self._run(self._compute, entry, self.default_input(entry),
-                                                         sections, lyapunov_k))
+        return await self._cached(key, lambda: self._run(kind, self._compute, entry,
+                                                         self.default_input(entry), sections, lyapunov_k))
 
     async def png(self, entry: ServedModel, sections: tuple[str, ...] | None, lyapunov_k: int
                   ) -> tuple[bytes, bool]:
@@ -131,7 +134,7 @@ class StabilityReports:
             from model.stability.plots import render_report_png
 
             report, _ = await self.report(entry, sections, lyapunov_k)
-            return await self._run(render_report_png, report)
+            return await self._run(f"stability figure of {entry.name}", render_report_png, report)
         return await self._cached((entry.name, sections, lyapunov_k, "png"), render)
 
     async def _cached(self, key: CacheKey, compute: Callable[[], Awaitable[Any]]) -> tuple[Any, bool]:

@@ -1,8 +1,8 @@
 """Handing work to the admission path, with its failures mapped to HTTP errors.
 
 * ``submit(entry, job)`` queues a decoded job on the model's batcher, with the request's deadline;
-* ``run_heavy(request, fn, *args)`` runs CPU-heavy non-batched work (physics references, stability)
-  in the app's ``WorkLane``;
+* ``run_heavy(request, fn, *args, kind=, units=)`` runs CPU-heavy non-batched work (physics
+  references, stability) in the app's ``WorkLane``;
 * ``install_admission_handlers(app)`` maps what either raises — anywhere in a handler — to the
   service's errors: a full queue → 503 + Retry-After, a passed deadline → 504, shutdown → 503.
 """
@@ -32,9 +32,10 @@ async def submit(entry: ServedModel, job: Any) -> BatchResult:
         raise ModelNotReadyError(str(err), headers={"Retry-After": "5"}) from None
 
 
-async def run_heavy(request: Request, fn: Callable, *args: Any) -> Any:
-    """``fn(*args)`` in the app's work lane, under the request's deadline."""
-    return await request.app.state.work_lane.run(fn, *args)
+async def run_heavy(request: Request, fn: Callable, *args: Any, kind: str, units: float) -> Any:
+    """``fn(*args)`` in the app's work lane, under the request's deadline; ``kind`` and ``units`` (its
+    size) feed the lane's time estimate (``service.admission.WorkLane``)."""
+    return await request.app.state.work_lane.run(fn, *args, kind=kind, units=units)
 
 
 def _error(request: Request, status: int, kind: str, detail: str,

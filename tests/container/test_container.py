@@ -304,7 +304,9 @@ def test_image_runs_as_non_root_serves_port_8000_with_readiness_healthcheck(imag
     assert image_config["Cmd"] == ["afrnn-serve"], "exec-form CMD: the server must be PID 1 to get SIGTERM"
     env = dict(item.split("=", 1) for item in image_config["Env"])
     assert env["AFRNN_MODEL_DIR"] == "/models" and env["AFRNN_HOST"] == "0.0.0.0"
+    assert f"{env['AFRNN_HEALTH_PORT']}/tcp" in image_config["ExposedPorts"]
     assert "/health/ready" in " ".join(image_inspect["Healthcheck"]["Test"])
+    assert "AFRNN_HEALTH_PORT" in " ".join(image_inspect["Healthcheck"]["Test"])
     assert env["MPLCONFIGDIR"].startswith("/tmp/")
 
 

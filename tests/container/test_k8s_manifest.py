@@ -223,11 +223,15 @@ def test_each_replica_asks_for_one_gpu(container):
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
-def test_probes_hit_the_service_health_routes_on_the_exposed_port(container):
+def test_probes_hit_the_health_routes_on_the_health_port_the_image_exposes(container):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports["http"] == int(_dockerfile_instruction("EXPOSE"))
-    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    exposed = [int(p) for p in _dockerfile_instruction("EXPOSE").split()]
+    assert [ports["http"], ports["health"]] == exposed
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert int(env["AFRNN_PORT"]) == ports["http"] and int(env["AFRNN_HEALTH_PORT"]) == ports["health"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "health"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/health/live", "port": "health"}
 
 
 def test_service_selects_the_pods_and_targets_their_port(documents, container):

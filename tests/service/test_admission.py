@@ -2,6 +2,7 @@
 estimate; and, on live services, heavy work (physics references, stability) under admission control."""
 
 import asyncio
+import re
 import threading
 import time
 
@@ -132,8 +133,20 @@ def test_retry_after_is_queue_depth_times_recent_time_per_row():
     assert load.retry_after_s(450, 0, 1) == 5               # 450 rows × 10 ms = 4.5 s → 5
     load.observe_batch(rows=10, seconds=0.3)               # EWMA: 0.5·10 + 0.5·30 = 20 ms per row
     assert load.retry_after_s(450, 0, 1) == 9
-    load.observe_job(4.0)
-    assert load.retry_after_s(0, 3, 2) == 6                 # 3 jobs × 4 s / 2 slots
+    assert load.retry_after_s(0, 12.0, 2) == 6              # 12 s of heavy work ahead / 2 slots
+
+
+def test_heavy_job_estimates_are_per_kind_and_scale_with_size():
+    load = LoadEstimate(alpha=0.5)
+    assert load.job_seconds("physics reference", 100) == 0.0           # not seen yet: no guess
+    load.observe_job("physics reference", units=16 * 290, seconds=9.28)   # 2 ms per state-step
+    load.observe_job("stability report of cifar10", units=1, seconds=6.0)
+    assert load.job_seconds("physics reference", 1 * 29) == pytest.approx(0.058)
+    assert load.job_seconds("physics reference", 16 * 290) == pytest.approx(9.28)
+    assert load.job_seconds("stability report of cifar10", 1) == 6.0
+    assert load.job_seconds("stability report of pendulum", 1) == 0.0   # another model: its own kind
+    load.observe_job("physics reference", units=10, seconds=0.06)      # EWMA of 2 and 6 ms per unit
+    assert load.job_seconds("physics reference", 1000) == pytest.approx(4.0)
 
 
 # -- heavy work on a live service ------------------------------------------------------------------
@@ -212,17 +225,18 @@ def test_the_inflight_limit_refuses_before_reading_the_body(tmp_path, export_mod
 
 
 def test_a_job_that_cannot_finish_before_its_deadline_is_refused_at_once():
-    """With 0.5 s per job recently, one running and one waiting, a third job with 0.8 s left would
-    finish in about (1 + 1) · 0.5 + 0.5 = 1.5 s: refused at once (503 + Retry-After), not queued to
-    time out; with 5 s left it queues and runs."""
+    """With 0.5 s per job recently, one running (just started) and one waiting, a third job with 0.8 s
+    left would finish in about (0.5 + 0.5) / 1 + 0.5 = 1.5 s: refused at once (503 + Retry-After), not
+    queued to time out; with 5 s left it queues and runs."""
     release = threading.Event()
 
     async def scenario():
-        lane = _lane(max_concurrency=1, max_queue_length=8, retry_after=lambda: 3, job_seconds=lambda: 0.5)
+        lane = _lane(max_concurrency=1, max_queue_length=8, retry_after=lambda: 3,
+                     job_seconds=lambda kind, units: 0.5 * units)
         first = asyncio.ensure_future(lane.run(release.wait))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
         second = asyncio.ensure_future(lane.run(lambda: "second", deadline=time.perf_counter() + 60))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
         started = time.perf_counter()
         with pytest.raises(QueueFullError) as err:
             await lane.run(lambda: "late", deadline=time.perf_counter() + 0.8)
@@ -235,6 +249,46 @@ def test_a_job_that_cannot_finish_before_its_deadline_is_refused_at_once():
         return err.value, refused_in, results
 
     err, refused_in, results = asyncio.run(scenario())
-    assert err.retry_after_s == 3 and "finish in about 1.5 s" in str(err) and "1 waiting" in str(err)
+    expected = float(re.search(r"finish in about ([\d.]+) s", str(err)).group(1))
+    assert err.retry_after_s == 3 and 1.3 <= expected <= 1.5 and "1 waiting" in str(err)
     assert refused_in < 0.1
     assert results == (True, "second", "third")
+
+
+def test_a_small_job_is_admitted_where_a_large_one_of_the_same_kind_is_refused():
+    """One unit of work costs 0.1 s; a 1-unit job is running. With 1 s left, a 2-unit job (about
+    0.1 + 0.2 s) queues and runs, a 30-unit job (about 0.1 + 3 s) is refused at once: one average per
+    job, as before, would have treated both alike."""
+    release = threading.Event()
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, max_queue_length=8, job_seconds=lambda kind, units: 0.1 * units)
+        first = asyncio.ensure_future(lane.run(release.wait, kind="reference", units=1))
+        await asyncio.sleep(0.02)
+        small = asyncio.ensure_future(lane.run(lambda: "small", kind="reference", units=2,
+                                               deadline=time.perf_counter() + 1.0))
+        await asyncio.sleep(0.02)
+        assert 0.25 < lane.backlog_s <= 0.3                   # 0.2 waiting + what is left of the 0.1
+        with pytest.raises(QueueFullError) as err:
+            await lane.run(lambda: "large", kind="reference", units=30, deadline=time.perf_counter() + 1.0)
+        release.set()
+        results = (await first, await small)
+        await lane.close()
+        return err.value, results
+
+    err, results = asyncio.run(scenario())
+    assert "this reference job" in str(err) and "about 3.0 s its own" in str(err)
+    assert results == (True, "small")
+
+
+def test_the_lane_reports_each_job_by_kind_and_size():
+    seen = []
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, max_queue_length=2,
+                     on_job=lambda kind, units, seconds: seen.append((kind, units, seconds)))
+        await lane.run(time.sleep, 0.05, kind="physics reference", units=4 * 29)
+        await lane.close()
+
+    asyncio.run(scenario())
+    assert [(k, u) for k, u, _ in seen] == [("physics reference", 116)] and seen[0][2] >= 0.05

@@ -8,11 +8,15 @@
   ``readiness_policy``: ``all`` (the default) — every model found in the model dir; ``any`` — loading
   has finished (no model is still loading) and at least one model is ready, the others being
   unavailable. A model dir without models is never ready. Otherwise 503 with Retry-After and ``reason``, which
-  names the models that are loading or unavailable and why (never a server path).
+  names the models that are loading or unavailable and why (never a server path). From SIGTERM on,
+  503 "shutting down" while the in-flight requests drain.
+
+With ``health_port`` set, both are also answered on that port by a thread of their own
+(``service.health_port``): there they never wait behind the event loop.
 """
 
 import torch
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.deps import RegistryDep, SettingsDep
@@ -48,15 +52,21 @@ async def live() -> Liveness:
     return Liveness()
 
 
-@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
-async def ready(registry: RegistryDep, settings: SettingsDep):
-    """The models meant to be served are loaded and warm, by `readiness_policy` (else 503)."""
-    reason = readiness(registry, settings.readiness_policy)
-    body = Readiness(status="ready" if reason is None else "not_ready", reason=reason,
+def readiness_report(registry: ModelRegistry, policy: str, draining: bool = False) -> Readiness:
+    """The body of ``/health/ready`` (also answered by ``service.health_port``)."""
+    reason = "shutting down: draining in-flight requests" if draining else readiness(registry, policy)
+    return Readiness(status="ready" if reason is None else "not_ready", reason=reason,
                      models={e.name: e.reason or e.state      # 'ready', 'loading' or why it is unavailable
-                             for e in registry.models.values()},
+                             for e in list(registry.models.values())},
                      device=device_info(registry))
-    if reason is None:
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+async def ready(request: Request, registry: RegistryDep, settings: SettingsDep):
+    """The models meant to be served are loaded and warm, by `readiness_policy` (else 503)."""
+    draining = getattr(request.app.state, "draining", False)
+    body = readiness_report(registry, settings.readiness_policy, draining)
+    if body.reason is None:
         return body
     return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "2"})
 

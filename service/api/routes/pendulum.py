@@ -40,8 +40,10 @@ async def predict(body: PendulumRequest, request: Request, registry: RegistryDep
     x0 = api.decode([s.model_dump() for s in states], body.units, body.state_locs)
     result = await submit(entry, PendulumJob(x0, steps))
     if body.include_reference:     # the physics solver is CPU work: the work lane, under the deadline
+        # the solver's time grows with the states and the simulated span
         trajectories = await run_heavy(request, _encode_with_reference, api, result.value, x0, body.units,
-                                       request_deadline.get())
+                                       request_deadline.get(), kind="physics reference",
+                                       units=len(x0) * steps)
     else:
         trajectories = api.encode(result.value, np.asarray(x0), body.units, False)
     return PendulumResponse(
