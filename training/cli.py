@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--init", default=S, choices=_choices("init"),
                      help="notebook: the reference notebook's init (recurrent std 0.25, input 1, "
                           "readout 1/H)")
+    opt.add_argument("--init-from", default=S, metavar="PATH",
+                     help="start from these weights (fine-tuning, a curriculum): an exported model's "
+                          "<name>.json or a training state <name>.train.pt of the same architecture; the "
+                          "optimizer, schedule and data start afresh")
     opt.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=S,
                      help="pendulum: standardised initial state and targets (stored in the manifest)")
     opt.add_argument("--loss-weights", type=float, nargs=4, default=S,

@@ -58,6 +58,9 @@ class TrainConfig(BaseModel):
     # levers of issue 12 (training.pendulum_recipe); the defaults change nothing
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
     init: Literal["default", "notebook"] = "default"
+    init_from: str | None = Field(
+        None, description="start a new run from these weights: an exported model's manifest (<name>.json) "
+                          "or a training state (<name>.train.pt) of the same architecture")
     standardize: bool = Field(False, description="pendulum: standardised initial state and targets")
     loss_weights: tuple[float, float, float, float] | None = Field(
         None, description="pendulum: per-variable loss weights (theta1, theta2, omega1, omega2)")

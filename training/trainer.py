@@ -97,6 +97,9 @@ class Trainer:
         self.model = build_model(self.model_config).to(device)
         if cfg.init == "notebook":
             pendulum_recipe.notebook_init(self.model)
+        if cfg.init_from is not None and state is None:       # a resumed run has its own weights
+            self.model.load_state_dict(components.initial_weights(cfg.init_from, self.model))
+            self.log(f"initial weights from {cfg.init_from}")
         self.optimizer = self._make_optimizer()
         self.scheduler = components.make_scheduler(cfg, self.optimizer)
         self.progress = Progress()
