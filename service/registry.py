@@ -201,7 +201,8 @@ class ModelRegistry:
         """The ready model of ``interface`` ('classifier' | 'pendulum') a request asks for.
 
         ``name`` may be omitted when exactly one model of that interface is served, or when one of them
-        is named after the interface (``pendulum`` among ``pendulum`` and ``pendulum-10s``).
+        is named after the interface (``pendulum`` among ``pendulum``, ``pendulum-10s`` and
+        ``pendulum-paper``).
         """
         if name is None:
             candidates = self.names_of(interface)

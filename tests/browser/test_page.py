@@ -170,7 +170,8 @@ def test_pendulum_sliders_run_and_animate_both_trajectories(demo, wait):
     demo.screenshot("page-pendulum", "#pendulum")
     # the model picker: `pendulum` by default, the 10-second model on request
     assert page.input_value("#pendulum-model") == "pendulum"
-    assert set(page.locator("#pendulum-model option").all_inner_texts()) == {"pendulum", "pendulum-10s"}
+    assert set(page.locator("#pendulum-model option").all_inner_texts()) == {"pendulum", "pendulum-10s",
+                                                                              "pendulum-paper"}
     page.select_option("#pendulum-model", "pendulum-10s")
     page.click("#pendulum-run")
     wait(page, "document.getElementById('pendulum-status').textContent.startsWith('pendulum-10s: 29 steps')")
