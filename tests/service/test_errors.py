@@ -106,27 +106,28 @@ def test_malformed_input_is_a_422_naming_the_field(client, path, body, field):
 
 
 # -- 503 overload and 504 timeout, on a deliberately slow service ----------------------------------
-@pytest.fixture(scope="module")
-def slow_service(tmp_path_factory, export_model, start_service):
-    """A 2×512 MNIST AFRNN (~0.1 s per forward pass) with a 1-deep queue, batch size 1 and a 20 ms
-    request timeout: a burst overflows the queue, and every answer comes too late."""
+def _one_deep_slow_service(tmp_path_factory, export_model, start_service, timeout_s: str):
+    """A 2×512 MNIST AFRNN (~0.1 s per forward pass) with a 1-deep queue and batch size 1."""
     model_dir = tmp_path_factory.mktemp("slow-models")
     export_model(model_dir, "mnist", layer_sizes=(512, 512))
-    proc = start_service(model_dir, "--max-batch-size", "1", "--max-queue-length", "1",
-                         "--request-timeout-s", "0.02", api_key="k")
+    return start_service(model_dir, "--max-batch-size", "1", "--max-queue-length", "1",
+                         "--request-timeout-s", timeout_s, api_key="k")
+
+
+@pytest.fixture(scope="module")
+def slow_service(tmp_path_factory, export_model, start_service):
+    """With a 20 ms request timeout: every answer comes too late."""
+    proc = _one_deep_slow_service(tmp_path_factory, export_model, start_service, "0.02")
     yield proc
     proc.stop()
 
 
 @pytest.fixture(scope="module")
 def one_deep_service(tmp_path_factory, export_model, start_service):
-    """The same slow model with a 1-deep queue and batch size 1, but a deadline long enough that a
-    request reaches the queue even on a loaded machine (with 20 ms, a burst on a busy machine can
-    spend its whole deadline before the queue, and answer 504 without ever filling it)."""
-    model_dir = tmp_path_factory.mktemp("one-deep-models")
-    export_model(model_dir, "mnist", layer_sizes=(512, 512))
-    proc = start_service(model_dir, "--max-batch-size", "1", "--max-queue-length", "1",
-                         "--request-timeout-s", "20", api_key="k")
+    """With a deadline long enough that a request reaches the queue even on a loaded machine (with
+    20 ms, a burst on a busy machine can spend its whole deadline before the queue, and answer 504
+    without ever filling it): a burst overflows the queue."""
+    proc = _one_deep_slow_service(tmp_path_factory, export_model, start_service, "20")
     yield proc
     proc.stop()
 
