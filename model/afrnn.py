@@ -29,6 +29,7 @@ Init: R_n ~ N(0, (init_std/√D(n))²), W ~ N(0, (init_std/√D(n))²) for sourc
 biases 0.
 """
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -118,6 +119,9 @@ class AFRNNConfig:
     # "fixed": B = A − γI. "euler": γ_eff = max(γ, γ_E(ε‖A‖₂)), the least damping for which the
     # explicit-Euler step of the linear part is non-expansive (see ``euler_damping``); off by default.
     damping: str = "fixed"
+    # a bound β on ε‖A‖₂: the step uses s·A with s = min(1, β / (ε‖A‖₂)) (see ``AFRNN.coupling_scale``);
+    # None: off (the default). Exported models carry it folded into R and W (``fold_step_bound``).
+    step_bound: Optional[float] = None
 
     def __post_init__(self):
         self.layer_sizes = tuple(int(s) for s in self.layer_sizes)
@@ -140,6 +144,8 @@ class AFRNNConfig:
             raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
         if self.gamma < 0:
             raise ValueError(f"gamma must be ≥ 0, got {self.gamma}")
+        if self.step_bound is not None and not self.step_bound > 0:
+            raise ValueError(f"step_bound must be > 0 (or None), got {self.step_bound}")
         n = len(self.layer_sizes)
         if self.couplings is None:
             self.couplings = tuple((i, i + 1) for i in range(n - 1))
@@ -188,6 +194,7 @@ class AFRNN(nn.Module):
         self.sequential: bool = config.update == "sequential"
         self.initial_value: float = float(config.initial_state)
         self.euler_damped: bool = config.damping == "euler"
+        self.step_bound: float = float(config.step_bound) if config.step_bound is not None else 0.0
         # Theorem 3's condition: every coupled pair is (W, −Wᵀ), so A is antisymmetric. (The 2-ARNN
         # does not meet it; its continuous system is still stable because B is block triangular, which
         # the stability report states separately.)
@@ -204,9 +211,46 @@ class AFRNN(nn.Module):
     # -- the pieces of the step, exported for the stability analysis --------------------------
     @torch.jit.export
     def coupling_matrix(self) -> Tensor:
-        """B = A − γ I, shape (D, D)."""
+        """B = s·A − γ I, shape (D, D) (s = 1 unless ``step_bound`` is set, see ``coupling_scale``)."""
         A = self.coupling_blocks()
+        A = A * self.coupling_scale(A)
         return A - self.damping_coefficient(A) * torch.eye(self.state_size, dtype=A.dtype, device=A.device)
+
+    def coupling_scale(self, A: Tensor) -> Tensor:
+        """s = min(1, β / (ε‖A‖₂)) with β = ``step_bound`` (1 when unset), from the exact ‖A‖₂ of the
+        current weights (not differentiated, like spectral normalisation's σ).
+
+        The step then uses s·A, so ε‖s·A‖₂ ≤ β. For an antisymmetric A (AFRNN, ARNN) the eigenvalues of
+        the linear part's Euler step I + ε(s·A − γI) are 1 − εγ ± iεω with |ω| ≤ ‖s·A‖₂, so every step
+        radius is at most √((1 − εγ)² + β²) ≈ 1 + β²/2 − εγ: a bound the optimiser cannot leave,
+        unlike the Euler condition on its own. Theorem 3 is untouched (s·A is antisymmetric), and
+        γ — hence the memory exp(−εγT) — is not raised, unlike ``damping="euler"``.
+        """
+        one = torch.ones((), dtype=A.dtype, device=A.device)
+        if self.step_bound <= 0.0:
+            return one
+        # ‖A‖₂² is the largest eigenvalue of the symmetric A Aᵀ (3× cheaper than an SVD of A)
+        sigma = torch.linalg.eigvalsh(A.detach() @ A.detach().t())[-1].clamp(min=0.0).sqrt()
+        return torch.minimum(one, self.step_bound / (self.epsilon * sigma.clamp(min=1e-12)))
+
+    def fold_step_bound(self) -> "AFRNN":
+        """A copy whose R and W are multiplied by the current ``coupling_scale`` and whose bound is
+        off: the same ``coupling_matrix`` (A is linear in R, W and F), with nothing left to compute at
+        run time. Exports take this form; without a bound it is a plain copy."""
+        config = copy.deepcopy(self.config)
+        config.step_bound = None
+        folded = AFRNN(config).to(self.weight_in.device, self.weight_in.dtype)
+        folded.load_state_dict(self.state_dict())
+        if self.step_bound > 0.0:
+            with torch.no_grad():
+                scale = self.coupling_scale(self.coupling_blocks())
+                for layer in folded.layers:
+                    layer.weight_rec.mul_(scale)
+                for coupling in folded.couplings:
+                    coupling.weight_ff.mul_(scale)
+                    if coupling.weight_fb is not None:
+                        coupling.weight_fb.mul_(scale)
+        return folded.train(self.training)
 
     @torch.jit.export
     def coupling_blocks(self) -> Tensor:
@@ -232,7 +276,8 @@ class AFRNN(nn.Module):
         ``damping="euler"``)."""
         if not self.euler_damped:
             return self.gamma
-        return float(self.damping_coefficient(self.coupling_blocks()).item())
+        A = self.coupling_blocks()
+        return float(self.damping_coefficient(A * self.coupling_scale(A)).item())
 
     def damping_coefficient(self, A: Tensor) -> Tensor:
         """γ of B = A − γI: the configured γ, or with ``damping="euler"`` max(γ, ``euler_damping``)

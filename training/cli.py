@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--update", default=S, choices=_choices("update"),
                       help=f"paper eqs. 6-7 (simultaneous) or the reference code's layer sweep "
                            f"({_default('update')})")
+    arch.add_argument("--step-bound", type=float, default=S, metavar="BETA",
+                      help="keep ε‖A‖₂ ≤ BETA by rescaling A at every step (spectral normalisation; every "
+                           "Euler step radius of the linear part ≤ √((1 − εγ)² + BETA²)); off by default")
     arch.add_argument("--damping", default=S, choices=_choices("damping"),
                       help=f"fixed: B = A − γI; euler: γ follows the coupling, the least damping that keeps "
                            f"the Euler step of the linear part non-expansive ({_default('damping')})")

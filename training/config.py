@@ -45,6 +45,9 @@ class TrainConfig(BaseModel):
     update: Literal["simultaneous", "sequential"] = "simultaneous"
     damping: Literal["fixed", "euler"] = Field(
         "fixed", description="AFRNN family: 'euler' makes γ follow the coupling (model.afrnn.euler_damping)")
+    step_bound: float | None = Field(
+        None, gt=0, description="AFRNN family: a bound β on ε‖A‖₂ (model.afrnn.AFRNN.coupling_scale); "
+                                "exports fold it into the weights")
     # optimisation
     optimizer: Literal["adagrad", "adam"]
     lr: float = Field(gt=0)
@@ -107,6 +110,8 @@ class TrainConfig(BaseModel):
             given = [key for key in MODEL_ONLY_AFRNN if key != "update" and getattr(self, key) is not None]
             if self.damping != "fixed":
                 given.append("damping")
+            if self.step_bound is not None:
+                given.append("step_bound")
             if given:
                 raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
         for key in ("trajectories", "points", "data_seed", "solver", "loss_weights"):
@@ -143,6 +148,7 @@ class TrainConfig(BaseModel):
                 overrides[key] = getattr(self, key)
         overrides["update"] = self.update
         overrides["damping"] = self.damping
+        overrides["step_bound"] = self.step_bound
         return paper_config(self.task, self.model, **overrides)
 
 

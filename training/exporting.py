@@ -57,10 +57,12 @@ def manifest_fields(trainer, metrics: dict[str, float], stop_reason: str | None)
                  best_epoch=p.best_epoch, best_validation=p.best_value,
                  train_samples=len(trainer.train_data),
                  val_samples=len(trainer.val_data) if trainer.val_data is not None else 0)
+    config = json.loads(json.dumps(asdict(trainer.model_config)))
+    if config.get("step_bound") is not None:
+        config["step_bound"] = None          # folded into the exported R and W (AFRNN.fold_step_bound)
     return dict(
         name=cfg.name, version=f"{stamp}-{version_code[:12]}", task=cfg.task,
-        architecture=dict(family=family, variant=cfg.model,
-                          config=json.loads(json.dumps(asdict(trainer.model_config)))),
+        architecture=dict(family=family, variant=cfg.model, config=config),
         parameters=count_parameters(trainer.model),
         input=trainer.task.input_spec(trainer.test_data),
         output=trainer.task.output_spec(trainer.test_data),

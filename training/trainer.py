@@ -352,6 +352,8 @@ class Trainer:
     def finish(self, stop_reason: str | None) -> Manifest | None:
         cfg, p = self.cfg, self.progress
         model = self.final_model().eval()
+        if hasattr(model, "fold_step_bound"):       # the bound's scale, folded into the exported weights
+            model = model.fold_step_bound().eval()
         test = evaluate(model, self.test_data, self.objective, cfg.eval_batch_size, self.device, self.ctx)
         metrics = {f"test_{k}" if k in ("loss", "accuracy") else k: v for k, v in test.items()}
         metrics["test_samples"] = float(len(self.test_data))
