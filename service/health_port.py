@@ -32,6 +32,7 @@ LIVE_PATH, READY_PATH = "/health/live", "/health/ready"
 class _ProbeHandler(BaseHTTPRequestHandler):
     server: "HealthServer"
     protocol_version = "HTTP/1.1"
+    timeout = 5.0           # a probe that connects and sends nothing must not hold a thread for ever
     error_content_type = "application/json"
     error_message_format = '{"detail": "%(message)s"}'
 
@@ -69,17 +70,11 @@ class HealthServer(ThreadingHTTPServer):
     """The probe server; ``readiness()`` → (status, body) comes from the app (see ``start``)."""
 
     daemon_threads = True
-    # a probe that connects and sends nothing must not hold a thread for ever
-    timeout_s = 5.0
 
     def __init__(self, host: str, port: int, readiness: Callable[[], tuple[int, dict]]):
         super().__init__((host, port), _ProbeHandler)
         self.readiness = readiness
         self.thread: threading.Thread | None = None
-
-    def finish_request(self, request, client_address) -> None:
-        request.settimeout(self.timeout_s)
-        super().finish_request(request, client_address)
 
     def start(self) -> "HealthServer":
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},

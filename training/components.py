@@ -5,6 +5,7 @@ them in a fixed order (the order fixes the random streams, so it is part of a ru
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,44 +14,32 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from artifact.export import load_exported
 from training.config import ConfigError, TrainConfig
 from training.distributed import DistContext
+from training.state import read_state
 from training.tasks import Task, split_indices
 
 # config fields that may change when a run is resumed (everything else must match the saved run)
 RESUMABLE_FIELDS = ("epochs", "eval_every", "eval_batch_size", "data_dir", "cache_dir")
 
 
-def initial_weights(path: str, model: nn.Module) -> dict[str, torch.Tensor]:
-    """The weights of ``path`` for ``model`` (``--init-from``): an exported model's manifest
+def load_initial_weights(model: nn.Module, path: str) -> None:
+    """Load the weights of ``path`` into ``model`` (``--init-from``): an exported model's manifest
     (``<name>.json``, its ``.pt`` checked against the manifest's SHA-256) or a training state
-    (``<name>.train.pt``: its current weights). Every parameter and buffer of ``model`` must be there
-    with its shape, else ``ConfigError`` naming the first that differs."""
-    from pathlib import Path
-
+    (``<name>.train.pt``: its current weights). ``load_state_dict`` is strict, so every parameter and
+    buffer must be there with its shape, else ``ConfigError`` with torch's account of what differs."""
     source = Path(path)
     if not source.is_file():
         raise ConfigError(f"--init-from {path}: no such file")
     if source.suffix == ".json":
-        from artifact.export import load_exported
-
-        module, _ = load_exported(source, map_location="cpu")
-        weights = module.state_dict()
+        weights = load_exported(source, map_location="cpu")[0].state_dict()
     else:
-        from training.state import read_state
-
         weights = read_state(source)["model"]
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    if missing or unexpected:
-        raise ConfigError(f"--init-from {path}: not the same architecture (missing {missing[:4]}, "
-                          f"unexpected {unexpected[:4]})")
-    for key, tensor in own.items():
-        if weights[key].shape != tensor.shape:
-            raise ConfigError(f"--init-from {path}: {key} is {tuple(weights[key].shape)}, the model's is "
-                              f"{tuple(tensor.shape)}")
-    return {k: weights[k].detach().to(own[k].dtype).clone() for k in own}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ConfigError(f"--init-from {path}: not the same architecture: {err}") from None
 
 
 def resolve_resumed_config(saved: TrainConfig, requested: TrainConfig, explicit: set[str]) -> TrainConfig:

@@ -98,7 +98,7 @@ class Trainer:
         if cfg.init == "notebook":
             pendulum_recipe.notebook_init(self.model)
         if cfg.init_from is not None and state is None:       # a resumed run has its own weights
-            self.model.load_state_dict(components.initial_weights(cfg.init_from, self.model))
+            components.load_initial_weights(self.model, cfg.init_from)
             self.log(f"initial weights from {cfg.init_from}")
         self.optimizer = self._make_optimizer()
         self.scheduler = components.make_scheduler(cfg, self.optimizer)
@@ -352,7 +352,7 @@ class Trainer:
     def finish(self, stop_reason: str | None) -> Manifest | None:
         cfg, p = self.cfg, self.progress
         model = self.final_model().eval()
-        if hasattr(model, "fold_step_bound"):       # the bound's scale, folded into the exported weights
+        if getattr(model, "step_bound", 0.0) > 0.0:   # the bound's scale, folded into the exported weights
             model = model.fold_step_bound().eval()
         test = evaluate(model, self.test_data, self.objective, cfg.eval_batch_size, self.device, self.ctx)
         metrics = {f"test_{k}" if k in ("loss", "accuracy") else k: v for k, v in test.items()}

@@ -221,9 +221,9 @@ class ClassifierAPI:
             for _ in range(3):
                 self.run_batch([ClassifyJob(zero)])
             self.run_batch([ClassifyJob(zero, every_step=True)])
-            self.run_batch([ClassifyJob(full)])
-            if self.fast is not None and self.device.type == "cpu":
-                self.module(torch.from_numpy(full))                      # TorchScript's profiling runs
+            if self.fast is None:
+                self.run_batch([ClassifyJob(full)])
+            else:       # its untimed and timed runs are the full-batch warm-up of both forwards
                 self.fast_max_rows = self.fast.max_rows_faster_than(self.module, torch.from_numpy(full))
                 if self.fast_max_rows < max_batch_size:
                     self.fast_path_reason = (f"the TorchScript forward is faster above {self.fast_max_rows} "

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.health_port import HealthServer
+from service.health_port import HealthServer, _ProbeHandler
 from tests.service.conftest import free_port
 
 MNIST_ZERO = {"model": "mnist", "pixels": [0] * 784, "scale": 255}
@@ -87,7 +87,7 @@ def test_the_probe_thread_answers_while_the_event_loop_is_blocked():
 
 
 def test_a_probe_that_sends_nothing_is_dropped_and_the_port_keeps_answering(monkeypatch):
-    monkeypatch.setattr(HealthServer, "timeout_s", 0.2)
+    monkeypatch.setattr(_ProbeHandler, "timeout", 0.2)
     server = HealthServer("127.0.0.1", free_port(), lambda: (503, {"status": "not_ready"})).start()
     try:
         import socket

@@ -47,7 +47,7 @@ def test_weights_of_another_architecture_are_refused_by_name(tmp_path, mnist_dir
                  "--val-size", "16", "--epochs", "1", "--max-steps", "1", "--data-dir", str(mnist_dir),
                  "--out-dir", str(tmp_path / "wider"), "--init-from", str(first / "mnist.json")]) == 2
     err = capsys.readouterr().err
-    assert "--init-from" in err and "the model's is" in err and "(12" in err
+    assert "--init-from" in err and "size mismatch for layers.0.weight_rec" in err and "[12, 12]" in err
     assert main(COMMON + ["--data-dir", str(mnist_dir), "--out-dir", str(tmp_path / "x"),
                           "--init-from", str(tmp_path / "nowhere.json")]) == 2
     assert "no such file" in capsys.readouterr().err

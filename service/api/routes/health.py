@@ -64,8 +64,7 @@ def readiness_report(registry: ModelRegistry, policy: str, draining: bool = Fals
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(request: Request, registry: RegistryDep, settings: SettingsDep):
     """The models meant to be served are loaded and warm, by `readiness_policy` (else 503)."""
-    draining = getattr(request.app.state, "draining", False)
-    body = readiness_report(registry, settings.readiness_policy, draining)
+    body = readiness_report(registry, settings.readiness_policy, request.app.state.draining)
     if body.reason is None:
         return body
     return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "2"})
