@@ -20,14 +20,19 @@ Three pieces, in the style of ``service.batching`` (no FastAPI dependency; obser
   steps; a pendulum's stability report against CIFAR-10's), so each job names its *kind* and its
   *size* in units of work, and its estimated time is
 
-      ŝ(job) = size × (recent seconds per unit of its kind)
+      ŝ(job) = size × (m + 2·d),
 
-  (0 while its kind has not been seen: it is not refused on a guess). With c the cap, the job is
-  refused when
+  with m the recent seconds per unit of its kind and d their mean deviation from m (both exponential
+  moving averages, as TCP's retransmission timer keeps them, RFC 6298): a high estimate, because
+  the times are measured under a load that changes, and an estimate that is too low costs a 504 after
+  the whole deadline where one that is too high costs an early 503. (ŝ is 0 while the kind has not been
+  seen: a job is not refused on a guess.) With c the cap, the job is refused when
 
       ( Σ ŝ(waiting) + Σ max(0, ŝ(running) − elapsed) ) / c + ŝ(job)  >  the time left until its deadline,
 
-  so overload answers in milliseconds instead of with a 504 after ``request_timeout_s``.
+  so overload answers in milliseconds instead of with a 504 after ``request_timeout_s``. A job that is
+  admitted and still waiting when only ŝ(job) is left before its deadline is refused then (503), and
+  so is one whose turn comes too late: it could no longer finish, and its slot goes to the next job.
 
 ``LoadEstimate`` keeps the recent time per batch row and per unit of each kind of heavy job
 (exponential moving averages fed by the batchers' and the lane's observers) and turns the current
@@ -74,10 +79,12 @@ class LoadEstimate:
     """Recent service times, for Retry-After and the lane's admission. ``alpha`` weighs the newest
     observation."""
 
-    def __init__(self, alpha: float = 0.2):
+    def __init__(self, alpha: float = 0.2, deviations: float = 2.0):
         self.alpha = alpha
+        self.deviations = deviations             # k of ŝ = size × (m + k·d)
         self.row_s = 0.0                         # seconds per row of a batched forward pass
-        self.unit_s: dict[str, float] = {}       # seconds per unit of work, per kind of heavy job
+        self.unit_s: dict[str, float] = {}       # m: seconds per unit of work, per kind of heavy job
+        self.unit_dev_s: dict[str, float] = {}   # d: mean deviation of the seconds per unit from m
 
     def _mix(self, old: float, new: float) -> float:
         return new if old == 0.0 else (1 - self.alpha) * old + self.alpha * new
@@ -87,12 +94,22 @@ class LoadEstimate:
             self.row_s = self._mix(self.row_s, seconds / rows)
 
     def observe_job(self, kind: str, units: float, seconds: float) -> None:
-        if units > 0:
-            self.unit_s[kind] = self._mix(self.unit_s.get(kind, 0.0), seconds / units)
+        if units <= 0:
+            return
+        per_unit = seconds / units
+        if kind in self.unit_s:                  # RFC 6298's order: the deviation from the old mean
+            deviation = abs(per_unit - self.unit_s[kind])
+            self.unit_dev_s[kind] = (1 - self.alpha) * self.unit_dev_s[kind] + self.alpha * deviation
+        else:
+            self.unit_dev_s[kind] = per_unit / 2
+        self.unit_s[kind] = self._mix(self.unit_s.get(kind, 0.0), per_unit)
 
     def job_seconds(self, kind: str, units: float) -> float:
-        """Estimated seconds of a heavy job (0 while its kind has not been observed)."""
-        return units * self.unit_s.get(kind, 0.0)
+        """A high estimate of a heavy job's seconds, size × (m + k·d) (0 while its kind has not been
+        observed)."""
+        if kind not in self.unit_s:
+            return 0.0
+        return units * (self.unit_s[kind] + self.deviations * self.unit_dev_s[kind])
 
     def retry_after_s(self, queued_rows: int, lane_backlog_s: float, job_concurrency: int) -> int:
         wait = queued_rows * self.row_s + lane_backlog_s / max(1, job_concurrency)
@@ -192,7 +209,8 @@ class WorkLane:
         check_deadline(deadline, f"{self.name} job")
         loop = asyncio.get_running_loop()
         estimate = self._job_seconds(kind, units)
-        if self._running >= self.max_concurrency or self.queue_depth:
+        waited = self._running >= self.max_concurrency or bool(self.queue_depth)
+        if waited:
             if self.queue_depth >= self.max_queue_length:
                 raise QueueFullError(f"{self.name} has {self.queue_depth} jobs queued (the limit is "
                                      f"heavy_max_queue_length = {self.max_queue_length})",
@@ -211,9 +229,9 @@ class WorkLane:
             self._depth_changed()
             timer = None
             left = remaining_s(deadline)
-            if left is not None:
-                timer = loop.call_later(left, lambda: turn.done() or turn.set_exception(RequestTimeoutError(
-                    f"{self.name} job waited past request_timeout_s without a free slot")))
+            if left is not None:       # refused once only its own estimate is left, dropped at the deadline
+                timer = loop.call_later(max(0.0, left - estimate), self._give_up, turn, kind, estimate,
+                                        deadline)
             try:
                 await turn                 # set by _release: the slot is handed over (already counted)
             except BaseException:
@@ -231,7 +249,10 @@ class WorkLane:
             self._running += 1
         try:
             check_deadline(deadline, f"{self.name} job")
-        except RequestTimeoutError:
+            left = remaining_s(deadline)
+            if waited and left is not None and estimate > left:
+                raise QueueFullError(self._too_late(kind, estimate, left), self._retry_after())
+        except (RequestTimeoutError, QueueFullError):
             self._release()
             raise
         started = time.perf_counter()
@@ -250,6 +271,22 @@ class WorkLane:
             return await asyncio.wait_for(asyncio.shield(job), left)
         except TimeoutError:
             raise RequestTimeoutError(f"{self.name} job did not finish within request_timeout_s") from None
+
+    def _too_late(self, kind: str, estimate: float, left: float) -> str:
+        return (f"{self.name} is busy: this {kind} job is still waiting for a slot with {max(left, 0):.1f} s "
+                f"left before the request's deadline, and takes about {estimate:.1f} s")
+
+    def _give_up(self, turn: asyncio.Future, kind: str, estimate: float, deadline: float) -> None:
+        """The waiting job's timer: with an estimate, it can no longer finish in time (503, retry
+        later); without one, its deadline has passed (504)."""
+        if turn.done():
+            return
+        if estimate > 0:
+            turn.set_exception(QueueFullError(self._too_late(kind, estimate, remaining_s(deadline)),
+                                              self._retry_after()))
+        else:
+            turn.set_exception(RequestTimeoutError(
+                f"{self.name} job waited past request_timeout_s without a free slot"))
 
     def _release(self) -> None:
         """A slot is free: hand it to the first live waiter, else count it free."""

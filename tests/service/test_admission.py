@@ -137,7 +137,7 @@ def test_retry_after_is_queue_depth_times_recent_time_per_row():
 
 
 def test_heavy_job_estimates_are_per_kind_and_scale_with_size():
-    load = LoadEstimate(alpha=0.5)
+    load = LoadEstimate(alpha=0.5, deviations=0.0)           # the mean alone
     assert load.job_seconds("physics reference", 100) == 0.0           # not seen yet: no guess
     load.observe_job("physics reference", units=16 * 290, seconds=9.28)   # 2 ms per state-step
     load.observe_job("stability report of cifar10", units=1, seconds=6.0)
@@ -147,6 +147,19 @@ def test_heavy_job_estimates_are_per_kind_and_scale_with_size():
     assert load.job_seconds("stability report of pendulum", 1) == 0.0   # another model: its own kind
     load.observe_job("physics reference", units=10, seconds=0.06)      # EWMA of 2 and 6 ms per unit
     assert load.job_seconds("physics reference", 1000) == pytest.approx(4.0)
+
+
+def test_the_estimate_adds_twice_the_mean_deviation_as_rfc_6298_does():
+    """m and d as TCP's SRTT and RTTVAR (RFC 6298 §2, with α = β = 0.5 here): the first sample x gives
+    m = x, d = x/2; then d ← ½d + ½|x − m| (with the old m), m ← ½m + ½x; ŝ = size × (m + 2d)."""
+    load = LoadEstimate(alpha=0.5)
+    load.observe_job("report", units=1, seconds=2.0)          # m 2, d 1
+    assert load.job_seconds("report", 1) == pytest.approx(2.0 + 2 * 1.0)
+    load.observe_job("report", units=2, seconds=12.0)         # x 6: d ½·1 + ½·4 = 2.5, m 4
+    assert load.job_seconds("report", 3) == pytest.approx(3 * (4.0 + 2 * 2.5))
+    for _ in range(40):                                        # steady times: d → 0, ŝ → the mean
+        load.observe_job("report", units=1, seconds=4.0)
+    assert load.job_seconds("report", 1) == pytest.approx(4.0, rel=1e-6)
 
 
 # -- heavy work on a live service ------------------------------------------------------------------
@@ -279,6 +292,38 @@ def test_a_small_job_is_admitted_where_a_large_one_of_the_same_kind_is_refused()
     err, results = asyncio.run(scenario())
     assert "this reference job" in str(err) and "about 3.0 s its own" in str(err)
     assert results == (True, "small")
+
+
+def test_a_waiting_job_is_refused_when_only_its_own_time_is_left_and_its_slot_goes_on():
+    """A 0.3-s job admitted behind one that then runs long: with 0.6 s left it is refused (503) once
+    only its 0.3 s are left, at about 0.3 s, not at its deadline with a 504, and it never runs; the
+    job behind it, with time to spare, gets the slot."""
+    release = threading.Event()
+    started = []
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, max_queue_length=8, retry_after=lambda: 2,
+                     job_seconds=lambda kind, units: 0.3 * units if kind == "timed" else 0.0)
+        first = asyncio.ensure_future(lane.run(release.wait))          # unknown kind: estimate 0
+        await asyncio.sleep(0.02)
+        t0 = time.perf_counter()
+        doomed = asyncio.ensure_future(lane.run(started.append, "doomed", kind="timed",
+                                                deadline=t0 + 0.6))
+        spare = asyncio.ensure_future(lane.run(started.append, "spare", kind="timed",
+                                               deadline=t0 + 30))
+        with pytest.raises(QueueFullError) as err:
+            await doomed
+        refused_at = time.perf_counter() - t0
+        release.set()
+        await first
+        await spare
+        await lane.close()
+        return err.value, refused_at
+
+    err, refused_at = asyncio.run(scenario())
+    assert 0.25 <= refused_at < 0.5
+    assert err.retry_after_s == 2 and "still waiting for a slot" in str(err)
+    assert started == ["spare"]
 
 
 def test_the_lane_reports_each_job_by_kind_and_size():

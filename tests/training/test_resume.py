@@ -103,8 +103,24 @@ def test_resume_with_a_spent_budget_trains_no_further_step(tmp_path, mnist_dir):
 def test_resume_refuses_to_change_the_model(tmp_path, mnist_dir, capsys):
     out = tmp_path / "out"
     assert run(out, mnist_dir, "--epochs", 1, "--max-steps", 1) == 0
-    assert run(out, mnist_dir, "--epochs", 1, "--resume", "--lr", 0.5) == 2
-    assert "--lr 0.5 differs from the resumed run's 0.001" in capsys.readouterr().err
+    assert run(out, mnist_dir, "--epochs", 1, "--resume", "--epsilon", 0.5) == 2
+    assert "--epsilon 0.5 differs from the resumed run's 0.1" in capsys.readouterr().err
+
+
+def test_lr_on_resume_is_a_step_decay_that_keeps_the_optimizer_state(tmp_path, mnist_dir):
+    """``--lr`` on ``--resume`` sets every parameter group's learning rate and keeps Adam's moments:
+    the first resumed step equals a hand-made Adam step at the new rate from the saved moments."""
+    out = tmp_path / "out"
+    assert run(out, mnist_dir, "--epochs", 2, "--max-steps", 3) == 0
+    before = load_state(out)
+    assert run(out, mnist_dir, "--epochs", 2, "--max-steps", 4, "--resume", "--lr", 1e-4) == 0
+    after = load_state(out)
+    assert after["config"]["lr"] == 1e-4
+    assert all(g["lr"] == 1e-4 for g in after["optimizer"]["param_groups"])
+    assert all(s["step"] == 4 for s in after["optimizer"]["state"].values())   # moments continued
+    # Adam's step at the new rate: |Δθ| <= lr·(bias-corrected ratio) ≈ lr, far below the old 1e-3
+    moved = [(after["model"][k] - before["model"][k]).abs().max().item() for k in before["model"]]
+    assert 0 < max(moved) < 3e-4
 
 
 def _draws() -> tuple:
