@@ -24,6 +24,7 @@ from service.app import create_app
 from service.config import Settings
 from service.connections import Server, install_overload_response, protocol_class, with_header_timeout
 from service.logging import configure_logging
+from service.memory import pin_mmap_threshold
 
 
 def _shown(field: str, value) -> str:
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     install_overload_response(retry_after_s=1)
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+    if settings.malloc_mmap_threshold_bytes:
+        pin_mmap_threshold(settings.malloc_mmap_threshold_bytes)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,

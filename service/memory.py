@@ -1,0 +1,43 @@
+"""The C heap's hold on freed memory: glibc's mmap threshold, pinned.
+
+glibc serves an allocation of at least ``M_MMAP_THRESHOLD`` bytes with its own ``mmap`` and unmaps it
+when it is freed, so the memory goes back to the kernel at once. The threshold is dynamic by default:
+it starts at 128 KiB and, each time a mapped chunk is freed, rises to that chunk's size (up to 32 MiB
+on 64-bit). After the first large tensors of a burst (stacked batches, a stability report's
+Jacobians) are freed, allocations of that size come from the heap arenas instead, and one arena per
+thread that allocated keeps its pages after ``free``. The resident set then steps up with every new
+peak of concurrency and never comes down. Setting the threshold explicitly (``mallopt``, or the
+``MALLOC_MMAP_THRESHOLD_`` environment variable) turns the dynamic rule off.
+"""
+
+import ctypes
+import ctypes.util
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3          # <malloc.h>
+
+
+def pin_mmap_threshold(nbytes: int) -> bool:
+    """``mallopt(M_MMAP_THRESHOLD, nbytes)`` when the C library is glibc and the environment does not
+    set ``MALLOC_MMAP_THRESHOLD_`` already (which glibc has then read at start-up); True when the
+    threshold is now fixed at ``nbytes``. The variable is then set for child processes (a spawned
+    model worker's glibc reads it at its start)."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        log.info("malloc mmap threshold left to MALLOC_MMAP_THRESHOLD_")
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):        # not glibc (musl, macOS): nothing to pin
+        log.info("no mallopt in the C library: malloc mmap threshold not pinned")
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    if mallopt(M_MMAP_THRESHOLD, int(nbytes)) != 1:
+        return False
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(int(nbytes))   # for child processes (model workers)
+    return True
