@@ -5,16 +5,19 @@ forward pass of the same model (the faster of its C loop and its TorchScript for
     python bench/service_load.py --quick          # < 45 s: 1.2 s per setting
     python bench/service_load.py                  # 8 s per setting
     python bench/service_load.py --threads 2      # the service and the ceiling with 2 intra-op threads
+    python bench/service_load.py --client raw     # a lean load generator instead of httpx
 
 The model is the shipped ``checkpoints/mnist.json`` when present, else a freshly exported paper-size
 random MNIST AFRNN (2×128, 784 steps: the same compute; the weights do not matter here).
 
 Each setting runs a real ``python -m service`` process (uvicorn) and N closed-loop clients in this
-process, each an ``httpx.AsyncClient`` with its own connection, sending its next request as soon as
-the last one is answered. Throughput is answered requests per second; latency is the client's round
-trip. The clients share the CPUs with the service, as in any single-host load test, so the CPU time
-per request of both is reported too (from /proc and ``time.process_time``), as is the load average:
-on a shared machine the wall-clock figures move with the other work, the CPU figures much less.
+process, each an ``httpx.AsyncClient`` with its own connection (``--client raw``: a ``RawHTTPClient``,
+a prebuilt request on a kept-alive stream, which costs a fraction of httpx's CPU per request), sending
+its next request as soon as the last one is answered. Throughput is answered requests per second;
+latency is the client's round trip. The clients share the CPUs with the service, as in any
+single-host load test, so the CPU time per request of both is reported too (from /proc and
+``time.process_time``), as is the load average: on a shared machine the wall-clock figures move
+with the other work, the CPU figures much less.
 
 Figures (the last output line is one JSON object):
 
@@ -198,6 +201,95 @@ class Service:
             self.proc.kill()
 
 
+class RawHTTPClient:
+    """A keep-alive HTTP/1.1 client on one asyncio stream, for one fixed request: the request bytes are
+    built once, and an answer is read as its status line, headers and ``Content-Length`` bytes. It does
+    a fraction of httpx's work per request (no URL, header or cookie objects, no h11 state machine), so
+    a round trip measures the service rather than the load generator. Enough for this benchmark's own
+    server, which always answers with a Content-Length; not a general client."""
+
+    def __init__(self, url: str):
+        host_port = url.split("://", 1)[1].rstrip("/")
+        self.host, port = host_port.rsplit(":", 1)
+        self.port = int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    def request_bytes(self, method: str, path: str, body: bytes = b"") -> bytes:
+        head = (f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n")
+        return head.encode() + body
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        """(status, body) of one request on the kept-alive connection."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def closed_loop_raw(url: str, body: bytes, clients: int, seconds: float, warmup_s: float,
+                          service_cpu_seconds: Callable[[], float]) -> dict:
+    """``closed_loop`` with ``RawHTTPClient`` connections instead of httpx clients."""
+    latencies: list[float] = []
+    batch_sizes: list[int] = []
+    counts = {"errors": 0, "sent": 0}
+    pool = [RawHTTPClient(url) for _ in range(clients)]
+    try:
+        for client in pool:
+            await client.connect()
+            await client.send(client.request_bytes("GET", "/health/live"))
+        request = pool[0].request_bytes("POST", "/classify", body)
+        service_cpu, client_cpu = service_cpu_seconds(), time.process_time()
+        measure_from = time.perf_counter() + warmup_s
+        stop_at = measure_from + seconds
+
+        async def one_client(client: RawHTTPClient) -> None:
+            while (sent := time.perf_counter()) < stop_at:
+                status, answer = await client.send(request)
+                done = time.perf_counter()
+                counts["sent"] += 1
+                if not measure_from <= done < stop_at:
+                    continue
+                if status == 200:
+                    latencies.append(done - sent)
+                    batch_sizes.append(json.loads(answer)["batch_size"])
+                else:
+                    counts["errors"] += 1
+
+        await asyncio.gather(*(one_client(client) for client in pool))
+        sent = max(1, counts["sent"])
+        service_ms = (service_cpu_seconds() - service_cpu) * 1000 / sent
+        client_ms = (time.process_time() - client_cpu) * 1000 / sent
+    finally:
+        for client in pool:
+            await client.close()
+    return _summary(clients, seconds, latencies, batch_sizes, counts, service_ms, client_ms)
+
+
+def _summary(clients: int, seconds: float, latencies: list[float], batch_sizes: list[int], counts: dict,
+             service_ms: float, client_ms: float) -> dict:
+    lat_ms = np.asarray(latencies) * 1000
+    return {"clients": clients, "requests": len(latencies), "errors": counts["errors"],
+            "throughput_per_s": len(latencies) / seconds,
+            "p50_ms": float(np.percentile(lat_ms, 50)) if len(lat_ms) else float("nan"),
+            "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat_ms) else float("nan"),
+            "mean_batch_size": float(np.mean(batch_sizes)) if batch_sizes else float("nan"),
+            "service_cpu_ms_per_request": service_ms, "client_cpu_ms_per_request": client_ms}
+
+
 async def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmup_s: float,
                       service_cpu_seconds: Callable[[], float]) -> dict:
     """``clients`` httpx clients (one connection each, opened before the clock starts), each posting
@@ -236,13 +328,7 @@ async def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmu
     finally:
         for client in pool:
             await client.aclose()
-    lat_ms = np.asarray(latencies) * 1000
-    return {"clients": clients, "requests": len(latencies), "errors": counts["errors"],
-            "throughput_per_s": len(latencies) / seconds,
-            "p50_ms": float(np.percentile(lat_ms, 50)) if len(lat_ms) else float("nan"),
-            "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat_ms) else float("nan"),
-            "mean_batch_size": float(np.mean(batch_sizes)) if batch_sizes else float("nan"),
-            "service_cpu_ms_per_request": service_ms, "client_cpu_ms_per_request": client_ms}
+    return _summary(clients, seconds, latencies, batch_sizes, counts, service_ms, client_ms)
 
 
 def main() -> None:
@@ -255,6 +341,9 @@ def main() -> None:
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--model-dir", type=Path, help="default: checkpoints/ if it has mnist.json, else a "
                                                        "freshly exported random paper-size model")
+    parser.add_argument("--client", choices=("httpx", "raw"), default="httpx",
+                        help="load generator: httpx.AsyncClient per connection, or RawHTTPClient (a "
+                             "prebuilt request on a kept-alive stream: a fraction of httpx's CPU)")
     parser.add_argument("--server-args", default="", help="extra flags for python -m service, e.g. "
                                                           "'--event-loop asyncio --http-parser h11'")
     args = parser.parse_args()
@@ -303,8 +392,8 @@ def main() -> None:
             service = Service(serve_dir, max_batch, args.threads, args.max_queue_delay_ms, server_args)
             try:
                 for n in clients:
-                    row = asyncio.run(closed_loop(service.url, body, n, seconds, warmup_s,
-                                                  service.cpu_seconds))
+                    loop_fn = closed_loop_raw if args.client == "raw" else closed_loop
+                    row = asyncio.run(loop_fn(service.url, body, n, seconds, warmup_s, service.cpu_seconds))
                     results[f"{label}_{n}"] = row
                     print(f"{label:9s} max_batch={max_batch:3d} clients={n:3d}: "
                           f"{row['throughput_per_s']:7.1f} req/s, p50 {row['p50_ms']:.2f} ms, "
@@ -336,6 +425,7 @@ def main() -> None:
         "raw_per_batch_size": {str(b): round(v, 1) for b, v in raw["per_batch"].items()},
         "settings": {k: {m: round(v, 3) if isinstance(v, float) else v for m, v in row.items()}
                      for k, row in results.items()},
+        "client": args.client,
         "server_loop": server_loop, "server_http": server_http, "server_args": args.server_args,
         "fast_recurrence_env": os.environ.get("AFRNN_FAST_RECURRENCE", "1"),
         "torch_threads": args.threads, "max_batch_size": args.max_batch_size,
