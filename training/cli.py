@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training wall-time budget, accumulated across --resume; then evaluate and export")
     run.add_argument("--max-steps", type=int, default=S, help="stop after N optimizer steps in total")
     run.add_argument("--resume", action="store_true", default=S,
-                     help="continue from <out-dir>/<name>.train.pt (a new run if it does not exist)")
+                     help="continue from <out-dir>/<name>.train.pt (a new run if it does not exist); the "
+                          "saved config is kept, except --epochs, --eval-every, --eval-batch-size, the "
+                          "data and cache dirs, and --lr (a step decay)")
     run.add_argument("--checkpoint-minutes", type=float, default=S,
                      help=f"also save the training state every N minutes "
                           f"({_default('checkpoint_minutes', RunOptions)})")
