@@ -202,66 +202,94 @@ class Service:
 
 
 class RawHTTPClient:
-    """A keep-alive HTTP/1.1 client on one asyncio stream, for one fixed request: the request bytes are
-    built once, and an answer is read as its status line, headers and ``Content-Length`` bytes. It does
-    a fraction of httpx's work per request (no URL, header or cookie objects, no h11 state machine), so
-    a round trip measures the service rather than the load generator. Enough for this benchmark's own
-    server, which always answers with a Content-Length; not a general client."""
+    """A keep-alive HTTP/1.1 client on one asyncio stream that posts one fixed body to ``/classify``: the
+    request bytes are built once, and an answer is read as its status line, headers and
+    ``Content-Length`` bytes. It does a fraction of httpx's work per request (no URL, header or cookie
+    objects, no h11 state machine), so a round trip measures the service rather than the load
+    generator. Enough for this benchmark's own server, which always answers with a Content-Length; not
+    a general client."""
 
-    def __init__(self, url: str):
-        host_port = url.split("://", 1)[1].rstrip("/")
-        self.host, port = host_port.rsplit(":", 1)
+    def __init__(self, url: str, body: bytes):
+        self.host, port = url.split("://", 1)[1].rstrip("/").rsplit(":", 1)
         self.port = int(port)
+        self.request = self._request_bytes("POST", "/classify", body)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-
-    def request_bytes(self, method: str, path: str, body: bytes = b"") -> bytes:
+    def _request_bytes(self, method: str, path: str, body: bytes = b"") -> bytes:
         head = (f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
                 f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n")
         return head.encode() + body
 
-    async def send(self, request: bytes) -> tuple[int, bytes]:
-        """(status, body) of one request on the kept-alive connection."""
+    async def _send(self, request: bytes) -> tuple[int, bytes]:
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
         length = 0
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
-        return status, await self.reader.readexactly(length)
+        return int(head[9:12]), await self.reader.readexactly(length)
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        await self._send(self._request_bytes("GET", "/health/live"))
+
+    async def classify(self) -> tuple[int, bytes]:
+        """(status, body) of one ``/classify`` round trip on the kept-alive connection."""
+        return await self._send(self.request)
 
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-async def closed_loop_raw(url: str, body: bytes, clients: int, seconds: float, warmup_s: float,
-                          service_cpu_seconds: Callable[[], float]) -> dict:
-    """``closed_loop`` with ``RawHTTPClient`` connections instead of httpx clients."""
+class HttpxClient:
+    """The same interface on an ``httpx.AsyncClient`` limited to one connection."""
+
+    def __init__(self, url: str, body: bytes):
+        self.body = body
+        self.client = httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(
+            max_connections=1, max_keepalive_connections=1))
+
+    async def connect(self) -> None:
+        await self.client.get("/health/live")
+
+    async def classify(self) -> tuple[int, bytes]:
+        response = await self.client.post("/classify", content=self.body,
+                                          headers={"content-type": "application/json"})
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+CLIENTS = {"httpx": HttpxClient, "raw": RawHTTPClient}
+
+
+async def closed_loop(client_kind: str, url: str, body: bytes, clients: int, seconds: float,
+                      warmup_s: float, service_cpu_seconds: Callable[[], float]) -> dict:
+    """``clients`` clients of ``CLIENTS[client_kind]`` (one connection each, opened before the clock
+    starts), each posting as soon as its last answer arrived. Throughput counts the answers completed
+    inside the measured window (after ``warmup_s``), so that a round trip longer than the window still
+    counts fairly."""
     latencies: list[float] = []
     batch_sizes: list[int] = []
     counts = {"errors": 0, "sent": 0}
-    pool = [RawHTTPClient(url) for _ in range(clients)]
+    pool = [CLIENTS[client_kind](url, body) for _ in range(clients)]
     try:
         for client in pool:
             await client.connect()
-            await client.send(client.request_bytes("GET", "/health/live"))
-        request = pool[0].request_bytes("POST", "/classify", body)
         service_cpu, client_cpu = service_cpu_seconds(), time.process_time()
         measure_from = time.perf_counter() + warmup_s
         stop_at = measure_from + seconds
 
-        async def one_client(client: RawHTTPClient) -> None:
+        async def one_client(client) -> None:
             while (sent := time.perf_counter()) < stop_at:
-                status, answer = await client.send(request)
+                status, answer = await client.classify()
                 done = time.perf_counter()
                 counts["sent"] += 1
-                if not measure_from <= done < stop_at:
+                if not measure_from <= done < stop_at:    # answers completed inside the window count
                     continue
                 if status == 200:
                     latencies.append(done - sent)
@@ -276,11 +304,6 @@ async def closed_loop_raw(url: str, body: bytes, clients: int, seconds: float, w
     finally:
         for client in pool:
             await client.close()
-    return _summary(clients, seconds, latencies, batch_sizes, counts, service_ms, client_ms)
-
-
-def _summary(clients: int, seconds: float, latencies: list[float], batch_sizes: list[int], counts: dict,
-             service_ms: float, client_ms: float) -> dict:
     lat_ms = np.asarray(latencies) * 1000
     return {"clients": clients, "requests": len(latencies), "errors": counts["errors"],
             "throughput_per_s": len(latencies) / seconds,
@@ -288,47 +311,6 @@ def _summary(clients: int, seconds: float, latencies: list[float], batch_sizes: 
             "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat_ms) else float("nan"),
             "mean_batch_size": float(np.mean(batch_sizes)) if batch_sizes else float("nan"),
             "service_cpu_ms_per_request": service_ms, "client_cpu_ms_per_request": client_ms}
-
-
-async def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmup_s: float,
-                      service_cpu_seconds: Callable[[], float]) -> dict:
-    """``clients`` httpx clients (one connection each, opened before the clock starts), each posting
-    as soon as its last answer arrived. Throughput counts the answers completed inside the measured
-    window (after ``warmup_s``), so that a round trip longer than the window still counts fairly."""
-    latencies: list[float] = []
-    batch_sizes: list[int] = []
-    counts = {"errors": 0, "sent": 0}
-    headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    pool = [httpx.AsyncClient(base_url=url, limits=limits, timeout=60) for _ in range(clients)]
-    try:
-        for client in pool:
-            await client.get("/health/live")
-        service_cpu, client_cpu = service_cpu_seconds(), time.process_time()
-        measure_from = time.perf_counter() + warmup_s
-        stop_at = measure_from + seconds
-
-        async def one_client(client: httpx.AsyncClient) -> None:
-            while (sent := time.perf_counter()) < stop_at:
-                response = await client.post("/classify", content=body, headers=headers)
-                done = time.perf_counter()
-                counts["sent"] += 1
-                if not measure_from <= done < stop_at:    # answers completed inside the window count
-                    continue
-                if response.status_code == 200:
-                    latencies.append(done - sent)
-                    batch_sizes.append(response.json()["batch_size"])
-                else:
-                    counts["errors"] += 1
-
-        await asyncio.gather(*(one_client(client) for client in pool))
-        sent = max(1, counts["sent"])
-        service_ms = (service_cpu_seconds() - service_cpu) * 1000 / sent
-        client_ms = (time.process_time() - client_cpu) * 1000 / sent
-    finally:
-        for client in pool:
-            await client.aclose()
-    return _summary(clients, seconds, latencies, batch_sizes, counts, service_ms, client_ms)
 
 
 def main() -> None:
@@ -341,7 +323,7 @@ def main() -> None:
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--model-dir", type=Path, help="default: checkpoints/ if it has mnist.json, else a "
                                                        "freshly exported random paper-size model")
-    parser.add_argument("--client", choices=("httpx", "raw"), default="httpx",
+    parser.add_argument("--client", choices=tuple(CLIENTS), default="httpx",
                         help="load generator: httpx.AsyncClient per connection, or RawHTTPClient (a "
                              "prebuilt request on a kept-alive stream: a fraction of httpx's CPU)")
     parser.add_argument("--server-args", default="", help="extra flags for python -m service, e.g. "
@@ -392,8 +374,8 @@ def main() -> None:
             service = Service(serve_dir, max_batch, args.threads, args.max_queue_delay_ms, server_args)
             try:
                 for n in clients:
-                    loop_fn = closed_loop_raw if args.client == "raw" else closed_loop
-                    row = asyncio.run(loop_fn(service.url, body, n, seconds, warmup_s, service.cpu_seconds))
+                    row = asyncio.run(closed_loop(args.client, service.url, body, n, seconds, warmup_s,
+                                                  service.cpu_seconds))
                     results[f"{label}_{n}"] = row
                     print(f"{label:9s} max_batch={max_batch:3d} clients={n:3d}: "
                           f"{row['throughput_per_s']:7.1f} req/s, p50 {row['p50_ms']:.2f} ms, "
