@@ -113,8 +113,8 @@ def install_admission(app: FastAPI, settings: Settings) -> None:
     app.state.work_lane = lane
     app.state.retry_after = retry_after
     metrics.work_lane_running.set_function(lambda: lane.running)
-    app.state.admission = AdmissionGate(settings.max_inflight_requests,
-                                        on_inflight=metrics.inflight_requests.set)
+    gate = app.state.admission = AdmissionGate(settings.max_inflight_requests)
+    metrics.inflight_requests.set_function(lambda: gate.inflight)       # read at scrape, not per request
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -68,15 +68,21 @@ class ServiceMetrics:
         self.work_lane_queue_depth = Gauge("afrnn_work_lane_queue_depth",
                                            "Heavy jobs (physics references, stability) waiting", registry=r)
         self.work_lane_running = Gauge("afrnn_work_lane_running", "Heavy jobs running", registry=r)
+        self._batch_children: dict[str, tuple] = {}        # model → its batch histograms' children
         # Extra observers of every batch (rows, inference_s), e.g. the Retry-After estimate.
         self.batch_observers: list = []
         self.stability_reports = Counter("afrnn_stability_reports", "Stability reports served",
                                          ["model", "cache"], registry=r)
 
     def observe_batch(self, model: str, rows: int, inference_s: float, queue_waits_s: list[float]) -> None:
-        self.batch_size.labels(model=model).observe(rows)
-        self.inference_seconds.labels(model=model).observe(inference_s)
-        waits = self.queue_wait_seconds.labels(model=model)
+        children = self._batch_children.get(model)
+        if children is None:        # ``labels()`` validates and locks on every call: once per model
+            children = self._batch_children[model] = (
+                self.batch_size.labels(model=model), self.inference_seconds.labels(model=model),
+                self.queue_wait_seconds.labels(model=model))
+        sizes, seconds, waits = children
+        sizes.observe(rows)
+        seconds.observe(inference_s)
         for wait in queue_waits_s:
             waits.observe(wait)
         for observe in self.batch_observers:

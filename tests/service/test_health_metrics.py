@@ -49,3 +49,4 @@ def test_metrics_count_the_requests_made(service, client, read_metric):
     assert read_metric(after, "afrnn_model_ready", {"model": "mnist"}) == 1
     assert read_metric(after, "afrnn_model_ready", {"model": "corrupt"}) == 0
     assert read_metric(after, "afrnn_queue_depth", {"model": "mnist"}) == 0
+    assert read_metric(after, "afrnn_inflight_requests") == 0             # every request answered
