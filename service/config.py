@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     http_parser: Literal["auto", "h11", "httptools"] = Field(
         "auto", description="uvicorn's HTTP parser; 'auto' takes httptools when it is installed")
     malloc_mmap_threshold_bytes: int = Field(
-        128 * 1024, ge=0, le=32 * 2**20,
+        2**20, ge=0, le=32 * 2**20,
         description="glibc: allocations of at least this many bytes are mapped and returned to the OS when "
                     "freed (pins glibc's dynamic threshold, under which the resident set only grows; "
                     "service.memory); 0: glibc's dynamic default")

@@ -8,6 +8,12 @@ Jacobians) are freed, allocations of that size come from the heap arenas instead
 thread that allocated keeps its pages after ``free``. The resident set then steps up with every new
 peak of concurrency and never comes down. Setting the threshold explicitly (``mallopt``, or the
 ``MALLOC_MMAP_THRESHOLD_`` environment variable) turns the dynamic rule off.
+
+The price of a mapped allocation is a page fault per 4 KiB page on first touch, every time. So the
+threshold is a trade: at 128 KiB a batch-1 MNIST forward (its 784 × 256 input drive is 0.8 MB) maps
+and faults its buffers on every call; at 1 MiB (the service's default) batch-1 buffers stay in the
+heap, and the batches and reports whose buffers are megabytes, which are what build up arenas under
+concurrency, are mapped.
 """
 
 import ctypes
