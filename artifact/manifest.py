@@ -35,6 +35,9 @@ class InputSpec(_Strict):
                                                          "(images) or in `units` (pendulum)")
     units: str = Field(description="'intensity' for images, 'radians' for the pendulum state")
     initial_state_names: list[str] | None = None     # pendulum: theta1, theta2, omega1, omega2
+    encoding: Literal["initial-then-placeholder", "initial-every-step"] | None = Field(
+        None, description="pendulum: how the initial state enters the input sequence "
+                          "(physics.encoding); absent: 'initial-then-placeholder', the paper's")
 
 
 class OutputSpec(_Strict):

@@ -6,7 +6,7 @@ state names, units and time step (``physics.pendulum``). ``training`` builds man
 functions and the test fixtures build theirs from the same functions, so the two cannot drift.
 """
 
-from physics.encoding import PLACEHOLDER
+from physics.encoding import PAPER_ENCODING, PLACEHOLDER
 from physics.pendulum import DT, INITIAL_RANGE, STATE_NAMES, STATE_UNITS
 
 MNIST_MEAN = (0.1307,)
@@ -43,16 +43,23 @@ def classes_output_spec(class_names) -> dict:
     return dict(kind="classes", class_names=list(class_names))
 
 
-def pendulum_input_spec(sequence_length: int = 29) -> dict:
+def pendulum_input_spec(sequence_length: int = 29, encoding: str = PAPER_ENCODING) -> dict:
     """``Manifest.input`` fields of the pendulum protocol (``physics.encoding``) over T steps."""
     low, high = INITIAL_RANGE
-    return dict(sequence_length=sequence_length, channels=4,
-                layout=(f"step 0: the initial state [theta1, theta2, omega1, omega2] (rad, rad/s); steps "
-                        f"1..{sequence_length - 1}: the constant {PLACEHOLDER} in all four "
-                        f"inputs; output step t predicts the state at time (t + 1)·dt"),
+    state = "the initial state [theta1, theta2, omega1, omega2] (rad, rad/s)"
+    if encoding == PAPER_ENCODING:
+        layout = (f"step 0: {state}; steps 1..{sequence_length - 1}: the constant {PLACEHOLDER} in all "
+                  f"four inputs; output step t predicts the state at time (t + 1)·dt")
+    else:
+        layout = (f"steps 0..{sequence_length - 1}: {state}, the same at every step; output step t "
+                  f"predicts the state at time (t + 1)·dt")
+    spec = dict(sequence_length=sequence_length, channels=4, layout=layout,
                 normalization_mean=[0.0] * 4, normalization_std=[1.0] * 4,
                 value_range=(low, high), units="radians",
                 initial_state_names=list(STATE_NAMES))
+    if encoding != PAPER_ENCODING:          # absent means the paper's (manifests before the option)
+        spec["encoding"] = encoding
+    return spec
 
 
 def pendulum_output_spec() -> dict:

@@ -24,6 +24,7 @@ from typing import Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from model.paper import PAPER_TASKS
+from physics.encoding import ENCODINGS
 from training.config import ConfigError, RunOptions, TrainConfig
 from training.data.errors import DataFormatError
 from training.presets import describe_defaults, describe_paper_preset
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--loss-weights", type=float, nargs=4, default=S,
                      metavar=("THETA1", "THETA2", "OMEGA1", "OMEGA2"),
                      help="pendulum: per-variable weights of the training loss")
+    opt.add_argument("--pendulum-input", default=S, choices=ENCODINGS,
+                     help="pendulum: the initial state at step 0 then the placeholder 1.0 (the paper's, "
+                          "the default), or the initial state at every step (physics.encoding)")
     opt.add_argument("--plateau-patience", type=int, default=S)
     opt.add_argument("--plateau-factor", type=float, default=S)
     opt.add_argument("--batch-size", type=int, default=S, help="global batch (split over DDP ranks)")

@@ -67,6 +67,9 @@ class TrainConfig(BaseModel):
     standardize: bool = Field(False, description="pendulum: standardised initial state and targets")
     loss_weights: tuple[float, float, float, float] | None = Field(
         None, description="pendulum: per-variable loss weights (theta1, theta2, omega1, omega2)")
+    pendulum_input: Literal["initial-then-placeholder", "initial-every-step"] | None = Field(
+        None, description="pendulum: how s0 enters the input sequence (physics.encoding); "
+                          "unset: the paper's initial-then-placeholder")
     # data
     val_size: int = Field(ge=0)
     limit_train: int | None = Field(None, ge=1)
@@ -114,7 +117,7 @@ class TrainConfig(BaseModel):
                 given.append("step_bound")
             if given:
                 raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
-        for key in ("trajectories", "points", "data_seed", "solver", "loss_weights"):
+        for key in ("trajectories", "points", "data_seed", "solver", "loss_weights", "pendulum_input"):
             if getattr(self, key) is not None and self.task != "pendulum":
                 raise ValueError(f"{key} applies to the pendulum task only, not to {self.task!r}")
         if self.standardize and self.task != "pendulum":

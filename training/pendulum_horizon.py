@@ -41,7 +41,7 @@ def rollout(module, manifest, initial: np.ndarray, steps: int) -> np.ndarray:
     x0 = torch.from_numpy(initial.astype(np.float32))
     x0 = (x0 - torch.tensor(spec.normalization_mean)) / torch.tensor(spec.normalization_std)
     with torch.no_grad():
-        predicted = module(network_inputs(x0, steps), None, True).float()
+        predicted = module(network_inputs(x0, steps, spec.encoding), None, True).float()
     if out.scale is not None:
         predicted = predicted * torch.tensor(out.scale) + torch.tensor(out.offset)
     return predicted.double().numpy()

@@ -116,7 +116,12 @@ def standardisation(train: PendulumTrajectories) -> dict[str, Tensor]:
 
 def prepare(cfg: TrainConfig, train, val, test, objective):
     """(train, val, test, objective) with the pendulum levers of ``cfg`` applied (unchanged otherwise)."""
-    if cfg.task != "pendulum" or (not cfg.standardize and cfg.loss_weights is None):
+    if cfg.task != "pendulum":
+        return train, val, test, objective
+    if cfg.pendulum_input is not None:
+        train, val, test = (None if data is None else data.with_encoding(cfg.pendulum_input)
+                            for data in (train, val, test))
+    if not cfg.standardize and cfg.loss_weights is None:
         return train, val, test, objective
     stats = standardisation(train) if cfg.standardize else {}
 

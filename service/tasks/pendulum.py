@@ -125,9 +125,10 @@ class PendulumAPI:
 
     def network_input(self, x0: torch.Tensor, steps: int) -> torch.Tensor:
         """(n, 4) initial states (radians, wire order) → the network input (n, steps, 4): the state,
-        normalised and in the model's channel order, at step 0, then the placeholder."""
+        normalised and in the model's channel order, in the encoding the model was trained with
+        (``physics.encoding``: at step 0 then the placeholder, or at every step)."""
         model_x0 = (x0[:, self._input_order] - torch.from_numpy(self.mean)) / torch.from_numpy(self.std)
-        return network_inputs(model_x0, steps)
+        return network_inputs(model_x0, steps, self.manifest.input.encoding)
 
     def predict(self, x0: torch.Tensor, steps: int) -> torch.Tensor:
         """(n, 4) initial states → (n, steps, 4) predicted states (radians, wire order)."""

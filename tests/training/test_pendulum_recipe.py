@@ -103,6 +103,7 @@ def test_normalised_batches_standardise_the_initial_state_and_targets_only():
     (dict(task="mnist", data_seed=1), "data_seed applies to the pendulum task only"),
     (dict(task="cifar10", solver="joint"), "solver applies to the pendulum task only"),
     (dict(solver="rk4"), "solver"),
+    (dict(task="mnist", pendulum_input="initial-every-step"), "pendulum_input applies to the pendulum"),
 ])
 def test_config_rejects_levers_that_do_not_apply(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -134,6 +135,45 @@ def test_standardised_run_exports_a_manifest_that_undoes_the_standardisation(tmp
     predicted = out * torch.tensor(manifest.output.scale) + torch.tensor(manifest.output.offset)
     mse = float(((predicted - test[:, 1:]) ** 2).mean())
     assert manifest.metrics["mse_rad2"] == pytest.approx(mse, rel=1e-4)
+
+
+def test_the_two_input_encodings_by_hand():
+    s0 = torch.tensor([[0.1, -0.2, 0.3, -0.4], [1.0, 2.0, 3.0, 4.0]])
+    paper = network_inputs(s0, 5)
+    every = network_inputs(s0, 5, "initial-every-step")
+    assert paper.shape == every.shape == (2, 5, 4)
+    torch.testing.assert_close(paper[:, 0], s0)
+    assert bool((paper[:, 1:] == 1.0).all())                          # the placeholder
+    for t in range(5):
+        torch.testing.assert_close(every[:, t], s0)                   # s0 at every step
+    torch.testing.assert_close(network_inputs(s0, 5, "initial-then-placeholder"), paper)
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        network_inputs(s0, 5, "sometimes")
+
+
+def test_every_step_run_records_its_encoding_and_the_service_rolls_out_with_it(tmp_path):
+    """A short run with ``pendulum_input='initial-every-step'``: the manifest says so, its test metric
+    is the exported network's on s₀-at-every-step inputs (and not on the paper's), and the service's
+    predictor builds exactly those inputs."""
+    from service.tasks.pendulum import PendulumAPI
+    from training.trainer import train
+
+    cfg = TrainConfig(task="pendulum", model="afrnn", name="pevery", trajectories=20, epochs=2,
+                      batch_size=4, val_size=4, lr=1e-2, pendulum_input="initial-every-step",
+                      hidden_size=8, cache_dir=str(tmp_path / "cache"))
+    manifest = train(cfg, RunOptions(out_dir=tmp_path, threads=1, progress=False))
+    assert manifest.input.encoding == "initial-every-step" and "every step" in manifest.input.layout
+    states = np.load(next((tmp_path / "cache").glob("*.npz")))["states"]
+    test = torch.from_numpy(states[18:].astype(np.float32))
+    module, loaded = load_exported(tmp_path / "pevery.json")
+    with torch.no_grad():
+        every = module(network_inputs(test[:, 0], 29, "initial-every-step"), None, True)
+        paper = module(network_inputs(test[:, 0], 29), None, True)
+    assert manifest.metrics["mse_rad2"] == pytest.approx(float(((every - test[:, 1:]) ** 2).mean()), rel=1e-4)
+    assert not torch.allclose(every, paper)
+    api = PendulumAPI(loaded, module, torch.device("cpu"))
+    with torch.inference_mode():
+        torch.testing.assert_close(api.predict(test[:, 0], 29), every, rtol=1e-5, atol=1e-6)
 
 
 def test_a_larger_set_needs_its_own_data_seed(tmp_path):

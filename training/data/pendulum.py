@@ -12,6 +12,7 @@ of ``GENERATION_CHUNK`` trajectories integrated as one system, to the same per-c
 The physics lives in ``physics.pendulum`` and the network's input encoding in ``physics.encoding``.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -161,7 +162,8 @@ class PendulumTrajectories:
 
     With a normalisation (``with_normalisation``), a batch's initial state is (s₀ − input_mean) /
     input_std (the placeholder steps stay 1.0, as in the service) and its targets are
-    (s − target_mean) / target_std; ``states`` always stay in rad and rad/s.
+    (s − target_mean) / target_std; ``states`` always stay in rad and rad/s. ``encoding`` is the
+    input sequence's form (``physics.encoding.network_inputs``; None: the paper's).
     """
 
     states: Tensor
@@ -170,6 +172,7 @@ class PendulumTrajectories:
     input_std: Tensor | None = None
     target_mean: Tensor | None = None
     target_std: Tensor | None = None
+    encoding: str | None = None
 
     def __post_init__(self):
         if self.states.dim() != 3 or self.states.shape[2] != 4 or self.states.shape[1] < 2:
@@ -186,8 +189,11 @@ class PendulumTrajectories:
     def with_normalisation(self, input_mean: Tensor | None = None, input_std: Tensor | None = None,
                            target_mean: Tensor | None = None, target_std: Tensor | None = None
                            ) -> "PendulumTrajectories":
-        return PendulumTrajectories(self.states, self.description, input_mean, input_std, target_mean,
-                                    target_std)
+        return dataclasses.replace(self, input_mean=input_mean, input_std=input_std,
+                                   target_mean=target_mean, target_std=target_std)
+
+    def with_encoding(self, encoding: str | None) -> "PendulumTrajectories":
+        return dataclasses.replace(self, encoding=encoding)
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -201,8 +207,7 @@ class PendulumTrajectories:
         return 4
 
     def subset(self, indices: Tensor) -> "PendulumTrajectories":
-        return PendulumTrajectories(self.states[indices], self.description, self.input_mean, self.input_std,
-                                    self.target_mean, self.target_std)
+        return dataclasses.replace(self, states=self.states[indices])
 
     def batch(self, indices: Tensor, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         """(inputs (B, points − 1, 4), targets = states 1 … points − 1 (B, points − 1, 4))."""
@@ -212,7 +217,7 @@ class PendulumTrajectories:
             initial = (initial - self.input_mean.to(initial)) / self.input_std.to(initial)
         if self.target_mean is not None:
             targets = (targets - self.target_mean.to(targets)) / self.target_std.to(targets)
-        return network_inputs(initial, self.sequence_length), targets
+        return network_inputs(initial, self.sequence_length, self.encoding), targets
 
 
 def check_disjoint_from_standard_test(spec: PendulumDataSpec) -> None:
