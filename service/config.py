@@ -114,10 +114,10 @@ class Settings(BaseSettings):
     http_parser: Literal["auto", "h11", "httptools"] = Field(
         "auto", description="uvicorn's HTTP parser; 'auto' takes httptools when it is installed")
     malloc_mmap_threshold_bytes: int = Field(
-        2**20, ge=0, le=32 * 2**20,
+        0, ge=0, le=32 * 2**20,
         description="glibc: allocations of at least this many bytes are mapped and returned to the OS when "
-                    "freed (pins glibc's dynamic threshold, under which the resident set only grows; "
-                    "service.memory); 0: glibc's dynamic default")
+                    "freed (pins glibc's dynamic threshold: a lower, flatter resident set for some "
+                    "throughput, docs/reliability.md; service.memory); 0: glibc's dynamic default")
     gil_switch_interval_ms: float = Field(
         5.0, gt=0, le=100, description="sys.setswitchinterval: how long a thread may hold the GIL while "
                                        "another waits for it (Python's default: 5 ms)")

@@ -11,9 +11,11 @@ peak of concurrency and never comes down. Setting the threshold explicitly (``ma
 
 The price of a mapped allocation is a page fault per 4 KiB page on first touch, every time. So the
 threshold is a trade: at 128 KiB a batch-1 MNIST forward (its 784 × 256 input drive is 0.8 MB) maps
-and faults its buffers on every call; at 1 MiB (the service's default) batch-1 buffers stay in the
-heap, and the batches and reports whose buffers are megabytes, which are what build up arenas under
-concurrency, are mapped.
+and faults its buffers on every call; at 1 MiB batch-1 buffers stay in the heap, and the batches and
+reports whose buffers are megabytes, which are what build up arenas under concurrency, are mapped
+and faulted in again for every batch. The service leaves glibc's rule by default
+(``malloc_mmap_threshold_bytes = 0``): a deployment that values a flat resident set over large-batch
+throughput sets it.
 """
 
 import ctypes
