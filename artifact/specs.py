@@ -43,11 +43,12 @@ def classes_output_spec(class_names) -> dict:
     return dict(kind="classes", class_names=list(class_names))
 
 
-def pendulum_input_spec(sequence_length: int = 29, encoding: str = PAPER_ENCODING) -> dict:
-    """``Manifest.input`` fields of the pendulum protocol (``physics.encoding``) over T steps."""
+def pendulum_input_spec(sequence_length: int = 29, encoding: str | None = None) -> dict:
+    """``Manifest.input`` fields of the pendulum protocol (``physics.encoding``; ``encoding`` None is
+    the paper's) over T steps."""
     low, high = INITIAL_RANGE
     state = "the initial state [theta1, theta2, omega1, omega2] (rad, rad/s)"
-    if encoding == PAPER_ENCODING:
+    if encoding in (None, PAPER_ENCODING):
         layout = (f"step 0: {state}; steps 1..{sequence_length - 1}: the constant {PLACEHOLDER} in all "
                   f"four inputs; output step t predicts the state at time (t + 1)·dt")
     else:
@@ -57,7 +58,7 @@ def pendulum_input_spec(sequence_length: int = 29, encoding: str = PAPER_ENCODIN
                 normalization_mean=[0.0] * 4, normalization_std=[1.0] * 4,
                 value_range=(low, high), units="radians",
                 initial_state_names=list(STATE_NAMES))
-    if encoding != PAPER_ENCODING:          # absent means the paper's (manifests before the option)
+    if encoding not in (None, PAPER_ENCODING):    # absent means the paper's (manifests before the option)
         spec["encoding"] = encoding
     return spec
 

@@ -97,12 +97,12 @@ class LoadEstimate:
         if units <= 0:
             return
         per_unit = seconds / units
-        if kind in self.unit_s:                  # RFC 6298's order: the deviation from the old mean
-            deviation = abs(per_unit - self.unit_s[kind])
-            self.unit_dev_s[kind] = (1 - self.alpha) * self.unit_dev_s[kind] + self.alpha * deviation
-        else:
-            self.unit_dev_s[kind] = per_unit / 2
-        self.unit_s[kind] = self._mix(self.unit_s.get(kind, 0.0), per_unit)
+        if kind not in self.unit_s:              # RFC 6298: the first sample x gives m = x, d = x/2
+            self.unit_s[kind], self.unit_dev_s[kind] = per_unit, per_unit / 2
+            return
+        a, mean = self.alpha, self.unit_s[kind]  # the deviation from the old mean, then the mean
+        self.unit_dev_s[kind] = (1 - a) * self.unit_dev_s[kind] + a * abs(per_unit - mean)
+        self.unit_s[kind] = (1 - a) * mean + a * per_unit
 
     def job_seconds(self, kind: str, units: float) -> float:
         """A high estimate of a heavy job's seconds, size × (m + k·d) (0 while its kind has not been
@@ -117,27 +117,23 @@ class LoadEstimate:
 
 
 class AdmissionGate:
-    """Counts the work requests admitted and not yet answered; ``try_enter`` fails at the limit."""
+    """Counts the work requests admitted and not yet answered; ``try_enter`` fails at the limit.
+    (``afrnn_inflight_requests`` reads ``inflight`` at scrape time.)"""
 
-    def __init__(self, max_inflight: int, on_inflight: Callable[[int], None] | None = None):
+    def __init__(self, max_inflight: int):
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be ≥ 1, got {max_inflight}")
         self.max_inflight = max_inflight
         self.inflight = 0
-        self._on_inflight = on_inflight
 
     def try_enter(self) -> bool:
         if self.inflight >= self.max_inflight:
             return False
         self.inflight += 1
-        if self._on_inflight is not None:
-            self._on_inflight(self.inflight)
         return True
 
     def leave(self) -> None:
         self.inflight -= 1
-        if self._on_inflight is not None:
-            self._on_inflight(self.inflight)
 
 
 class WorkLane:

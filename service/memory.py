@@ -5,9 +5,9 @@ when it is freed, so the memory goes back to the kernel at once. The threshold i
 it starts at 128 KiB and, each time a mapped chunk is freed, rises to that chunk's size (up to 32 MiB
 on 64-bit). After the first large tensors of a burst (stacked batches, a stability report's
 Jacobians) are freed, allocations of that size come from the heap arenas instead, and one arena per
-thread that allocated keeps its pages after ``free``. The resident set then steps up with every new
-peak of concurrency and never comes down. Setting the threshold explicitly (``mallopt``, or the
-``MALLOC_MMAP_THRESHOLD_`` environment variable) turns the dynamic rule off.
+thread that allocated keeps its pages after ``free``. The resident set then steps up with new peaks
+of concurrency, and only the top of each heap is ever trimmed back. Setting the threshold explicitly
+(``mallopt``, or the ``MALLOC_MMAP_THRESHOLD_`` environment variable) turns the dynamic rule off.
 
 The price of a mapped allocation is a page fault per 4 KiB page on first touch, every time. So the
 threshold is a trade: at 128 KiB a batch-1 MNIST forward (its 784 × 256 input drive is 0.8 MB) maps

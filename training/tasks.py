@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from artifact import specs
-from physics.encoding import PAPER_ENCODING
 from training.config import ConfigError, TrainConfig
 from training.data import cifar10, mnist, pendulum
 from training.data.paths import resolve_cache_dir, resolve_data_dir
@@ -67,7 +66,7 @@ def _classes(names):
 
 
 def _pendulum_input(data) -> dict:
-    spec = specs.pendulum_input_spec(data.sequence_length, data.encoding or PAPER_ENCODING)
+    spec = specs.pendulum_input_spec(data.sequence_length, data.encoding)
     if data.input_mean is not None:             # --standardize (training.pendulum_recipe)
         spec.update(normalization_mean=data.input_mean.tolist(), normalization_std=data.input_std.tolist())
     return spec

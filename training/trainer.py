@@ -134,12 +134,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        saved_lr = TrainConfig(**state["config"]).lr
+        saved_lr = state["config"]["lr"]
         if self.cfg.lr != saved_lr:               # a manual step decay: --lr on --resume
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.lr
-            if self.scheduler is not None:
-                self.scheduler._last_lr = [self.cfg.lr] * len(self.optimizer.param_groups)
             self.log(f"resume: learning rate {saved_lr:g} -> {self.cfg.lr:g} (optimizer state kept)")
         self.progress = p = Progress(**state["progress"])
         self.best_state = state.get("best_state")
