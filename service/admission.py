@@ -33,6 +33,8 @@ Three pieces, in the style of ``service.batching`` (no FastAPI dependency; obser
   so overload answers in milliseconds instead of with a 504 after ``request_timeout_s``. A job that is
   admitted and still waiting when only ŝ(job) is left before its deadline is refused then (503), and
   so is one whose turn comes too late: it could no longer finish, and its slot goes to the next job.
+  A job that finds a free slot is refused too when ŝ(job) exceeds the time its request has left (it
+  spent the rest before it reached the lane, e.g. in the batcher ahead of a physics reference).
 
 ``LoadEstimate`` keeps the recent time per batch row and per unit of each kind of heavy job
 (exponential moving averages fed by the batchers' and the lane's observers) and turns the current
@@ -118,18 +120,21 @@ class LoadEstimate:
 
 class AdmissionGate:
     """Counts the work requests admitted and not yet answered; ``try_enter`` fails at the limit.
-    (``afrnn_inflight_requests`` reads ``inflight`` at scrape time.)"""
+    (``afrnn_inflight_requests`` reads ``inflight`` at scrape time; ``admitted`` counts every admission,
+    which is how ``service.memory.IdleTrim`` tells that the service has gone idle.)"""
 
     def __init__(self, max_inflight: int):
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be ≥ 1, got {max_inflight}")
         self.max_inflight = max_inflight
         self.inflight = 0
+        self.admitted = 0
 
     def try_enter(self) -> bool:
         if self.inflight >= self.max_inflight:
             return False
         self.inflight += 1
+        self.admitted += 1
         return True
 
     def leave(self) -> None:
@@ -242,6 +247,10 @@ class WorkLane:
                 self._estimate.pop(turn, None)
                 self._depth_changed()
         else:
+            left = remaining_s(deadline)
+            if left is not None and estimate > left:       # the request spent its time before the lane
+                raise QueueFullError(f"{self.name} is busy: this {kind} job takes about {estimate:.1f} s, "
+                                     f"and the request has {max(left, 0):.1f} s left", self._retry_after())
             self._running += 1
         try:
             check_deadline(deadline, f"{self.name} job")

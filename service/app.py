@@ -42,6 +42,7 @@ from service.docs import install_offline_docs
 from service.errors import install_exception_handlers
 from service.health_port import HealthServer
 from service.logging import configure_logging
+from service.memory import IdleTrim
 from service.metrics import ServiceMetrics
 from service.middleware import RequestGuardMiddleware, RequestMetricsMiddleware
 from service.registry import ModelRegistry
@@ -144,10 +145,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.load_all()
         else:
             loader = asyncio.create_task(registry.load_all(), name="load-models")
+        trim = None
+        if settings.memory_trim_idle_s > 0:
+            gate, lane = app.state.admission, app.state.work_lane
+            trim = IdleTrim(settings.memory_trim_idle_s, activity=lambda: gate.admitted,
+                            busy=lambda: gate.inflight > 0 or lane.running > 0,
+                            on_trim=app.state.metrics.observe_memory_trim).start()
         try:
             yield
         finally:
             app.state.draining = True                  # the health port's readiness turns 503
+            if trim is not None:
+                await trim.stop()
             if loader is not None and not loader.done():
                 loader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

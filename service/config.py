@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         description="glibc: allocations of at least this many bytes are mapped and returned to the OS when "
                     "freed (pins glibc's dynamic threshold: a lower, flatter resident set for some "
                     "throughput, docs/reliability.md; service.memory); 0: glibc's dynamic default")
+    memory_trim_idle_s: float = Field(
+        1.0, ge=0.0, description="glibc: after this long without a work request, return the C heap's free "
+                                 "pages to the OS (malloc_trim), so the resident set falls back after a "
+                                 "burst (service.memory.IdleTrim; the service process only, not a "
+                                 "model_worker='process' child); 0: never")
     gil_switch_interval_ms: float = Field(
         5.0, gt=0, le=100, description="sys.setswitchinterval: how long a thread may hold the GIL while "
                                        "another waits for it (Python's default: 5 ms)")

@@ -1,4 +1,4 @@
-"""The C heap's hold on freed memory: glibc's mmap threshold, pinned.
+"""The C heap's hold on freed memory: glibc's mmap threshold, pinned; its free pages, trimmed when idle.
 
 glibc serves an allocation of at least ``M_MMAP_THRESHOLD`` bytes with its own ``mmap`` and unmaps it
 when it is freed, so the memory goes back to the kernel at once. The threshold is dynamic by default:
@@ -16,16 +16,31 @@ reports whose buffers are megabytes, which are what build up arenas under concur
 and faulted in again for every batch. The service leaves glibc's rule by default
 (``malloc_mmap_threshold_bytes = 0``): a deployment that values a flat resident set over large-batch
 throughput sets it.
+
+What the default costs in resident memory is given back when the load ends instead: ``IdleTrim`` calls
+``malloc_trim(0)`` once the service has admitted no work for ``memory_trim_idle_s``. Since glibc 2.8
+that walks every arena and returns each whole free page to the kernel (``madvise(MADV_DONTNEED)``),
+not only the top of each heap, so the arenas that a burst's threads filled shrink back to what is in
+use. Under load it never runs, so throughput pays nothing; the next burst faults its pages in again.
 """
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
 import os
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3          # <malloc.h>
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
 
 
 def pin_mmap_threshold(nbytes: int) -> bool:
@@ -36,11 +51,9 @@ def pin_mmap_threshold(nbytes: int) -> bool:
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         log.info("malloc mmap threshold left to MALLOC_MMAP_THRESHOLD_")
         return False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):        # not glibc (musl, macOS): nothing to pin
+        mallopt = _libc().mallopt
+    except AttributeError:        # not glibc (musl, macOS) or no C library found: nothing to pin
         log.info("no mallopt in the C library: malloc mmap threshold not pinned")
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
@@ -49,3 +62,75 @@ def pin_mmap_threshold(nbytes: int) -> bool:
         return False
     os.environ["MALLOC_MMAP_THRESHOLD_"] = str(int(nbytes))   # for child processes (model workers)
     return True
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set (``/proc/self/statm``), None where there is no procfs."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def malloc_trim() -> int | None:
+    """glibc's ``malloc_trim(0)``: every arena's whole free pages back to the kernel. Returns the bytes
+    by which the resident set shrank (None without glibc or procfs)."""
+    try:
+        trim = _libc().malloc_trim
+    except AttributeError:
+        return None
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    before = resident_bytes()
+    trim(0)
+    after = resident_bytes()
+    return None if before is None or after is None else before - after
+
+
+class IdleTrim:
+    """Trims the C heap (``malloc_trim``) once per spell of idleness.
+
+    Every ``idle_s`` seconds it reads ``activity()``, a count of work admitted so far. When the count has
+    not moved for a whole period, ``busy()`` is false, and work has been admitted since the last trim,
+    it trims in a worker thread (the walk over the arenas takes their locks, not the GIL's turn of the
+    event loop). So it runs between ``idle_s`` and ``2·idle_s`` after the last request, once, and never
+    while requests keep arriving. ``on_trim(released_bytes)`` observes each trim.
+    """
+
+    def __init__(self, idle_s: float, activity: Callable[[], int], busy: Callable[[], bool],
+                 on_trim: Callable[[int], None] | None = None):
+        if not idle_s > 0:
+            raise ValueError(f"idle_s must be > 0, got {idle_s}")
+        self.idle_s = idle_s
+        self._activity = activity
+        self._busy = busy
+        self._on_trim = on_trim
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> "IdleTrim":
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="idle-malloc-trim")
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        seen = trimmed_at = self._activity()
+        while True:
+            await asyncio.sleep(self.idle_s)
+            now = self._activity()
+            if now == seen and now != trimmed_at and not self._busy():
+                released = await asyncio.to_thread(malloc_trim)
+                if released is None:
+                    log.info("no malloc_trim in the C library: idle trimming stops")
+                    return
+                trimmed_at = now
+                if self._on_trim is not None:
+                    self._on_trim(released)
+            seen = now

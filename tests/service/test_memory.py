@@ -60,3 +60,82 @@ def test_pinned_threshold_maps_the_same_allocation_and_is_passed_to_child_proces
 @glibc_233
 def test_an_explicit_malloc_mmap_threshold_in_the_environment_is_left_alone():
     assert _probe("pin", MALLOC_MMAP_THRESHOLD_="1048576") == ("False", "0", "1048576")
+
+
+TRIM_PROBE = r"""
+import ctypes
+from service.memory import malloc_trim, resident_bytes
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+chunks = [libc.malloc(64 << 10) for _ in range(2048)]      # 128 MiB below the mmap threshold: heap
+for c in chunks:
+    ctypes.memset(c, 1, 64 << 10)                         # touched: resident
+for c in chunks[:-1]:
+    libc.free(c)             # the last chunk stays live, so the heap's top cannot shrink by itself
+before = resident_bytes()
+released = malloc_trim()
+print(before - resident_bytes(), released)
+"""
+
+
+@glibc_233
+def test_malloc_trim_returns_free_pages_below_a_live_chunk_and_reports_them():
+    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], cwd=REPO_ROOT, check=True, capture_output=True,
+                         text=True).stdout.split()
+    shrunk, released = int(out[0]), int(out[1])
+    assert shrunk > 100 << 20                  # of the 128 MiB freed, at least 100 went back to the kernel
+    assert abs(released - shrunk) < 1 << 20      # the same measure, a few pages apart
+
+
+def test_idle_trim_runs_once_per_idle_spell_and_never_while_work_arrives_or_runs(monkeypatch):
+    import asyncio
+
+    from service import memory
+
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "malloc_trim", lambda: trims.append(1) or 4096)
+    state = {"admitted": 0, "busy": False}
+    observed: list[int] = []
+
+    async def scenario():
+        trim = memory.IdleTrim(0.05, activity=lambda: state["admitted"], busy=lambda: state["busy"],
+                               on_trim=observed.append).start()
+        await asyncio.sleep(0.3)
+        assert trims == []                             # nothing admitted since the start: nothing to trim
+        for _ in range(30):                            # work arrives every 10 ms for 0.3 s
+            state["admitted"] += 1
+            await asyncio.sleep(0.01)
+        assert trims == []
+        await asyncio.sleep(0.3)                       # idle: one trim, and only one
+        assert trims == [1] and observed == [4096]
+        state["admitted"] += 1
+        state["busy"] = True                           # a long request: admitted, still running
+        await asyncio.sleep(0.3)
+        assert trims == [1]
+        state["busy"] = False
+        await asyncio.sleep(0.3)
+        assert trims == [1, 1]
+        await trim.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_service_trims_after_its_requests_and_counts_it(service, client, read_metric):
+    import time
+
+    import httpx
+
+    def trims() -> float:
+        return read_metric(httpx.get(service.url + "/metrics").text, "afrnn_memory_trims_total")
+
+    before = trims()
+    answer = client.post("/classify", json={"model": "mnist", "pixels": [0] * 784, "scale": 255})
+    assert answer.status_code == 200
+    deadline = time.monotonic() + 10
+    while trims() == before and time.monotonic() < deadline:       # idle_s = 1 s: trimmed within 2 s
+        time.sleep(0.2)
+    after = trims()
+    assert after == before + 1
+    time.sleep(2.5)                                # no work since: no second trim
+    assert trims() == after

@@ -27,3 +27,5 @@ def test_ten_second_soak_has_no_5xx_and_bounded_memory(service):
     assert result["goals"]["recovered"], result["recovery"]
     assert result["rss_growth_pct_after_warmup"] is not None
     assert result["rss_growth_pct_after_warmup"] <= 10.0, result["rss_bytes"]
+    assert result["rss_growth_pct_idle"] is not None                         # idle to idle (trimmed)
+    assert result["rss_growth_pct_idle"] <= 10.0, result["rss_bytes"]
