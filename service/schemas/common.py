@@ -11,7 +11,7 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 class Request(BaseModel):
     """Base of request bodies: unknown fields are rejected (a misspelt option is an error, not ignored)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), strict=True)
 
 
 class Response(BaseModel):

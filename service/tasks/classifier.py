@@ -43,6 +43,19 @@ log = logging.getLogger(__name__)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def _leaf_types(value: Any) -> set[type]:
+    """The types of the non-list leaves of a nested list as parsed from JSON (C-level ``map`` per row)."""
+    if type(value) is not list:
+        return {type(value)}
+    kinds = set(map(type, value))
+    if list in kinds:
+        kinds.discard(list)
+        for item in value:
+            if type(item) is list:
+                kinds |= _leaf_types(item)
+    return kinds
+
+
 @dataclass
 class ClassifyJob:
     """One request's images, decoded: ``x`` is (n, T, C) float32, already normalised."""
@@ -132,6 +145,8 @@ class ClassifierAPI:
             raise InputError(loc, "must be a rectangular array of numbers (a flat pixel list or a nested "
                                   f"image array) or a base64 PNG string; accepted shapes for model "
                                   f"{self.manifest.name!r}: {self._shapes_text()}")
+        if bool in _leaf_types(image):         # numpy reads true / false among numbers as 1 / 0
+            raise InputError(loc, "pixel values must be numbers; found a boolean (true or false)")
         if arr.shape not in self.accepted_shapes:
             raise InputError(loc, f"shape {tuple(arr.shape)} is not an image of model "
                                   f"{self.manifest.name!r}; accepted shapes: {self._shapes_text()}")

@@ -81,16 +81,12 @@ MALFORMED = [
     (BOOL_PIXELS, ("model", "pixels", "pixels", "pixels")),
     (b'{"pixels": "' + b"A" * 1000 + b'"}', ("model", "pixels", "pixels", "pixels")),
 ]
-_BOOLEAN_PIXEL_BUG = pytest.mark.xfail(
-    strict=True, reason="a JSON `true` among an image's pixel values is read as 1 (numpy), not rejected")
-
 
 def _malformed_cases():
     for number, (body, expected) in enumerate(MALFORMED):
         per_path = expected if isinstance(expected, tuple) else (expected,) * len(PATHS)
         for path, field in zip(PATHS, per_path, strict=True):
-            marks = _BOOLEAN_PIXEL_BUG if body == BOOL_PIXELS and path == "/models/mnist/stability" else ()
-            yield pytest.param(path, body, field, marks=marks, id=f"{path}-{number}")
+            yield pytest.param(path, body, field, id=f"{path}-{number}")
 
 
 @pytest.mark.parametrize("path, body, field", _malformed_cases())

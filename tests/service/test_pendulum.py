@@ -117,6 +117,11 @@ def test_a_longer_rollout_starts_with_the_shorter_one(client):
      "required"),
     ({"initial_state": STATE, "initial_states": [STATE]}, ["body"], "exactly one"),
     ({"initial_state": STATE, "model": "mnist"}, ["body", "model"], "not a pendulum"),
+    # strict request models: JSON true is not the number 1, nor "5" the number 5
+    ({"initial_state": {**STATE, "theta1": True}}, ["body", "initial_state", "theta1"], "valid number"),
+    ({"initial_state": STATE, "steps": True}, ["body", "steps"], "valid integer"),
+    ({"initial_state": STATE, "steps": "5"}, ["body", "steps"], "valid integer"),
+    ({"initial_state": STATE, "include_reference": 1}, ["body", "include_reference"], "valid boolean"),
 ])
 def test_invalid_input_gets_422_naming_field_and_rule(client, body, loc, rule):
     r = client.post("/pendulum/predict", json=body)
