@@ -24,7 +24,7 @@ from service.app import create_app
 from service.config import Settings
 from service.connections import Server, install_overload_response, protocol_class, with_header_timeout
 from service.logging import configure_logging
-from service.memory import pin_mmap_threshold
+from service.memory import limit_arenas, pin_mmap_threshold
 
 
 def _shown(field: str, value) -> str:
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     if settings.malloc_mmap_threshold_bytes:
         pin_mmap_threshold(settings.malloc_mmap_threshold_bytes)
+    if settings.malloc_arena_max:
+        limit_arenas(settings.malloc_arena_max)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,

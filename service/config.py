@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         description="glibc: allocations of at least this many bytes are mapped and returned to the OS when "
                     "freed (pins glibc's dynamic threshold: a lower, flatter resident set for some "
                     "throughput, docs/reliability.md; service.memory); 0: glibc's dynamic default")
+    malloc_arena_max: int = Field(
+        2, ge=0, le=1024,
+        description="glibc: at most this many heap arenas shared by all threads (MALLOC_ARENA_MAX): the "
+                    "resident set falls back after a burst instead of keeping a heap per thread that "
+                    "allocated (docs/reliability.md; service.memory); 0: glibc's default of 8 per core")
     memory_trim_idle_s: float = Field(
         1.0, ge=0.0, description="glibc: after this long without a work request, return the C heap's free "
                                  "pages to the OS (malloc_trim), so the resident set falls back after a "

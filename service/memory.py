@@ -34,6 +34,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3          # <malloc.h>
+M_ARENA_MAX = -8
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -61,6 +62,27 @@ def pin_mmap_threshold(nbytes: int) -> bool:
     if mallopt(M_MMAP_THRESHOLD, int(nbytes)) != 1:
         return False
     os.environ["MALLOC_MMAP_THRESHOLD_"] = str(int(nbytes))   # for child processes (model workers)
+    return True
+
+
+def limit_arenas(count: int) -> bool:
+    """``mallopt(M_ARENA_MAX, count)``: at most ``count`` heap arenas, shared by all threads, when the C
+    library is glibc and the environment does not set ``MALLOC_ARENA_MAX`` already. glibc otherwise
+    gives threads up to 8 arenas per core, and each keeps pages that a trim cannot return while any
+    chunk in them lives. True when the limit is set; it is also exported for child processes."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        log.info("malloc arena count left to MALLOC_ARENA_MAX")
+        return False
+    try:
+        mallopt = _libc().mallopt
+    except AttributeError:
+        log.info("no mallopt in the C library: malloc arenas not limited")
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    if mallopt(M_ARENA_MAX, int(count)) != 1:
+        return False
+    os.environ["MALLOC_ARENA_MAX"] = str(int(count))
     return True
 
 

@@ -139,3 +139,45 @@ def test_the_service_trims_after_its_requests_and_counts_it(service, client, rea
     assert after == before + 1
     time.sleep(2.5)                                # no work since: no second trim
     assert trims() == after
+
+
+ARENA_PROBE = r"""
+import ctypes, sys, threading
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+limited = None
+if sys.argv[1] == "limit":
+    from service.memory import limit_arenas
+    limited = limit_arenas(2)
+barrier = threading.Barrier(8)
+
+def allocate():
+    barrier.wait()                        # all eight threads alive at once: none can inherit a freed arena
+    chunks = [libc.malloc(1000) for _ in range(1000)]
+    barrier.wait()
+    for chunk in chunks:
+        libc.free(chunk)
+
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(limited, flush=True)
+libc.malloc_stats()                       # glibc's own per-arena report, on stderr
+"""
+
+
+def _arenas(mode: str, **env) -> tuple[str, int]:
+    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | env
+    run = subprocess.run([sys.executable, "-c", ARENA_PROBE, mode], cwd=REPO_ROOT, env=environ, check=True,
+                         capture_output=True, text=True)
+    return run.stdout.strip(), run.stderr.count("Arena ")
+
+
+@glibc_233
+def test_limiting_arenas_makes_eight_allocating_threads_share_two():
+    assert _arenas("limit") == ("True", 2)
+    limited, unlimited = _arenas("none")
+    assert limited == "None" and unlimited > 2          # glibc alone: a new arena per contending thread
