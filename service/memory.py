@@ -1,4 +1,10 @@
-"""The C heap's hold on freed memory: glibc's mmap threshold, pinned; its free pages, trimmed when idle.
+"""The C heap's hold on freed memory: glibc's arenas, limited; its mmap threshold, pinned; its free pages,
+trimmed when idle.
+
+glibc gives a thread that finds the heap's lock taken an arena of its own, up to 8 per core, and a
+thread keeps using the arena it got. Each arena is a heap of its own: after a burst every one of them
+holds pages that a live chunk pins, so the resident set grows with the number of threads that ever
+allocated at once. ``limit_arenas`` (``malloc_arena_max``, 2 by default) makes all threads share a few.
 
 glibc serves an allocation of at least ``M_MMAP_THRESHOLD`` bytes with its own ``mmap`` and unmaps it
 when it is freed, so the memory goes back to the kernel at once. The threshold is dynamic by default:
