@@ -33,8 +33,6 @@ Three pieces, in the style of ``service.batching`` (no FastAPI dependency; obser
   so overload answers in milliseconds instead of with a 504 after ``request_timeout_s``. A job that is
   admitted and still waiting when only ŝ(job) is left before its deadline is refused then (503), and
   so is one whose turn comes too late: it could no longer finish, and its slot goes to the next job.
-  A job that finds a free slot is refused too when ŝ(job) exceeds the time its request has left (it
-  spent the rest before it reached the lane, e.g. in the batcher ahead of a physics reference).
 
 ``LoadEstimate`` keeps the recent time per batch row and per unit of each kind of heavy job
 (exponential moving averages fed by the batchers' and the lane's observers) and turns the current
@@ -247,10 +245,6 @@ class WorkLane:
                 self._estimate.pop(turn, None)
                 self._depth_changed()
         else:
-            left = remaining_s(deadline)
-            if left is not None and estimate > left:       # the request spent its time before the lane
-                raise QueueFullError(f"{self.name} is busy: this {kind} job takes about {estimate:.1f} s, "
-                                     f"and the request has {max(left, 0):.1f} s left", self._retry_after())
             self._running += 1
         try:
             check_deadline(deadline, f"{self.name} job")
