@@ -50,46 +50,38 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def pin_mmap_threshold(nbytes: int) -> bool:
-    """``mallopt(M_MMAP_THRESHOLD, nbytes)`` when the C library is glibc and the environment does not
-    set ``MALLOC_MMAP_THRESHOLD_`` already (which glibc has then read at start-up); True when the
-    threshold is now fixed at ``nbytes``. The variable is then set for child processes (a spawned
-    model worker's glibc reads it at its start)."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        log.info("malloc mmap threshold left to MALLOC_MMAP_THRESHOLD_")
-        return False
-    try:
-        mallopt = _libc().mallopt
-    except AttributeError:        # not glibc (musl, macOS) or no C library found: nothing to pin
-        log.info("no mallopt in the C library: malloc mmap threshold not pinned")
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    if mallopt(M_MMAP_THRESHOLD, int(nbytes)) != 1:
-        return False
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(int(nbytes))   # for child processes (model workers)
-    return True
-
-
-def limit_arenas(count: int) -> bool:
-    """``mallopt(M_ARENA_MAX, count)``: at most ``count`` heap arenas, shared by all threads, when the C
-    library is glibc and the environment does not set ``MALLOC_ARENA_MAX`` already. glibc otherwise
-    gives threads up to 8 arenas per core, and each keeps pages that a trim cannot return while any
-    chunk in them lives. True when the limit is set; it is also exported for child processes."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        log.info("malloc arena count left to MALLOC_ARENA_MAX")
+def _set_mallopt(option: int, value: int, variable: str, what: str) -> bool:
+    """``mallopt(option, value)`` unless the environment sets glibc's ``variable`` already (glibc has
+    then read it at start-up) or the C library has no ``mallopt`` (musl, macOS). True when set; the
+    variable is then exported, so that child processes (a spawned model worker) start with it."""
+    if variable in os.environ:
+        log.info("%s left to %s", what, variable)
         return False
     try:
         mallopt = _libc().mallopt
     except AttributeError:
-        log.info("no mallopt in the C library: malloc arenas not limited")
+        log.info("no mallopt in the C library: %s left to the C library", what)
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    if mallopt(M_ARENA_MAX, int(count)) != 1:
+    if mallopt(option, int(value)) != 1:
         return False
-    os.environ["MALLOC_ARENA_MAX"] = str(int(count))
+    os.environ[variable] = str(int(value))
     return True
+
+
+def pin_mmap_threshold(nbytes: int) -> bool:
+    """``mallopt(M_MMAP_THRESHOLD, nbytes)``, which turns glibc's dynamic threshold off; True when the
+    threshold is now fixed at ``nbytes`` (``MALLOC_MMAP_THRESHOLD_`` in the environment wins)."""
+    return _set_mallopt(M_MMAP_THRESHOLD, nbytes, "MALLOC_MMAP_THRESHOLD_", "malloc mmap threshold")
+
+
+def limit_arenas(count: int) -> bool:
+    """``mallopt(M_ARENA_MAX, count)``: at most ``count`` heap arenas, shared by all threads. glibc
+    otherwise gives threads up to 8 arenas per core, and each keeps pages that a trim cannot return
+    while any chunk in them lives. True when the limit is set (``MALLOC_ARENA_MAX`` in the environment
+    wins)."""
+    return _set_mallopt(M_ARENA_MAX, count, "MALLOC_ARENA_MAX", "malloc arena count")
 
 
 def resident_bytes() -> int | None:
