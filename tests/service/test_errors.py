@@ -89,7 +89,7 @@ def _malformed_cases():
             yield pytest.param(path, body, field, id=f"{path}-{number}")
 
 
-@pytest.mark.parametrize("path, body, field", _malformed_cases())
+@pytest.mark.parametrize("path, body, field", list(_malformed_cases()))
 def test_malformed_input_is_a_422_naming_the_field(client, path, body, field):
     r = client.post(path, content=body, headers={"content-type": "application/json"})
     if field == 200:
