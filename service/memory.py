@@ -33,6 +33,7 @@ use. Under load it never runs, so throughput pays nothing; the next burst faults
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -43,7 +44,9 @@ M_MMAP_THRESHOLD = -3          # <malloc.h>
 M_ARENA_MAX = -8
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (``find_library`` runs ``ldconfig``)."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c"))
     except (OSError, TypeError):
@@ -95,7 +98,7 @@ def resident_bytes() -> int | None:
 
 def malloc_trim() -> int | None:
     """glibc's ``malloc_trim(0)``: every arena's whole free pages back to the kernel. Returns the bytes
-    by which the resident set shrank (None without glibc or procfs)."""
+    by which the resident set shrank (0 without procfs to tell), or None without ``malloc_trim``."""
     try:
         trim = _libc().malloc_trim
     except AttributeError:
@@ -105,7 +108,7 @@ def malloc_trim() -> int | None:
     before = resident_bytes()
     trim(0)
     after = resident_bytes()
-    return None if before is None or after is None else before - after
+    return 0 if before is None or after is None else before - after
 
 
 class IdleTrim:
