@@ -342,6 +342,11 @@ class AFRNN(nn.Module):
         return euler_recurrence(drive, z0, self.coupling_matrix().t(), self.epsilon,
                                 self.layer_bounds, self.sequential, keep_states)
 
+    def trajectory(self, x: Tensor, h0: Optional[Tensor] = None) -> Tuple[Tensor, List[Tensor]]:
+        """(z_T, [z_1, …, z_T]) as a list, not stacked: for training-time terms that read a few states
+        (``training.step_penalty``), whose gradient then reaches only the states they read."""
+        return self._run(x, h0, True)
+
     def forward(self, x: Tensor, h0: Optional[Tensor] = None, every_step: bool = False) -> Tensor:
         """Readout at the last step (N, C), or at every step (N, T, C) with ``every_step``."""
         last, states = self._run(x, h0, every_step)

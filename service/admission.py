@@ -18,25 +18,30 @@ Three pieces, in the style of ``service.batching`` (no FastAPI dependency; obser
   A job that would have to wait is refused at once (503 + Retry-After) when it cannot finish in time.
   Jobs differ by orders of magnitude (a one-state physics reference against sixteen states × 290
   steps; a pendulum's stability report against CIFAR-10's), so each job names its *kind* and its
-  *size* in units of work, and its estimated time is
+  *size* u in units of work, and its estimated time is
 
-      ŝ(job) = size × (m + 2·d),
+      ŝ(job) = (a + b·u) × (1 + 2·r),
 
-  with m the recent seconds per unit of its kind and d their mean deviation from m (both exponential
-  moving averages, as TCP's retransmission timer keeps them, RFC 6298): a high estimate, because
-  the times are measured under a load that changes, and an estimate that is too low costs a 504 after
-  the whole deadline where one that is too high costs an early 503. (ŝ is 0 while the kind has not been
-  seen: a job is not refused on a guess.) With c the cap, the job is refused when
+  with a + b·u the least-squares line through the recent (size, seconds) of its kind (a fixed cost
+  and a cost per unit, from exponentially weighted moments; ``JobCost``) and r the mean relative
+  deviation of the times from that line (kept as TCP's retransmission timer keeps its RTTVAR,
+  RFC 6298): a high estimate, because the times are measured under a load that changes, and an
+  estimate that is too low costs a 504 after the whole deadline where one that is too high costs an
+  early 503. The line matters: small jobs cost mostly their fixed part, and their time *per unit*
+  extrapolated to a large job would refuse it on an idle service. ŝ is 0 — a job is not refused on a
+  guess — while the kind has not been seen, and for a job more than twice the size of the largest one
+  seen (a line fitted to small jobs says little that far out). With c the cap, the job is refused when
 
       ( Σ ŝ(waiting) + Σ max(0, ŝ(running) − elapsed) ) / c + ŝ(job)  >  the time left until its deadline,
 
   so overload answers in milliseconds instead of with a 504 after ``request_timeout_s``. A job that is
   admitted and still waiting when only ŝ(job) is left before its deadline is refused then (503), and
   so is one whose turn comes too late: it could no longer finish, and its slot goes to the next job.
+  A job that finds a free slot is refused too when ŝ(job) exceeds the time its request has left (it
+  spent the rest before it reached the lane, e.g. in the batcher ahead of a physics reference).
 
-``LoadEstimate`` keeps the recent time per batch row and per unit of each kind of heavy job
-(exponential moving averages fed by the batchers' and the lane's observers) and turns the current
-backlog into a Retry-After:
+``LoadEstimate`` keeps the recent time per batch row and the ``JobCost`` of each kind of heavy job
+(fed by the batchers' and the lane's observers) and turns the current backlog into a Retry-After:
 
     Retry-After = ⌈ queued rows × (time per row) + (the lane's backlog, as above) / max_concurrency ⌉,
 
@@ -75,16 +80,57 @@ def check_deadline(deadline: float | None, what: str) -> None:
         raise RequestTimeoutError(f"{what} did not finish within request_timeout_s")
 
 
+class JobCost:
+    """The recent cost of one kind of heavy job: seconds ≈ a + b·units, with a mean relative deviation.
+
+    (a, b) is the weighted least-squares line through the observed (units, seconds), from exponentially
+    weighted moments (weight ``alpha`` for the newest): b = cov(u, s) / var(u), a = E[s] − b·E[u],
+    kept at a, b ≥ 0 (a negative fixed cost gives the line through the origin and the mean time per
+    unit; a negative slope, a constant). While every size seen is the same (var(u) ≈ 0) the line is
+    the constant E[s]: the cost of that size, with no guess at how it scales. The deviation r is the
+    exponential mean of |s − line(u)| / line(u), measured before each observation joins the line;
+    the first observation gives r = ½, as RFC 6298's first RTTVAR is half the first sample.
+    """
+
+    def __init__(self, alpha: float, units: float, seconds: float):
+        self.alpha = alpha
+        self.mean_u, self.mean_s = units, seconds
+        self.mean_uu, self.mean_us = units * units, units * seconds
+        self.relative_dev = 0.5
+        self.max_units = units
+
+    def line(self, units: float) -> float:
+        """a + b·units, the expected seconds of a job of this size."""
+        var = self.mean_uu - self.mean_u ** 2
+        if var <= (0.01 * self.mean_u) ** 2:                     # one size seen (within 1 %)
+            return self.mean_s
+        slope = max(0.0, (self.mean_us - self.mean_u * self.mean_s) / var)
+        fixed = self.mean_s - slope * self.mean_u
+        if fixed < 0.0:
+            return units * self.mean_s / self.mean_u
+        return fixed + slope * units
+
+    def observe(self, units: float, seconds: float) -> None:
+        a = self.alpha
+        expected = self.line(units)
+        if expected > 0.0:
+            self.relative_dev = (1 - a) * self.relative_dev + a * abs(seconds - expected) / expected
+        self.mean_u = (1 - a) * self.mean_u + a * units
+        self.mean_s = (1 - a) * self.mean_s + a * seconds
+        self.mean_uu = (1 - a) * self.mean_uu + a * units * units
+        self.mean_us = (1 - a) * self.mean_us + a * units * seconds
+        self.max_units = max(self.max_units, units)
+
+
 class LoadEstimate:
     """Recent service times, for Retry-After and the lane's admission. ``alpha`` weighs the newest
     observation."""
 
     def __init__(self, alpha: float = 0.2, deviations: float = 2.0):
         self.alpha = alpha
-        self.deviations = deviations             # k of ŝ = size × (m + k·d)
+        self.deviations = deviations             # k of ŝ = line(u) × (1 + k·r)
         self.row_s = 0.0                         # seconds per row of a batched forward pass
-        self.unit_s: dict[str, float] = {}       # m: seconds per unit of work, per kind of heavy job
-        self.unit_dev_s: dict[str, float] = {}   # d: mean deviation of the seconds per unit from m
+        self.jobs: dict[str, JobCost] = {}       # per kind of heavy job
 
     def _mix(self, old: float, new: float) -> float:
         return new if old == 0.0 else (1 - self.alpha) * old + self.alpha * new
@@ -96,20 +142,18 @@ class LoadEstimate:
     def observe_job(self, kind: str, units: float, seconds: float) -> None:
         if units <= 0:
             return
-        per_unit = seconds / units
-        if kind not in self.unit_s:              # RFC 6298: the first sample x gives m = x, d = x/2
-            self.unit_s[kind], self.unit_dev_s[kind] = per_unit, per_unit / 2
-            return
-        a, mean = self.alpha, self.unit_s[kind]  # the deviation from the old mean, then the mean
-        self.unit_dev_s[kind] = (1 - a) * self.unit_dev_s[kind] + a * abs(per_unit - mean)
-        self.unit_s[kind] = (1 - a) * mean + a * per_unit
+        if kind not in self.jobs:
+            self.jobs[kind] = JobCost(self.alpha, units, seconds)
+        else:
+            self.jobs[kind].observe(units, seconds)
 
     def job_seconds(self, kind: str, units: float) -> float:
-        """A high estimate of a heavy job's seconds, size × (m + k·d) (0 while its kind has not been
-        observed)."""
-        if kind not in self.unit_s:
+        """A high estimate of a heavy job's seconds, line(u) × (1 + k·r); 0 while its kind has not been
+        observed, or beyond twice the largest size observed."""
+        cost = self.jobs.get(kind)
+        if cost is None or units > 2 * cost.max_units:
             return 0.0
-        return units * (self.unit_s[kind] + self.deviations * self.unit_dev_s[kind])
+        return cost.line(units) * (1 + self.deviations * cost.relative_dev)
 
     def retry_after_s(self, queued_rows: int, lane_backlog_s: float, job_concurrency: int) -> int:
         wait = queued_rows * self.row_s + lane_backlog_s / max(1, job_concurrency)
@@ -245,6 +289,10 @@ class WorkLane:
                 self._estimate.pop(turn, None)
                 self._depth_changed()
         else:
+            left = remaining_s(deadline)
+            if left is not None and estimate > left:       # the request spent its time before the lane
+                raise QueueFullError(f"{self.name} is busy: this {kind} job takes about {estimate:.1f} s, "
+                                     f"and the request has {max(left, 0):.1f} s left", self._retry_after())
             self._running += 1
         try:
             check_deadline(deadline, f"{self.name} job")

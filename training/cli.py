@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--step-bound", type=float, default=S, metavar="BETA",
                       help="keep ε‖A‖₂ ≤ BETA by rescaling A at every step (spectral normalisation; every "
                            "Euler step radius of the linear part ≤ √((1 − εγ)² + BETA²)); off by default")
+    arch.add_argument("--step-norm-penalty", type=float, default=S, metavar="WEIGHT",
+                      help="add WEIGHT · mean max(0, ‖I + ε D_t B‖₂ − 1)² over sampled (row, step) pairs "
+                           "to the training loss (training.step_penalty); off by default")
+    arch.add_argument("--step-norm-samples", type=int, default=S, metavar="K",
+                      help="(row, step) pairs per batch for --step-norm-penalty (4)")
     arch.add_argument("--damping", default=S, choices=_choices("damping"),
                       help=f"fixed: B = A − γI; euler: γ follows the coupling, the least damping that keeps "
                            f"the Euler step of the linear part non-expansive ({_default('damping')})")

@@ -48,6 +48,10 @@ class TrainConfig(BaseModel):
     step_bound: float | None = Field(
         None, gt=0, description="AFRNN family: a bound β on ε‖A‖₂ (model.afrnn.AFRNN.coupling_scale); "
                                 "exports fold it into the weights")
+    step_norm_penalty: float | None = Field(
+        None, gt=0, description="AFRNN family: weight of the penalty mean max(0, ‖I + ε D_t B‖₂ − 1)² at "
+                                "sampled steps (training.step_penalty); training only")
+    step_norm_samples: int = Field(4, ge=1, description="(row, step) pairs per batch for step_norm_penalty")
     # optimisation
     optimizer: Literal["adagrad", "adam"]
     lr: float = Field(gt=0)
@@ -115,6 +119,8 @@ class TrainConfig(BaseModel):
                 given.append("damping")
             if self.step_bound is not None:
                 given.append("step_bound")
+            if self.step_norm_penalty is not None:
+                given.append("step_norm_penalty")
             if given:
                 raise ValueError(f"{', '.join(given)} apply to the AFRNN family only, not to model 'lstm'")
         for key in ("trajectories", "points", "data_seed", "solver", "loss_weights", "pendulum_input"):
@@ -126,6 +132,12 @@ class TrainConfig(BaseModel):
             raise ValueError(f"loss_weights must be >= 0 and not all 0, got {list(self.loss_weights)}")
         if self.init == "notebook" and self.model == "lstm":
             raise ValueError("init 'notebook' applies to the AFRNN family only, not to model 'lstm'")
+        if self.step_norm_penalty is not None and self.task == "pendulum":
+            raise ValueError("step_norm_penalty applies to the classification tasks (it reads the last "
+                             "step's readout), not to 'pendulum'")
+        if self.step_norm_penalty is not None and self.update != "simultaneous":
+            raise ValueError("step_norm_penalty takes the Jacobian I + ε D_t B of the simultaneous update; "
+                             f"got update {self.update!r}")
         if self.model == "arnn" and self.layers not in (None, 1):
             raise ValueError(f"layers: the ARNN has exactly 1 layer, got {self.layers}")
         if self.model in ("2-arnn", "frnn") and self.layers == 1:

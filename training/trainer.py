@@ -53,6 +53,7 @@ from training.evaluate import evaluate
 from training.exporting import manifest_fields, verify_export
 from training.records import RunRecords, epoch_totals, postfix
 from training.state import Progress, capture_rng, read_state, restore_rng, write_state
+from training.step_penalty import step_norm_penalty
 from training.tasks import get_task
 
 
@@ -84,6 +85,9 @@ class Trainer:
             raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {ctx.world_size} "
                              "processes (each rank takes batch_size / world_size samples per step)")
         self.rank_batch = cfg.batch_size // ctx.world_size
+        if cfg.step_norm_penalty is not None and ctx.world_size > 1:
+            raise ConfigError("step_norm_penalty runs the model outside DDP's forward; "
+                              "train it in one process")
         self.task = get_task(cfg.task)
         self.objective = self.task.objective
         splits = components.load_splits(self.task, cfg)
@@ -198,12 +202,19 @@ class Trainer:
     def train_step(self, indices: torch.Tensor) -> float:
         """One optimizer step on the samples ``indices``; returns the batch loss."""
         x, y = self.train_data.batch(indices, self.device)
-        outputs = self.objective.outputs(self.ddp, x)
-        loss = self.objective.loss(outputs, y)
+        step_norms = None
+        if self.cfg.step_norm_penalty is None:
+            outputs = self.objective.outputs(self.ddp, x)
+            loss = self.objective.loss(outputs, y)
+            objective = loss
+        else:                                                   # one process (checked in __init__)
+            outputs, hinge, step_norms = step_norm_penalty(self.model, x, self.cfg.step_norm_samples)
+            loss = self.objective.loss(outputs, y)
+            objective = loss + self.cfg.step_norm_penalty * hinge
         # DDP averages gradients over ranks; a summed loss must be scaled back to the global sum
         scale = self.ctx.world_size if self.objective.reduction == "sum" else 1
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * scale if scale != 1 else loss).backward()
+        (objective * scale if scale != 1 else objective).backward()
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         pendulum_recipe.set_scheduled_lr(self.cfg, self.optimizer, self.progress.global_step,
@@ -214,6 +225,9 @@ class Trainer:
         p = self.progress
         for key, values in per_sample.items():
             p.epoch_sums[key] = p.epoch_sums.get(key, 0.0) + float(values.double().sum())
+        if step_norms is not None:                              # the epoch record's train_step_norm
+            norm_sum = float(step_norms.mean()) * len(indices)
+            p.epoch_sums["step_norm"] = p.epoch_sums.get("step_norm", 0.0) + norm_sum
         p.epoch_count += len(indices)
         p.grad_norm_sum += grad_norm
         p.grad_norm_max = max(p.grad_norm_max, grad_norm)

@@ -136,28 +136,55 @@ def test_retry_after_is_queue_depth_times_recent_time_per_row():
     assert load.retry_after_s(0, 12.0, 2) == 6              # 12 s of heavy work ahead / 2 slots
 
 
-def test_heavy_job_estimates_are_per_kind_and_scale_with_size():
-    load = LoadEstimate(alpha=0.5, deviations=0.0)           # the mean alone
+def test_heavy_job_estimates_are_per_kind_and_follow_a_fixed_plus_per_unit_line():
+    load = LoadEstimate(alpha=0.5, deviations=0.0)           # the line alone
     assert load.job_seconds("physics reference", 100) == 0.0           # not seen yet: no guess
-    load.observe_job("physics reference", units=16 * 290, seconds=9.28)   # 2 ms per state-step
+    load.observe_job("physics reference", units=16 * 290, seconds=9.28)
     load.observe_job("stability report of cifar10", units=1, seconds=6.0)
-    assert load.job_seconds("physics reference", 1 * 29) == pytest.approx(0.058)
-    assert load.job_seconds("physics reference", 16 * 290) == pytest.approx(9.28)
+    # one size seen: its time, for any job up to twice that size, and no guess beyond
+    assert load.job_seconds("physics reference", 1 * 29) == pytest.approx(9.28)
+    assert load.job_seconds("physics reference", 2 * 16 * 290) == pytest.approx(9.28)
+    assert load.job_seconds("physics reference", 2 * 16 * 290 + 1) == 0.0
     assert load.job_seconds("stability report of cifar10", 1) == 6.0
     assert load.job_seconds("stability report of pendulum", 1) == 0.0   # another model: its own kind
-    load.observe_job("physics reference", units=10, seconds=0.06)      # EWMA of 2 and 6 ms per unit
-    assert load.job_seconds("physics reference", 1000) == pytest.approx(4.0)
+    # two sizes: the line through both points (equal weights at alpha ½)
+    load.observe_job("physics reference", units=10, seconds=0.06)
+    slope = (9.28 - 0.06) / (4640 - 10)
+    assert load.job_seconds("physics reference", 1000) == pytest.approx(0.06 + slope * 990)
 
 
-def test_the_estimate_adds_twice_the_mean_deviation_as_rfc_6298_does():
-    """m and d as TCP's SRTT and RTTVAR (RFC 6298 §2, with α = β = 0.5 here): the first sample x gives
-    m = x, d = x/2; then d ← ½d + ½|x − m| (with the old m), m ← ½m + ½x; ŝ = size × (m + 2d)."""
+def test_small_jobs_fixed_cost_does_not_inflate_the_estimate_of_a_large_one():
+    """The container test's case: many small physics references (60 ms fixed + 1 ms per state-step),
+    then one of 4 × 290. Their mean time per unit (≈ 10 ms) × 1 160 would say 12 s; the line says
+    0.06 + 1.16 s."""
+    load = LoadEstimate(deviations=0.0)
+    for units in [29, 58, 116, 29, 600, 290, 58, 116, 29, 464] * 3:
+        load.observe_job("physics reference", units=units, seconds=0.06 + 0.001 * units)
+    assert load.job_seconds("physics reference", 4 * 290) == pytest.approx(0.06 + 1.16, rel=1e-6)
+    assert load.job_seconds("physics reference", 1) == pytest.approx(0.061, rel=1e-6)
+    assert load.job_seconds("physics reference", 2 * 600 + 1) == 0.0    # too far out: no guess
+
+
+def test_the_line_never_goes_below_zero_cost_or_slopes_down():
+    load = LoadEstimate(alpha=0.5, deviations=0.0)
+    load.observe_job("report", units=1, seconds=1.0)
+    load.observe_job("report", units=2, seconds=4.0)     # the line through both has a = −2: through 0
+    assert load.job_seconds("report", 1) == pytest.approx(2.5 / 1.5)
+    load = LoadEstimate(alpha=0.5, deviations=0.0)
+    load.observe_job("report", units=1, seconds=3.0)
+    load.observe_job("report", units=2, seconds=1.0)     # bigger and faster (noise): a constant
+    assert load.job_seconds("report", 4) == pytest.approx(2.0)
+
+
+def test_the_estimate_adds_twice_the_mean_relative_deviation_as_rfc_6298_does():
+    """r as TCP's RTTVAR (RFC 6298 §2, α = ½ here), relative to the line: the first sample gives r = ½;
+    then r ← ½r + ½|x − line(u)| / line(u), with the line before x joins it; ŝ = line(u)·(1 + 2r)."""
     load = LoadEstimate(alpha=0.5)
-    load.observe_job("report", units=1, seconds=2.0)          # m 2, d 1
-    assert load.job_seconds("report", 1) == pytest.approx(2.0 + 2 * 1.0)
-    load.observe_job("report", units=2, seconds=12.0)         # x 6: d ½·1 + ½·4 = 2.5, m 4
-    assert load.job_seconds("report", 3) == pytest.approx(3 * (4.0 + 2 * 2.5))
-    for _ in range(40):                                        # steady times: d → 0, ŝ → the mean
+    load.observe_job("report", units=1, seconds=2.0)          # line 2, r ½
+    assert load.job_seconds("report", 1) == pytest.approx(2.0 * (1 + 2 * 0.5))
+    load.observe_job("report", units=1, seconds=6.0)          # |6 − 2| / 2 = 2: r ½·½ + ½·2 = 1.25, line 4
+    assert load.job_seconds("report", 1) == pytest.approx(4.0 * (1 + 2 * 1.25))
+    for _ in range(40):                                        # steady times: r → 0, ŝ → the line
         load.observe_job("report", units=1, seconds=4.0)
     assert load.job_seconds("report", 1) == pytest.approx(4.0, rel=1e-6)
 
@@ -338,3 +365,47 @@ def test_the_lane_reports_each_job_by_kind_and_size():
     asyncio.run(scenario())
     assert [(k, u) for k, u, _ in seen] == [("physics reference", 116)] and seen[0][2] >= 0.05
 
+
+
+def test_a_job_with_a_free_slot_is_refused_when_its_request_has_less_time_left_than_it_takes():
+    """Nothing runs, so the job would start at once; but its request has 0.2 s left (it spent the rest
+    before reaching the lane) and such jobs take 0.5 s: 503 at once instead of a 504 at the deadline.
+    With 5 s left the same job runs."""
+    ran = []
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, retry_after=lambda: 4, job_seconds=lambda kind, units: 0.5 * units)
+        with pytest.raises(QueueFullError) as err:
+            await lane.run(ran.append, "late", kind="reference", deadline=time.perf_counter() + 0.2)
+        assert lane.running == 0                      # the refused job never held the slot
+        await lane.run(ran.append, "in time", kind="reference", deadline=time.perf_counter() + 5)
+        await lane.close()
+        return err.value
+
+    err = asyncio.run(scenario())
+    assert err.retry_after_s == 4 and "takes about 0.5 s" in str(err)
+    assert ran == ["in time"]
+
+
+def test_an_idle_lane_admits_a_large_job_after_small_ones_whose_cost_is_mostly_fixed():
+    """The container test's failure before the line: one- and two-state references (29 and 58
+    state-steps, 50 ms each, nearly all of it fixed) had set the time per unit at about 1.3 ms, and a
+    4-state × 290-step reference (1 160 units) on an idle lane was refused as "about 1.5 s" × (1 + 2r)
+    — here with 1 s left. Now small jobs are estimated by their line (about 50 ms), and a job 20× the
+    largest size seen is not refused on a guess: it runs."""
+    load = LoadEstimate()
+    ran = []
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, job_seconds=load.job_seconds, on_job=load.observe_job)
+        for units in (29, 58, 29, 58):
+            await lane.run(time.sleep, 0.05, kind="reference", units=units)
+        small = load.job_seconds("reference", 58)
+        await lane.run(ran.append, "large", kind="reference", units=4 * 290,
+                       deadline=time.perf_counter() + 1.0)
+        await lane.close()
+        return small
+
+    small = asyncio.run(scenario())
+    assert 0.04 <= small < 0.2
+    assert ran == ["large"]
