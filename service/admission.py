@@ -37,6 +37,9 @@ Three pieces, in the style of ``service.batching`` (no FastAPI dependency; obser
   so overload answers in milliseconds instead of with a 504 after ``request_timeout_s``. A job that is
   admitted and still waiting when only ŝ(job) is left before its deadline is refused then (503), and
   so is one whose turn comes too late: it could no longer finish, and its slot goes to the next job.
+  Each finished job re-judges the waiting ones with the estimate it has just fed (``_rejudge``): the
+  first jobs of a kind queue with no estimate, and once one has run, the rest are refused as soon as
+  they can no longer finish, not dropped at their deadline with a 504.
   A job that finds a free slot is refused too when ŝ(job) exceeds the time its request has left (it
   spent the rest before it reached the lane, e.g. in the batcher ahead of a physics reference).
 
@@ -56,6 +59,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from service.batching import BatcherClosedError, QueueFullError, RequestTimeoutError
@@ -183,6 +187,17 @@ class AdmissionGate:
         self.inflight -= 1
 
 
+@dataclass
+class _Waiter:
+    """A job waiting for a lane slot: its kind and size, its deadline, its current estimate, its timer."""
+
+    kind: str
+    units: float
+    deadline: float | None
+    estimate: float
+    timer: asyncio.TimerHandle | None = None
+
+
 class WorkLane:
     """A bounded FIFO queue with a concurrency cap for heavy jobs, each run in a worker thread.
 
@@ -215,7 +230,7 @@ class WorkLane:
         self._on_queue_depth = on_queue_depth
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"lane-{name}")
         self._waiting: deque[asyncio.Future] = deque()
-        self._estimate: dict[asyncio.Future, float] = {}       # waiting job → its estimated seconds
+        self._waiters: dict[asyncio.Future, _Waiter] = {}     # waiting job → what it is, its timer
         self._started: dict[int, tuple[float, float]] = {}     # running job → (start, estimated seconds)
         self._running = 0
         self._idle: asyncio.Event | None = None
@@ -234,7 +249,7 @@ class WorkLane:
         """Estimated seconds of work ahead of a new job: the waiting jobs' estimates plus what is left
         of the running ones' (summed over slots; divide by the cap for the wait)."""
         now = time.perf_counter()
-        waiting = sum(est for turn, est in self._estimate.items() if not turn.done())
+        waiting = sum(w.estimate for turn, w in self._waiters.items() if not turn.done())
         return waiting + sum(max(0.0, est - (now - start)) for start, est in self._started.values())
 
     def _depth_changed(self) -> None:
@@ -268,13 +283,9 @@ class WorkLane:
                                          f"request's {max(left, 0):.1f} s left", self._retry_after())
             turn = loop.create_future()
             self._waiting.append(turn)
-            self._estimate[turn] = estimate
+            waiter = self._waiters[turn] = _Waiter(kind, units, deadline, estimate)
             self._depth_changed()
-            timer = None
-            left = remaining_s(deadline)
-            if left is not None:       # refused once only its own estimate is left, dropped at the deadline
-                timer = loop.call_later(max(0.0, left - estimate), self._give_up, turn, kind, estimate,
-                                        deadline)
+            self._arm(turn, waiter)
             try:
                 await turn                 # set by _release: the slot is handed over (already counted)
             except BaseException:
@@ -282,12 +293,13 @@ class WorkLane:
                     self._release()        # the slot was handed over as we gave up: pass it on
                 raise
             finally:
-                if timer is not None:
-                    timer.cancel()
+                if waiter.timer is not None:
+                    waiter.timer.cancel()
                 if turn in self._waiting:
                     self._waiting.remove(turn)
-                self._estimate.pop(turn, None)
+                self._waiters.pop(turn, None)
                 self._depth_changed()
+            estimate = waiter.estimate     # re-judged while it waited (``_rejudge``)
         else:
             left = remaining_s(deadline)
             if left is not None and estimate > left:       # the request spent its time before the lane
@@ -310,6 +322,7 @@ class WorkLane:
             self._started.pop(id(job), None)
             if self._on_job is not None:
                 self._on_job(kind, units, time.perf_counter() - started)
+                self._rejudge()
             self._release()
 
         job.add_done_callback(finished)
@@ -318,6 +331,31 @@ class WorkLane:
             return await asyncio.wait_for(asyncio.shield(job), left)
         except TimeoutError:
             raise RequestTimeoutError(f"{self.name} job did not finish within request_timeout_s") from None
+
+    def _arm(self, turn: asyncio.Future, waiter: "_Waiter") -> None:
+        """(Re)set a waiting job's timer: refused once only its own estimate is left (503), dropped at
+        the deadline (504) while it has no estimate."""
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+            waiter.timer = None
+        left = remaining_s(waiter.deadline)
+        if left is not None:
+            waiter.timer = asyncio.get_running_loop().call_later(
+                max(0.0, left - waiter.estimate), self._give_up, turn, waiter.kind, waiter.estimate,
+                waiter.deadline)
+
+    def _rejudge(self) -> None:
+        """After a job has finished and fed the estimate: the waiting jobs' estimates move with it, and
+        so do their timers. The first jobs of a kind queue with no estimate (0: dropped at their
+        deadline with a 504); once one has run, the rest are refused as soon as they can no longer
+        finish (503 + Retry-After), their slot time going to the jobs behind them."""
+        for turn, waiter in list(self._waiters.items()):
+            if turn.done():
+                continue
+            estimate = self._job_seconds(waiter.kind, waiter.units)
+            if estimate != waiter.estimate:
+                waiter.estimate = estimate
+                self._arm(turn, waiter)
 
     def _too_late(self, kind: str, estimate: float, left: float) -> str:
         return (f"{self.name} is busy: this {kind} job is still waiting for a slot with {max(left, 0):.1f} s "

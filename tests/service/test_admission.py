@@ -409,3 +409,33 @@ def test_an_idle_lane_admits_a_large_job_after_small_ones_whose_cost_is_mostly_f
     small = asyncio.run(scenario())
     assert 0.04 <= small < 0.2
     assert ran == ["large"]
+
+
+def test_jobs_that_queued_with_no_estimate_are_rejudged_when_the_first_of_their_kind_finishes():
+    """Three jobs of a kind never seen, one slot: the second has 0.5 s. It queues with no estimate (it
+    would otherwise be dropped, or started and cut off, at its deadline: a 504). The first finishes
+    after 0.3 s and teaches the estimate (0.3 s): the second, with 0.2 s left, is refused at once
+    (503), and the third, with time to spare, runs."""
+    load = LoadEstimate(deviations=0.0)
+    ran = []
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, max_queue_length=8, retry_after=lambda: 2,
+                     job_seconds=load.job_seconds, on_job=load.observe_job)
+        t0 = time.perf_counter()
+        first = asyncio.ensure_future(lane.run(time.sleep, 0.3, kind="reference"))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(lane.run(ran.append, "second", kind="reference", deadline=t0 + 0.5))
+        third = asyncio.ensure_future(lane.run(ran.append, "third", kind="reference", deadline=t0 + 10))
+        await first
+        with pytest.raises(QueueFullError) as err:
+            await second
+        refused_at = time.perf_counter() - t0
+        await third
+        await lane.close()
+        return err.value, refused_at
+
+    err, refused_at = asyncio.run(scenario())
+    assert 0.28 <= refused_at < 0.45 and err.retry_after_s == 2
+    assert "takes about 0.3 s" in str(err)
+    assert ran == ["third"]
