@@ -341,8 +341,7 @@ class WorkLane:
         left = remaining_s(waiter.deadline)
         if left is not None:
             waiter.timer = asyncio.get_running_loop().call_later(
-                max(0.0, left - waiter.estimate), self._give_up, turn, waiter.kind, waiter.estimate,
-                waiter.deadline)
+                max(0.0, left - waiter.estimate), self._give_up, turn, waiter)
 
     def _rejudge(self) -> None:
         """After a job has finished and fed the estimate: the waiting jobs' estimates move with it, and
@@ -361,13 +360,14 @@ class WorkLane:
         return (f"{self.name} is busy: this {kind} job is still waiting for a slot with {max(left, 0):.1f} s "
                 f"left before the request's deadline, and takes about {estimate:.1f} s")
 
-    def _give_up(self, turn: asyncio.Future, kind: str, estimate: float, deadline: float) -> None:
+    def _give_up(self, turn: asyncio.Future, waiter: "_Waiter") -> None:
         """The waiting job's timer: with an estimate, it can no longer finish in time (503, retry
         later); without one, its deadline has passed (504)."""
         if turn.done():
             return
-        if estimate > 0:
-            turn.set_exception(QueueFullError(self._too_late(kind, estimate, remaining_s(deadline)),
+        if waiter.estimate > 0:
+            left = remaining_s(waiter.deadline)
+            turn.set_exception(QueueFullError(self._too_late(waiter.kind, waiter.estimate, left),
                                               self._retry_after()))
         else:
             turn.set_exception(RequestTimeoutError(

@@ -205,12 +205,10 @@ class Trainer:
         step_norms = None
         if self.cfg.step_norm_penalty is None:
             outputs = self.objective.outputs(self.ddp, x)
-            loss = self.objective.loss(outputs, y)
-            objective = loss
         else:                                                   # one process (checked in __init__)
             outputs, hinge, step_norms = step_norm_penalty(self.model, x, self.cfg.step_norm_samples)
-            loss = self.objective.loss(outputs, y)
-            objective = loss + self.cfg.step_norm_penalty * hinge
+        loss = self.objective.loss(outputs, y)
+        objective = loss if step_norms is None else loss + self.cfg.step_norm_penalty * hinge
         # DDP averages gradients over ranks; a summed loss must be scaled back to the global sum
         scale = self.ctx.world_size if self.objective.reduction == "sum" else 1
         self.optimizer.zero_grad(set_to_none=True)

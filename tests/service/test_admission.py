@@ -155,8 +155,8 @@ def test_heavy_job_estimates_are_per_kind_and_follow_a_fixed_plus_per_unit_line(
 
 def test_small_jobs_fixed_cost_does_not_inflate_the_estimate_of_a_large_one():
     """The container test's case: many small physics references (60 ms fixed + 1 ms per state-step),
-    then one of 4 × 290. Their mean time per unit (≈ 10 ms) × 1 160 would say 12 s; the line says
-    0.06 + 1.16 s."""
+    then one of 4 × 290. The old estimate, 1 160 × (mean time per unit 1.87 ms + 2 × its deviation
+    0.79 ms), said 4.0 s; the line says 0.06 + 1.16 s."""
     load = LoadEstimate(deviations=0.0)
     for units in [29, 58, 116, 29, 600, 290, 58, 116, 29, 464] * 3:
         load.observe_job("physics reference", units=units, seconds=0.06 + 0.001 * units)
@@ -389,9 +389,9 @@ def test_a_job_with_a_free_slot_is_refused_when_its_request_has_less_time_left_t
 
 def test_an_idle_lane_admits_a_large_job_after_small_ones_whose_cost_is_mostly_fixed():
     """The container test's failure before the line: one- and two-state references (29 and 58
-    state-steps, 50 ms each, nearly all of it fixed) had set the time per unit at about 1.3 ms, and a
-    4-state × 290-step reference (1 160 units) on an idle lane was refused as "about 1.5 s" × (1 + 2r)
-    — here with 1 s left. Now small jobs are estimated by their line (about 50 ms), and a job 20× the
+    state-steps, 50 ms each, nearly all of it fixed) had set the time per unit at 1.44 ms (deviation
+    0.72 ms), and a 4-state × 290-step reference (1 160 units) on an idle lane was refused as "about
+    3.4 s" — here with 1 s left. Now small jobs are estimated by their line (about 50 ms), and a job 20× the
     largest size seen is not refused on a guess: it runs."""
     load = LoadEstimate()
     ran = []
