@@ -84,6 +84,17 @@ def check_deadline(deadline: float | None, what: str) -> None:
         raise RequestTimeoutError(f"{what} did not finish within request_timeout_s")
 
 
+def _measures_cost(job: asyncio.Future) -> bool:
+    """Whether a finished lane job's time says what a job of its kind and size costs: it completed,
+    or its own deadline check stopped it (``RequestTimeoutError``; then the time is a lower bound of
+    the cost, which can only raise an estimate that let the job start too late). A job that failed on
+    its input, or was cancelled, stopped early for reasons unrelated to its size."""
+    if job.cancelled():
+        return False
+    error = job.exception()
+    return error is None or isinstance(error, RequestTimeoutError)
+
+
 class JobCost:
     """The recent cost of one kind of heavy job: seconds ≈ a + b·units, with a mean relative deviation.
 
@@ -208,7 +219,8 @@ class WorkLane:
         retry_after: ``() -> seconds`` for the ``QueueFullError`` (by default 1).
         job_seconds: optional ``(kind, units) -> seconds``, a job's estimated time (0 when unknown);
             with it, a job that could not finish before its deadline is refused before it queues.
-        on_job: optional observer ``(kind, units, seconds)`` of each finished job.
+        on_job: optional observer ``(kind, units, seconds)`` of each job that completed or was stopped
+            at its deadline (``_measures_cost``).
         on_queue_depth: optional observer of the number of waiting jobs.
     """
 
@@ -320,7 +332,7 @@ class WorkLane:
 
         def finished(_):
             self._started.pop(id(job), None)
-            if self._on_job is not None:
+            if self._on_job is not None and _measures_cost(job):
                 self._on_job(kind, units, time.perf_counter() - started)
                 self._rejudge()
             self._release()

@@ -6,6 +6,8 @@ is CPU-heavy (seconds). So:
 * it runs in the app's work lane (``service.admission.WorkLane``: bounded queue, concurrency cap and
   the request's deadline, shared with the physics references), or without one in a private single
   worker thread (one report at a time; the models' batchers keep serving);
+* it stops at the request's deadline: ``stability_report`` checks it between its parts and at every
+  step of its step-by-step loops, so a report past its time frees its slot within a step (504);
 * the report for the *default input* is cached per (model, sections, k), in an LRU of
   ``stability_cache_size`` entries, and concurrent requests for the same uncomputed key share one
   computation; the PNG of the figures is cached the same way;
@@ -22,13 +24,14 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
 from model.stability import SECTIONS, StabilityArgumentError, StabilityReport, stability_report
-from service.admission import WorkLane
+from service.admission import WorkLane, check_deadline, request_deadline
 from service.errors import InputError
 from service.registry import ServedModel
 from service.tasks import CLASSIFIER, PENDULUM, interface_of
@@ -97,10 +100,13 @@ class StabilityReports:
 
     # -- computing --------------------------------------------------------------------------------
     def _compute(self, entry: ServedModel, x: torch.Tensor | None, sections: tuple[str, ...] | None,
-                 lyapunov_k: int) -> StabilityReport:
+                 lyapunov_k: int, deadline: float | None) -> StabilityReport:
+        """The report, stopped (``RequestTimeoutError`` → 504) at the first check after ``deadline``:
+        a report never holds its lane slot past the request's time."""
         spec = entry.manifest.input
         options: dict[str, Any] = dict(sections=None if sections is None else list(sections),
-                                       lyapunov_k=lyapunov_k)
+                                       lyapunov_k=lyapunov_k,
+                                       interrupt=partial(check_deadline, deadline, "the stability report"))
         if x is None:
             options.update(sequence_length=spec.sequence_length, input_size=spec.channels)
         try:
@@ -120,10 +126,14 @@ class StabilityReports:
         """(report, served_from_cache) — the default-input report is cached; a given ``x`` never is."""
         kind = f"stability report of {entry.name}"
         if x is not None:
-            return await self._run(kind, self._compute, entry, x, sections, lyapunov_k), False
+            return await self._run(kind, self._compute, entry, x, sections, lyapunov_k,
+                                   request_deadline.get()), False
         key = (entry.name, sections, lyapunov_k, "report")
+        # the shared computation runs under the deadline of the request that started it, as the task
+        # awaiting it does (a later request for the same key shares both, and its 504)
         return await self._cached(key, lambda: self._run(kind, self._compute, entry,
-                                                         self.default_input(entry), sections, lyapunov_k))
+                                                         self.default_input(entry), sections, lyapunov_k,
+                                                         request_deadline.get()))
 
     async def png(self, entry: ServedModel, sections: tuple[str, ...] | None, lyapunov_k: int
                   ) -> tuple[bytes, bool]:

@@ -275,6 +275,7 @@ class _Run:
     spectrum_samples: int
     gradient_samples: int
     scatter: list[int]                      # steps whose full spectrum the report keeps
+    interrupt: Callable[[], None]           # called between pieces of work; stops the report by raising
     structure: CouplingStructure | None = None
     coupling: Tensor | None = None          # B in float64
     derivatives: Tensor | None = None       # the diagonals of D_t, (T, D)
@@ -315,7 +316,7 @@ def _coupling_and_jacobians(run: _Run, chosen: Collection[str]) -> None:
         run.derivatives = tanh_derivatives(module, run.states, run.drive)
     if {"gradients", "lyapunov"} & set(chosen):
         run.jacobians = step_jacobians(module, run.states, run.drive, run.coupling,
-                                       run.derivatives)                # reuses B and D_t
+                                       run.derivatives, interrupt=run.interrupt)    # reuses B and D_t
 
 
 def _spectra(run: _Run) -> None:
@@ -407,6 +408,7 @@ def _gradient_section(run: _Run) -> GradientSection:
         return math.log(value) + scale if value > 0 else -math.inf
 
     for t, product, scale in backward_products(jacobians):
+        run.interrupt()
         if t in exact:
             sigma = float(torch.linalg.svdvals(product)[0])
             log_norm[t] = log_of(sigma, scale)
@@ -458,7 +460,7 @@ def _gradient_section(run: _Run) -> GradientSection:
 
 
 def _lyapunov_section(run: _Run) -> LyapunovSection:
-    exponents = lyapunov_exponents(run.jacobians, run.lyapunov_k, run.seed)
+    exponents = lyapunov_exponents(run.jacobians, run.lyapunov_k, run.seed, interrupt=run.interrupt)
     return LyapunovSection(
         method="QR re-orthonormalisation of J_t Q_t (Benettin), float64, seeded orthonormal Q_0",
         k=run.lyapunov_k,
@@ -606,6 +608,10 @@ def _summary(computed: dict[str, Any], steps: int) -> Summary:
 
 
 # -- the report ----------------------------------------------------------------------------------
+def _never() -> None:
+    """The default ``interrupt``: never stops a report."""
+
+
 def _gamma_in_force(module) -> float:
     """γ of B = A − γI for the current weights: ``effective_gamma()`` where the model exports it
     (``damping="euler"`` makes γ follow the coupling), else the configured ``gamma`` (older exports)."""
@@ -618,7 +624,8 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
                      lyapunov_k: int = 16, delta: float = 1e-3, default_input: str = "zeros",
                      seed: int = 0, sequence_length: int | None = None, input_size: int | None = None,
                      spectrum_samples: int = 32, gradient_samples: int = 32,
-                     eigenvalue_steps: Sequence[int] | None = None) -> StabilityReport:
+                     eigenvalue_steps: Sequence[int] | None = None,
+                     interrupt: Callable[[], None] | None = None) -> StabilityReport:
     """The stability report of ``module`` (eager or TorchScript AFRNN / LSTMBaseline) on one sequence.
 
     Args:
@@ -634,6 +641,8 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
         gradient_samples: steps with the exact SVD and eigenvalues of ∂z_T/∂z_t (all if ≥ T).
         eigenvalue_steps: steps whose full spectrum is kept for the scatter plot (default: first,
             middle, last); they join the exact spectrum steps.
+        interrupt: called between pieces of work (between parts, and at every step of the step-by-step
+            loops); whatever it raises stops the report and propagates (a server's deadline check).
 
     Raises:
         StabilityArgumentError: a ``ValueError`` naming the argument and the rule, for any bad
@@ -666,19 +675,23 @@ def stability_report(module, x=None, *, h0=None, sections: Collection[str] | Non
         steps=steps, input_size=channels, input=source,
         initial_state="model" if h0 is None else "given", seed=seed)
     scatter = _scatter_steps(eigenvalue_steps, steps)
+    interrupt = interrupt if interrupt is not None else _never
 
     with _timed(timings, "forward"):
         states, drive = _forward(module, x, h0)
     run = _Run(module, facts, x, h0, states, drive, seed=seed, lyapunov_k=int(lyapunov_k),
                delta=float(delta), spectrum_samples=int(spectrum_samples),
-               gradient_samples=int(gradient_samples), scatter=scatter)
+               gradient_samples=int(gradient_samples), scatter=scatter, interrupt=interrupt)
+    interrupt()
     with _timed(timings, "jacobians"):
         _coupling_and_jacobians(run, chosen)
     if {"spectrum", "discrete"} & set(chosen):
+        interrupt()
         with _timed(timings, "spectrum"):
             _spectra(run)
     computed: dict[str, Any] = {}
     for name in chosen:
+        interrupt()
         rule = _SECTION_TABLE[name]
         with _timed(timings, rule.timing):
             computed[name] = rule.build(run)

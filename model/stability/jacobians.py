@@ -24,7 +24,7 @@ exploding (FRNN) products are followed without under- or overflow.
 """
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -118,7 +118,8 @@ def tanh_derivatives(module, states: Tensor, drive: Tensor) -> Tensor:
 
 
 def autograd_step_jacobians(module, states: Tensor, drive: Tensor,
-                            steps: Sequence[int] | None = None) -> Tensor:
+                            steps: Sequence[int] | None = None,
+                            interrupt: Callable[[], None] | None = None) -> Tensor:
     """J_t = ∂ step(z_t, u_t)/∂z_t by autograd through the exported ``module.step``.
 
     One call of ``step`` on the batch of the selected states, then one backward pass per output
@@ -128,6 +129,7 @@ def autograd_step_jacobians(module, states: Tensor, drive: Tensor,
         states: z_0 … z_T, (T+1, D).
         drive: the step inputs u_0 … u_{T−1} (AFRNN: the drive; LSTM: x itself), (T, C).
         steps: the steps t to differentiate at (default: all).
+        interrupt: when given, called before every backward pass; it stops the work by raising.
 
     Returns:
         (len(steps), D, D) in the model's dtype, on the CPU.
@@ -144,18 +146,21 @@ def autograd_step_jacobians(module, states: Tensor, drive: Tensor,
         ones = torch.ones(out.shape[0], dtype=out.dtype, device=out.device)
         rows = []
         for i in range(size):
+            if interrupt is not None:
+                interrupt()
             (row,) = torch.autograd.grad(out[:, i], z, ones, retain_graph=i < size - 1)
             rows.append(row)
     return torch.stack(rows, dim=1).detach().cpu()
 
 
 def step_jacobians(module, states: Tensor, drive: Tensor, coupling: Tensor | None = None,
-                   derivatives: Tensor | None = None) -> StepJacobians:
+                   derivatives: Tensor | None = None,
+                   interrupt: Callable[[], None] | None = None) -> StepJacobians:
     """The step Jacobians of the trajectory z_0 … z_T (states (T+1, D), drive (T, ·)).
 
     Simultaneous AFRNN step: ``EulerJacobians`` from B and one batched ``velocity`` call (pass
     ``coupling`` = B and ``derivatives`` = D_t when already computed). Sequential AFRNN step and LSTM:
-    ``DenseJacobians`` from ``autograd_step_jacobians``.
+    ``DenseJacobians`` from ``autograd_step_jacobians`` (``interrupt`` is passed on to it).
     """
     if str(module.variant) != "lstm" and not bool(module.sequential):
         if coupling is None:
@@ -164,7 +169,7 @@ def step_jacobians(module, states: Tensor, drive: Tensor, coupling: Tensor | Non
         if derivatives is None:
             derivatives = tanh_derivatives(module, states, drive)
         return EulerJacobians(coupling, derivatives, float(module.epsilon))
-    return DenseJacobians(autograd_step_jacobians(module, states, drive))
+    return DenseJacobians(autograd_step_jacobians(module, states, drive, interrupt=interrupt))
 
 
 _RESCALE_ABOVE = 1e100

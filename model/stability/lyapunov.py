@@ -12,14 +12,18 @@ like exp(λ_1 · t). For the linear system z_{t+1} = diag(a) z_t they are the k 
 Cost: T thin QRs of D × k plus T products J_t Q (D × D × k), e.g. 784 × (256 × 256 × 16).
 """
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from model.stability.jacobians import StepJacobians
 
 
-def lyapunov_exponents(jacobians: StepJacobians, k: int, seed: int = 0) -> Tensor:
-    """The top ``k`` Lyapunov exponents (natural log per step), descending, float64 (k,)."""
+def lyapunov_exponents(jacobians: StepJacobians, k: int, seed: int = 0,
+                       interrupt: Callable[[], None] | None = None) -> Tensor:
+    """The top ``k`` Lyapunov exponents (natural log per step), descending, float64 (k,).
+    ``interrupt``, when given, is called before every step and stops the sweep by raising."""
     if not 1 <= k <= jacobians.size:
         raise ValueError(f"lyapunov_k must be between 1 and the state size {jacobians.size}, got {k}")
     if jacobians.steps < 1:
@@ -30,6 +34,8 @@ def lyapunov_exponents(jacobians: StepJacobians, k: int, seed: int = 0) -> Tenso
     log_growth = torch.zeros(k, dtype=torch.float64)
     tiny = torch.finfo(torch.float64).tiny
     for t in range(jacobians.steps):
+        if interrupt is not None:
+            interrupt()
         basis, triangular = torch.linalg.qr(jacobians.apply(t, basis))
         log_growth += triangular.diagonal().abs().clamp_min(tiny).log()
     return torch.sort(log_growth / jacobians.steps, descending=True).values

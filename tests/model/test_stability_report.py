@@ -232,6 +232,48 @@ def test_a_module_without_the_interface_is_rejected():
         stability_report(torch.nn.Linear(2, 2), noise())
 
 
+# -- interruption ---------------------------------------------------------------------------------
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("make, section, per_step", [
+    (afrnn, "gradients", 1), (afrnn, "lyapunov", 1),
+    (lambda: afrnn(update="sequential"), "lyapunov", 11),     # + one backward pass per coordinate (D = 11)
+    (lstm, "gradients", 8)], ids=["afrnn-gradients", "afrnn-lyapunov", "sequential-jacobians", "lstm"])
+def test_interrupt_is_called_at_every_step_of_the_long_loops(make, section, per_step):
+    """A server stops a report at its deadline through ``interrupt``: it must be called at every step
+    of the step-by-step sweeps (and, for autograd Jacobians, at every backward pass), not only between
+    sections, or a report past its time would keep its worker for the rest of a sweep."""
+    calls = 0
+
+    def count():
+        nonlocal calls
+        calls += 1
+
+    steps = 30
+    stability_report(make(), noise(steps=steps), sections=[section], lyapunov_k=2, interrupt=count)
+    assert calls >= steps + (per_step if per_step > 1 else 0), calls
+
+
+def test_an_interrupt_stops_the_report_where_it_raises():
+    calls = 0
+
+    def stop_at_the_tenth_check():
+        nonlocal calls
+        calls += 1
+        if calls == 10:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        stability_report(afrnn(), noise(steps=40), lyapunov_k=4, interrupt=stop_at_the_tenth_check)
+    assert calls == 10                       # nothing ran on after the raise (no further check)
+    # a check that never raises changes nothing
+    checked = stability_report(afrnn(), noise(steps=40), lyapunov_k=4, interrupt=lambda: None)
+    plain = stability_report(afrnn(), noise(steps=40), lyapunov_k=4)
+    assert checked.model_dump(exclude={"timings_s"}) == plain.model_dump(exclude={"timings_s"})
+
+
 # -- TorchScript ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("make", [afrnn, lambda: afrnn(update="sequential"),
                                   lambda: afrnn(feedback="free"), lstm],

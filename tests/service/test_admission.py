@@ -8,8 +8,9 @@ import time
 
 import httpx
 import pytest
+import torch
 
-from service.admission import AdmissionGate, LoadEstimate, WorkLane, request_deadline
+from service.admission import AdmissionGate, LoadEstimate, WorkLane, check_deadline, request_deadline
 from service.batching import QueueFullError, RequestTimeoutError
 
 
@@ -240,6 +241,35 @@ def test_concurrent_heavy_requests_are_queued_or_refused_never_500(tight_service
     assert "afrnn_work_lane_queue_depth 0.0" in lane
 
 
+def test_a_stability_report_past_its_deadline_stops_and_frees_its_slot(tmp_path, export_model, start_service):
+    """A report cut at the request's deadline stops in its worker too: the lane slot is free within a
+    step, not when the report would have finished. The oracle is the same computation done here,
+    uninterrupted (paper-size CIFAR-10 AFRNN, 1024 steps, all 256 Lyapunov exponents: seconds)."""
+    from model.stability import stability_report
+
+    model = export_model(tmp_path, "cifar10", layer_sizes=(128, 128))
+    pixels = [[[(i * 7 + j * 3 + c) % 256 for c in range(3)] for j in range(32)] for i in range(32)]
+    request = {"pixels": pixels, "scale": 255, "sections": ["lyapunov"], "lyapunov_k": 256}
+    timeout_s = 1.0
+    proc = start_service(tmp_path, "--request-timeout-s", str(timeout_s), "--heavy-max-concurrency", "1")
+    with httpx.Client(base_url=proc.url, timeout=60) as c:
+        started = time.perf_counter()
+        r = c.post("/models/cifar10/stability", json=request)
+        answered = time.perf_counter()
+        assert r.status_code == 504, r.text[:300]
+        while "afrnn_work_lane_running 0.0" not in c.get("/metrics").text:
+            assert time.perf_counter() - answered < 60
+            time.sleep(0.01)
+        freed_after_s = time.perf_counter() - answered
+    x = torch.tensor(pixels, dtype=torch.float32).reshape(1, 1024, 3) / 255
+    tick = time.perf_counter()
+    stability_report(model, x, sections=["lyapunov"], lyapunov_k=256)
+    full_s = time.perf_counter() - tick
+    left_s = full_s - (answered - started)             # what the report would still have run
+    assert left_s > 0.5, (full_s, "the oracle report is too fast to tell: make it longer")
+    assert freed_after_s < 0.25 * left_s, (freed_after_s, full_s)
+
+
 def test_the_inflight_limit_refuses_before_reading_the_body(tmp_path, export_model, start_service):
     export_model(tmp_path, "mnist")
     proc = start_service(tmp_path, "--max-inflight-requests", "1", "--body-timeout-s", "5")
@@ -365,6 +395,37 @@ def test_the_lane_reports_each_job_by_kind_and_size():
     asyncio.run(scenario())
     assert [(k, u) for k, u, _ in seen] == [("physics reference", 116)] and seen[0][2] >= 0.05
 
+
+
+def test_only_jobs_that_completed_or_were_stopped_at_their_deadline_feed_the_estimate():
+    """A job that fails on its input (a 422 raised a few ms into a stability report) says nothing of
+    what its kind costs: fed to the estimate, it would pull it down and let long jobs in late. A job
+    that its own deadline check stopped ran at least as long as it was measured: that lower bound can
+    only raise the estimate that let it start too late, so it is fed."""
+    seen = []
+
+    def bad_input():
+        raise ValueError("pixels: not an image")
+
+    async def scenario():
+        lane = _lane(max_concurrency=1, on_job=lambda kind, units, seconds: seen.append((kind, seconds)))
+        await lane.run(time.sleep, 0.02, kind="completed")
+        with pytest.raises(ValueError):
+            await lane.run(bad_input, kind="failed on its input")
+        deadline = time.perf_counter() + 0.05
+
+        def stopped_at_its_deadline():
+            while True:                                # a step-by-step loop with a deadline check
+                time.sleep(0.01)
+                check_deadline(deadline, "the test job")
+
+        with pytest.raises(RequestTimeoutError):
+            await lane.run(stopped_at_its_deadline, kind="stopped at its deadline", deadline=deadline)
+        await lane.close(drain_timeout_s=5)
+
+    asyncio.run(scenario())
+    assert [kind for kind, _ in seen] == ["completed", "stopped at its deadline"]
+    assert seen[1][1] >= 0.04
 
 
 def test_a_job_with_a_free_slot_is_refused_when_its_request_has_less_time_left_than_it_takes():
