@@ -322,7 +322,8 @@ def _coupling_and_jacobians(run: _Run, chosen: Collection[str]) -> None:
 def _spectra(run: _Run) -> None:
     bounds = max_real_bounds(run.derivatives, run.structure)
     exact = sorted(set(spectrum_steps(bounds, run.spectrum_samples)) | set(run.scatter))
-    eigenvalues = continuous_eigenvalues(run.coupling, run.derivatives[exact], run.structure)   # (n, D)
+    eigenvalues = continuous_eigenvalues(run.coupling, run.derivatives[exact], run.structure,
+                                         interrupt=run.interrupt)                             # (n, D)
     run.spectra = _Spectra(bounds, exact, eigenvalues)
 
 

@@ -24,7 +24,7 @@ computes the spectrum cheaply and exactly:
   sample of steps (see ``sample_steps``).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -113,22 +113,34 @@ def max_real_bounds(derivatives: Tensor, structure: CouplingStructure) -> Tensor
     return torch.stack(per_block).amax(dim=0)
 
 
-def continuous_eigenvalues(coupling: Tensor, derivatives: Tensor,
-                           structure: CouplingStructure) -> Tensor:
+_STEPS_PER_CALL = 8     # steps per batched eigvals call: an ``interrupt`` check between calls
+
+
+def continuous_eigenvalues(coupling: Tensor, derivatives: Tensor, structure: CouplingStructure,
+                           interrupt: Callable[[], None] | None = None) -> Tensor:
     """All eigenvalues of D_t B for each given d_t, (n, D) complex128, via D^{1/2} B D^{1/2}.
 
     Args:
         coupling: B, (D, D).
         derivatives: d_t for the n steps wanted, (n, D).
+        interrupt: when given, called before each batch of steps; it stops the work by raising.
     """
     coupling = coupling.to(torch.float64)
     root = derivatives.to(torch.float64).clamp_min(0.0).sqrt()
-    parts = []
-    for lo, hi in structure.blocks:
-        r = root[:, lo:hi]
-        similar = r.unsqueeze(2) * coupling[lo:hi, lo:hi] * r.unsqueeze(1)   # (n, b, b)
-        parts.append(torch.linalg.eigvals(similar))
-    return torch.cat(parts, dim=1)
+    rows = []
+    for start in range(0, root.shape[0], _STEPS_PER_CALL):
+        if interrupt is not None:
+            interrupt()
+        chunk = root[start:start + _STEPS_PER_CALL]
+        parts = []
+        for lo, hi in structure.blocks:
+            r = chunk[:, lo:hi]
+            similar = r.unsqueeze(2) * coupling[lo:hi, lo:hi] * r.unsqueeze(1)   # (n, b, b)
+            parts.append(torch.linalg.eigvals(similar))
+        rows.append(torch.cat(parts, dim=1))
+    if not rows:
+        return torch.zeros(0, coupling.shape[0], dtype=torch.complex128)
+    return torch.cat(rows, dim=0)
 
 
 def sample_steps(steps: int, count: int) -> list[int]:

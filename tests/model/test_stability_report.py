@@ -256,6 +256,19 @@ def test_interrupt_is_called_at_every_step_of_the_long_loops(make, section, per_
     assert calls >= steps + (per_step if per_step > 1 else 0), calls
 
 
+def test_interrupt_is_called_between_batches_of_exact_spectra():
+    """The exact spectra are batched eigvals calls of 8 steps each, with a check before each: with the
+    spectrum of all 40 steps, at least 5 checks inside it."""
+    calls = 0
+
+    def count():
+        nonlocal calls
+        calls += 1
+
+    stability_report(afrnn(), noise(steps=40), sections=["spectrum"], spectrum_samples=40, interrupt=count)
+    assert calls >= 5 + 2, calls             # + the checks before the spectra and before the section
+
+
 def test_an_interrupt_stops_the_report_where_it_raises():
     calls = 0
 
