@@ -160,7 +160,7 @@ def batch1_candidates(model: nn.Module, repeats: int, with_compile: bool) -> dic
     scripted = torch.jit.script(model.eval())
     out: dict = {}
     with torch.inference_mode():
-        coupling_t = model.coupling_matrix().t().contiguous()
+        coupling_t = model.step_coupling().t().contiguous()
         z, u = torch.zeros(1, coupling_t.shape[0]), torch.randn(1, coupling_t.shape[0])
 
         def op_floor():

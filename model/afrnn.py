@@ -19,6 +19,28 @@ depth, widths and set of coupled pairs.
 Variants (``feedback``): ``"antisymmetric"`` → AFRNN, ``"none"`` → 2-ARNN, ``"free"`` → FRNN; a
 single layer is the ARNN of Chang et al. (2019).
 
+Discretisation (``discretisation``). ``"euler"`` is the paper's explicit step above. Its Jacobian
+I + ε D_t B has eigenvalues 1 + ελ(D_t B), and for the purely imaginary λ of Theorem 3 these lie
+outside the unit circle for every ε > 0. ``"imex"`` takes the linear part B z of tanh(B z + u) =
+B z + (tanh(B z + u) − B z) by the trapezoidal rule (implicit midpoint; the Cayley transform for the
+linear system) and the remainder explicitly:
+
+    (I − ε/2·B) z_{t+1} = (I + ε/2·B) z_t + ε (tanh(B z_t + u_t) − B z_t)
+    ⇔ z_{t+1} = z_t + ε P tanh(B z_t + u_t),      P = (I − ε/2·B)⁻¹.
+
+In the coordinates w = (I − ε/2·B) z = P⁻¹z it is an explicit step of the same form,
+
+    w_{t+1} = w_t + ε tanh(B̃ w_t + u_t),          B̃ = B P = (C − I)/ε,      C = P (I + ε/2·B),
+
+so the fused recurrence, the fast path and the stability analysis run it unchanged with B̃ in place
+of B (``step_coupling``); the model carries w (``initial_state`` is P⁻¹z_0) and reads out z = P w
+(``readout``). Its step Jacobian is I + ε D_t B̃ = (I − D_t) + D_t C. When B + Bᵀ ≤ 0 (Theorem 3,
+γ ≥ 0), C is a contraction for every ε > 0, and then ρ((I − D) + D C) ≤ 1 for every diagonal
+0 ≤ D ≤ I: from ((I − D) + D C) x = μ x with |μ| > 1, each entry gives
+|(C x)_i| = |μ − 1 + d_i| / d_i · |x_i| > |x_i| (or x_i = 0), so ‖C x‖ > ‖x‖, a contradiction. The
+step's spectral radius is at most 1 for every state, input and ε; at D = I and γ = 0 the step is
+C itself, orthogonal (norm-preserving). Its norm can exceed 1 (the Jacobian is not normal).
+
 Parameter names are generated in one loop and become checkpoint keys::
 
     layers.{n}.weight_rec   R_n, (D(n), D(n))       layers.{n}.bias      b_n, (D(n),)
@@ -43,6 +65,16 @@ from model.recurrence import euler_recurrence, euler_step, euler_velocity
 FEEDBACK_MODES = ("antisymmetric", "none", "free")
 UPDATE_SCHEMES = ("simultaneous", "sequential")
 DAMPING_MODES = ("fixed", "euler")
+DISCRETISATIONS = ("euler", "imex")
+
+
+def step_coupling(module) -> Tensor:
+    """B̃, the matrix an AFRNN-family module's recurrence multiplies its state by: ``step_coupling()``
+    where the module exports it, else ``coupling_matrix()`` (exports from before the IMEX form, whose
+    step is always explicit Euler)."""
+    if hasattr(module, "step_coupling"):
+        return module.step_coupling()
+    return module.coupling_matrix()
 
 
 def euler_damping(epsilon: float, spectral_norm: Tensor) -> Tensor:
@@ -122,6 +154,9 @@ class AFRNNConfig:
     # a bound β on ε‖A‖₂: the step uses s·A with s = min(1, β / (ε‖A‖₂)) (see ``AFRNN.coupling_scale``);
     # None: off (the default). Exported models carry it folded into R and W (``fold_step_bound``).
     step_bound: Optional[float] = None
+    # "euler": the paper's explicit step. "imex": the linear part by the trapezoidal rule, the rest
+    # explicit (see the module docstring): a step radius ≤ 1 for every ε under Theorem 3.
+    discretisation: str = "euler"
 
     def __post_init__(self):
         self.layer_sizes = tuple(int(s) for s in self.layer_sizes)
@@ -136,6 +171,11 @@ class AFRNNConfig:
             raise ValueError(f"update must be one of {UPDATE_SCHEMES}, got {self.update!r}")
         if self.damping not in DAMPING_MODES:
             raise ValueError(f"damping must be one of {DAMPING_MODES}, got {self.damping!r}")
+        if self.discretisation not in DISCRETISATIONS:
+            raise ValueError(f"discretisation must be one of {DISCRETISATIONS}, got {self.discretisation!r}")
+        if self.discretisation == "imex" and self.update == "sequential":
+            raise ValueError("discretisation='imex' solves for the whole state at once; the sequential "
+                             "(layer-by-layer) update has no such form, got update='sequential'")
         if self.damping == "euler" and self.feedback == "free" and len(self.layer_sizes) > 1:
             raise ValueError("damping='euler' assumes the purely imaginary spectrum of an antisymmetric "
                              "(AFRNN, ARNN) or block-triangular (2-ARNN) A; the FRNN's free feedback "
@@ -159,7 +199,7 @@ class AFRNNConfig:
         if len(set(pairs)) != len(pairs):
             raise ValueError(f"couplings must not repeat a pair, got {pairs}")
         self.couplings = tuple(pairs)
-        if self.gamma == 0:
+        if self.gamma == 0 and self.discretisation == "euler":
             warnings.warn("gamma = 0: the Euler discretisation is only marginally stable "
                           "(max|1 + ελ| ≥ 1 for imaginary λ)", stacklevel=3)
 
@@ -195,6 +235,7 @@ class AFRNN(nn.Module):
         self.initial_value: float = float(config.initial_state)
         self.euler_damped: bool = config.damping == "euler"
         self.step_bound: float = float(config.step_bound) if config.step_bound is not None else 0.0
+        self.imex: bool = config.discretisation == "imex"
         # Theorem 3's condition: every coupled pair is (W, −Wᵀ), so A is antisymmetric. (The 2-ARNN
         # does not meet it; its continuous system is still stable because B is block triangular, which
         # the stability report states separately.)
@@ -215,6 +256,20 @@ class AFRNN(nn.Module):
         A = self.coupling_blocks()
         A = A * self.coupling_scale(A)
         return A - self.damping_coefficient(A) * torch.eye(self.state_size, dtype=A.dtype, device=A.device)
+
+    @torch.jit.export
+    def step_coupling(self) -> Tensor:
+        """B̃, the matrix the recurrence multiplies its state by, (D, D): B for the explicit-Euler step;
+        for ``discretisation="imex"``, B̃ = (I − ε/2·B)⁻¹ B, the coupling of the same step in the
+        coordinates w = (I − ε/2·B) z (module docstring)."""
+        B = self.coupling_matrix()
+        if not self.imex:
+            return B
+        return torch.linalg.solve(self._implicit_matrix(B), B)
+
+    def _implicit_matrix(self, B: Tensor) -> Tensor:
+        """I − ε/2·B, the matrix of the trapezoidal rule's implicit half (P = its inverse)."""
+        return torch.eye(self.state_size, dtype=B.dtype, device=B.device) - (0.5 * self.epsilon) * B
 
     def coupling_scale(self, A: Tensor) -> Tensor:
         """s = min(1, β / (ε‖A‖₂)) with β = ``step_bound`` (1 when unset), from the exact ‖A‖₂ of the
@@ -301,14 +356,18 @@ class AFRNN(nn.Module):
 
     @torch.jit.export
     def initial_state(self, n_batch: int) -> Tensor:
-        """z_0: every entry equals the configured initial value (0, or 1 for the pendulum)."""
-        return torch.full((n_batch, self.state_size), self.initial_value,
-                          dtype=self.weight_in.dtype, device=self.weight_in.device)
+        """The state the recurrence starts from, (N, D): z_0, every entry the configured initial value
+        (0, or 1 for the pendulum); for ``discretisation="imex"`` its coordinates w_0 = (I − ε/2·B) z_0."""
+        z0 = torch.full((n_batch, self.state_size), self.initial_value,
+                        dtype=self.weight_in.dtype, device=self.weight_in.device)
+        if not self.imex or self.initial_value == 0.0:
+            return z0
+        return z0 @ self._implicit_matrix(self.coupling_matrix()).t()
 
     @torch.jit.export
     def step(self, z: Tensor, drive_t: Tensor) -> Tensor:
-        """One step z_t ↦ z_{t+1} (the model's own update scheme). z, drive_t: (N, D)."""
-        return euler_step(z, drive_t, self.coupling_matrix().t(), self.epsilon,
+        """One step z_t ↦ z_{t+1} (the model's own update scheme; w for ``imex``). z, drive_t: (N, D)."""
+        return euler_step(z, drive_t, self.step_coupling().t(), self.epsilon,
                           self.layer_bounds, self.sequential)
 
     @torch.jit.export
@@ -324,13 +383,20 @@ class AFRNN(nn.Module):
 
     @torch.jit.export
     def velocity(self, z: Tensor, drive_t: Tensor) -> Tensor:
-        """tanh(B z + u), whose derivative gives D_t = diag(1 − velocity²). z, drive_t: (N, D)."""
-        return euler_velocity(z, drive_t, self.coupling_matrix().t())
+        """tanh(B z + u), whose derivative gives D_t = diag(1 − velocity²), for the recurrence's own
+        state (for ``imex``, B̃ w = B z: the same velocity). z, drive_t: (N, D)."""
+        return euler_velocity(z, drive_t, self.step_coupling().t())
 
     @torch.jit.export
     def readout(self, states: Tensor) -> Tensor:
-        """The linear head on the top layer of states (…, D) → (…, output_size)."""
-        return self.head(states[..., self.layer_bounds[-2]:])
+        """The linear head on the top layer of states (…, D) → (…, output_size); for ``imex`` on the
+        top layer of z = (I − ε/2·B)⁻¹ w."""
+        top = self.layer_bounds[-2]
+        if not self.imex:
+            return self.head(states[..., top:])
+        implicit = self._implicit_matrix(self.coupling_matrix())
+        rows = torch.linalg.inv(implicit)[top:]                     # the top layer's rows of P
+        return self.head(torch.matmul(states, rows.t()))
 
     # -- running sequences ------------------------------------------------------------------
     def _run(self, x: Tensor, h0: Optional[Tensor], keep_states: bool) -> Tuple[Tensor, List[Tensor]]:
@@ -339,7 +405,7 @@ class AFRNN(nn.Module):
                              + "), got " + str(list(x.shape)))
         z0 = self.initial_state(x.shape[0]) if h0 is None else h0
         drive = self.input_drive(x).transpose(0, 1)              # (T, N, D)
-        return euler_recurrence(drive, z0, self.coupling_matrix().t(), self.epsilon,
+        return euler_recurrence(drive, z0, self.step_coupling().t(), self.epsilon,
                                 self.layer_bounds, self.sequential, keep_states)
 
     def trajectory(self, x: Tensor, h0: Optional[Tensor] = None) -> Tuple[Tensor, List[Tensor]]:

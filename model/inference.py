@@ -19,7 +19,8 @@ height so that enough independent FMAs hide their latency within 16 vector regis
 tanh update fused into its epilogue and the state double-buffered,
 with no per-step dispatch. Only the loop moves: the input drive u (one GEMM over all steps), z₀ and
 the readout still come from the model's own exported methods (``input_drive``, ``initial_state``,
-``readout``), and B from ``coupling_matrix`` (which includes any damping rule), so the fast path
+``readout``), and B from ``step_coupling`` (which includes any damping rule, and is B̃ for the IMEX
+form: ``model.afrnn``), so the fast path
 cannot drift from the model's definition of the step. ``tanh`` in the kernel is a rational minimax
 approximation (the one of Eigen's ``ptanh_float``: relative error below 1e-6 on float32), so the
 result equals the reference forward to float32 rounding, not bit for bit (tested in
@@ -50,6 +51,8 @@ from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from model.afrnn import step_coupling
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +346,7 @@ class FastRecurrence:
         if bool(getattr(module, "sequential", True)):
             return None, "sequential (layer-by-layer) update: only the simultaneous step is fused"
         with torch.inference_mode():
-            coupling_t = module.coupling_matrix().t().contiguous()
+            coupling_t = step_coupling(module).t().contiguous()
         if coupling_t.dtype != torch.float32 or coupling_t.device.type != "cpu":
             return None, f"weights are {coupling_t.dtype} on {coupling_t.device}, not float32 on the CPU"
         kernel, why = load_kernel()

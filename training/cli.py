@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "to the training loss (training.step_penalty); off by default")
     arch.add_argument("--step-norm-samples", type=int, default=S, metavar="K",
                       help="(row, step) pairs per batch for --step-norm-penalty (4)")
+    arch.add_argument("--discretisation", default=S, choices=_choices("discretisation"),
+                      help="euler: the paper's explicit step; imex: the linear part B z by the trapezoidal "
+                           "rule (Cayley), tanh's remainder explicit: every step's spectral radius ≤ 1 for "
+                           "any ε (model.afrnn); measured in docs/results.md (default euler)")
     arch.add_argument("--damping", default=S, choices=_choices("damping"),
                       help=f"fixed: B = A − γI; euler: γ follows the coupling, the least damping that keeps "
                            f"the Euler step of the linear part non-expansive ({_default('damping')})")

@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from artifact.export import load_exported
+from model.afrnn import step_coupling
 from training.config import ConfigError, TrainConfig
 from training.distributed import DistContext
 from training.state import read_state
@@ -113,10 +114,12 @@ def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Mod
 
 
 def euler_factor(model: nn.Module) -> float | None:
-    """max_i |1 + ε λ_i(B)| of an AFRNN-family model: the explicit-Euler growth factor with D_t = I
-    (≤ 1: stable). The stability report's ``euler_margin`` is 1 minus the factor along a trajectory."""
+    """max_i |1 + ε λ_i(B̃)| of an AFRNN-family model: the step's growth factor with D_t = I (≤ 1:
+    stable), B̃ = B for the explicit-Euler step (for the IMEX form it is the Cayley transform's
+    modulus, ≤ 1 by construction). The stability report's ``euler_margin`` is 1 minus the explicit-Euler
+    factor along a trajectory."""
     if not hasattr(model, "coupling_matrix"):
         return None
     with torch.no_grad():
-        eigenvalues = torch.linalg.eigvals(model.coupling_matrix().detach().double().cpu())
+        eigenvalues = torch.linalg.eigvals(step_coupling(model).detach().double().cpu())
     return float((1 + model.epsilon * eigenvalues).abs().max())

@@ -48,6 +48,9 @@ class TrainConfig(BaseModel):
     step_bound: float | None = Field(
         None, gt=0, description="AFRNN family: a bound β on ε‖A‖₂ (model.afrnn.AFRNN.coupling_scale); "
                                 "exports fold it into the weights")
+    discretisation: Literal["euler", "imex"] = Field(
+        "euler", description="AFRNN family: the paper's explicit-Euler step, or 'imex': the linear part by "
+                             "the trapezoidal rule, a step radius ≤ 1 for every ε (model.afrnn)")
     step_norm_penalty: float | None = Field(
         None, gt=0, description="AFRNN family: weight of the penalty mean max(0, ‖I + ε D_t B‖₂ − 1)² at "
                                 "sampled steps (training.step_penalty); training only")
@@ -119,6 +122,8 @@ class TrainConfig(BaseModel):
                 given.append("damping")
             if self.step_bound is not None:
                 given.append("step_bound")
+            if self.discretisation != "euler":
+                given.append("discretisation")
             if self.step_norm_penalty is not None:
                 given.append("step_norm_penalty")
             if given:
@@ -138,6 +143,9 @@ class TrainConfig(BaseModel):
         if self.step_norm_penalty is not None and self.update != "simultaneous":
             raise ValueError("step_norm_penalty takes the Jacobian I + ε D_t B of the simultaneous update; "
                              f"got update {self.update!r}")
+        if self.discretisation == "imex" and self.update != "simultaneous":
+            raise ValueError("discretisation 'imex' solves for the whole state at once; the sequential "
+                             "(layer-by-layer) update has no such form")
         if self.model == "arnn" and self.layers not in (None, 1):
             raise ValueError(f"layers: the ARNN has exactly 1 layer, got {self.layers}")
         if self.model in ("2-arnn", "frnn") and self.layers == 1:
@@ -164,6 +172,7 @@ class TrainConfig(BaseModel):
         overrides["update"] = self.update
         overrides["damping"] = self.damping
         overrides["step_bound"] = self.step_bound
+        overrides["discretisation"] = self.discretisation
         return paper_config(self.task, self.model, **overrides)
 
 

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 def step_jacobians(model: nn.Module, states: list[Tensor], drive: Tensor, rows: Tensor,
                    steps: Tensor) -> Tensor:
-    """J_t = I + ε D_t B for the pairs (rows[k], steps[k]): (K, D, D).
+    """J_t = I + ε D_t B̃ for the pairs (rows[k], steps[k]): (K, D, D) (B̃ = B for the explicit-Euler
+    step; the IMEX form's coupling in its own coordinates, ``AFRNN.step_coupling``).
 
     Args:
         model: an AFRNN-family model with the simultaneous update.
@@ -37,7 +38,7 @@ def step_jacobians(model: nn.Module, states: list[Tensor], drive: Tensor, rows: 
         drive: u_t = U x_t + b, (N, T, D) (``input_drive``).
         rows, steps: (K,) indices; ``steps`` in [0, T).
     """
-    coupling = model.coupling_matrix()                                   # B, (D, D)
+    coupling = model.step_coupling()                                     # B̃, (D, D)
     # the states are data here: differentiating them would backpropagate through every earlier step
     # of a recurrence that the penalty exists because it may be expansive (attempt 1 in docs/results.md)
     z = torch.stack([states[int(t)][int(n)] for n, t in zip(rows, steps, strict=True)]).detach()  # (K, D)

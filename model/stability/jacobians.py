@@ -11,6 +11,9 @@ Everything here is taken from the model's exported interface; the step is never 
 product, and no (T, D, D) stack is ever built. The velocities for all t come from ONE batched call
 of ``module.velocity`` on the states of the single forward pass.
 
+*IMEX form* (``AFRNN`` with ``discretisation="imex"``): the same in the coordinates the model
+carries, w = (I − ε/2·B) z, with B̃ = ``step_coupling`` in place of B: J_t = I + ε D_t B̃.
+
 *Sequential update and LSTM*: J_t is the autograd Jacobian of the exported ``module.step`` (the
 sequential sweep's Jacobian is a product of per-layer factors and an LSTM step is ``nn.LSTM``'s own;
 neither is written out here). ``autograd_step_jacobians`` runs ``step`` once on the batch of all
@@ -28,6 +31,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
+
+from model.afrnn import step_coupling
 
 
 class StepJacobians:
@@ -165,7 +170,7 @@ def step_jacobians(module, states: Tensor, drive: Tensor, coupling: Tensor | Non
     if str(module.variant) != "lstm" and not bool(module.sequential):
         if coupling is None:
             with torch.no_grad():
-                coupling = module.coupling_matrix().detach().cpu()
+                coupling = step_coupling(module).detach().cpu()
         if derivatives is None:
             derivatives = tanh_derivatives(module, states, drive)
         return EulerJacobians(coupling, derivatives, float(module.epsilon))

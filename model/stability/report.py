@@ -32,6 +32,9 @@ class ModelFacts(_Section):
     gamma: float | None = Field(description="diffusion γ, B = A − γI (null for LSTM)")
     update: Literal["simultaneous", "sequential"] | None = Field(
         description="the AFRNN update scheme (null for LSTM)")
+    discretisation: Literal["euler", "imex"] | None = Field(
+        None, description="the AFRNN step: explicit Euler, or IMEX (the linear part by the trapezoidal "
+                          "rule; its state is w = (I − ε/2·B) z) (null for LSTM)")
     steps: int = Field(description="T, the number of steps of the analysed sequence")
     input_size: int
     input: Literal["given", "zeros", "noise"] = Field(description="where the input sequence came from")
@@ -86,7 +89,8 @@ class SpectrumSection(_Section):
 
 
 class DiscreteSection(_Section):
-    """The explicit-Euler step: spectral radius of J_t and the Euler condition max|1 + ελ| ≤ 1."""
+    """The discrete step: spectral radius of the model's own J_t, and the explicit-Euler condition
+    max|1 + ελ(D_t B)| ≤ 1 (for the IMEX form, what the explicit step would give, for comparison)."""
 
     method: str
     exact_steps: list[int]
