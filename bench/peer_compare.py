@@ -187,7 +187,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per point (default 3; quick 1)")
     parser.add_argument("--seconds", type=float, help="measured seconds per run (default 6; quick 1.5)")
     parser.add_argument("--clients", default="1,8,64", help="comma-separated concurrencies")
-    parser.add_argument("--conditions", default="quiet,busy", help="quiet, busy or both")
+    parser.add_argument("--conditions", default="quiet,busy",
+                        help="comma-separated, out of quiet and busy (default both: quiet,busy)")
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "checkpoints")
     parser.add_argument("--server-args", default="", help="extra flags for python -m service")
     parser.add_argument("--versus-ours", metavar="ARGS",
@@ -201,6 +202,9 @@ def main() -> None:
     warmup_s = 0.3 if args.quick else 1.0
     concurrencies = [int(c) for c in args.clients.split(",")]
     conditions = [c for c in args.conditions.split(",") if c]
+    unknown = sorted(set(conditions) - {"quiet", "busy"})
+    if unknown or not conditions:
+        parser.error(f"--conditions takes quiet and/or busy, comma-separated; got {args.conditions!r}")
     cpu_model, flags = cpu_flags()
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     pixels = np.random.default_rng(0).integers(0, 256, 784).tolist()
