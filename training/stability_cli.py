@@ -4,6 +4,8 @@
     afrnn-stability --checkpoint runs/mnist-afrnn/mnist-afrnn.json --out report.json --plots figs/
     # a paper configuration with random weights
     afrnn-stability --task mnist --variant frnn --seed 0 --sections spectrum,gradients
+    # the same weights with the IMEX step instead of explicit Euler (model.afrnn)
+    afrnn-stability --task mnist --variant afrnn --discretisation imex --sections discrete,gradients
     # on a real test sample instead of generated input
     python -m training.stability_cli --task mnist --variant afrnn --sample-index 7 --data-dir /data
 
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from model.afrnn import DISCRETISATIONS
 from model.paper import PAPER_TASKS, VARIANTS, paper_model
 from model.stability import SECTIONS, stability_report
 from model.stability.analysis import DEFAULT_INPUTS
@@ -66,7 +69,8 @@ def _load(args: argparse.Namespace) -> tuple[torch.nn.Module, str, int, str]:
         return (module, manifest.task, manifest.input.sequence_length,
                 f"{manifest.name} {manifest.version} ({manifest.architecture.variant})")
     torch.manual_seed(args.seed)
-    module = paper_model(args.task, args.variant).eval()
+    options = {} if args.discretisation is None else {"discretisation": args.discretisation}
+    module = paper_model(args.task, args.variant, **options).eval()
     return (module, args.task, PAPER_TASKS[args.task].sequence_length,
             f"{args.task}/{args.variant} seed {args.seed}")
 
@@ -106,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", type=Path, help="manifest JSON of an exported TorchScript model")
     source.add_argument("--task", choices=sorted(PAPER_TASKS), help="paper configuration (random weights)")
     source.add_argument("--variant", choices=VARIANTS, help="paper variant, with --task")
+    source.add_argument("--discretisation", choices=DISCRETISATIONS,
+                        help="the AFRNN-family step, with --task: euler (the paper's, default) or imex")
     source.add_argument("--seed", type=int, default=0,
                         help="weight seed with --task; also seeds the noise input, the perturbation "
                              "and the Lyapunov basis (default 0)")
@@ -139,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give either --checkpoint or --task (with --variant), not both and not neither")
     if args.task is not None and args.variant is None:
         parser.error("--task needs --variant (one of " + ", ".join(VARIANTS) + ")")
+    if args.discretisation is not None and (args.task is None or args.variant == "lstm"):
+        parser.error("--discretisation applies to a paper configuration of the AFRNN family (--task with "
+                     "--variant other than lstm); a checkpoint carries its own")
     if args.checkpoint is None and args.data_dir is not None and args.sample_index is None:
         parser.error("--data-dir is only used with --sample-index")
     try:

@@ -42,6 +42,19 @@ def test_paper_configuration_writes_a_valid_report_and_pngs(tmp_path, capsys):
     assert report.summary.verdict in capsys.readouterr().err
 
 
+def test_the_imex_step_of_a_paper_configuration(capsys):
+    """The same random weights under both steps: the report names the step, and the IMEX step's
+    radius stays ≤ 1 where explicit Euler's exceeds it."""
+    radii = {}
+    for step in ("euler", "imex"):
+        main(["--task", "mnist", "--variant", "afrnn", "--discretisation", step, "--sequence-length", "20",
+              "--sections", "theorem,spectrum,discrete", "--spectrum-samples", "20"])
+        report = StabilityReport.model_validate_json(capsys.readouterr().out)
+        assert report.model.discretisation == step and report.theorem.stability_guaranteed
+        radii[step] = report.summary.max_step_spectral_radius
+    assert radii["imex"] <= 1.0 + 1e-6 < radii["euler"]
+
+
 def test_sections_and_stdout(capsys):
     main(["--task", "mnist", "--variant", "lstm", "--sequence-length", "6", "--sections", "lyapunov",
           "--lyapunov-k", "2", "--input", "zeros"])
@@ -93,6 +106,7 @@ def test_checkpoint_is_loaded_through_the_verified_export(tmp_path, capsys):
     (["--task", "mnist", "--variant", "afrnn", "--sequence-length", "5", "--lyapunov-k", "0"],
      "lyapunov_k must be between 1"),
     (["--task", "mnist", "--variant", "afrnn", "--sections", "theorem,nope"], "unknown section"),
+    (["--task", "mnist", "--variant", "lstm", "--discretisation", "imex"], "AFRNN family"),
 ])
 def test_bad_arguments_exit_with_a_usage_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
