@@ -681,7 +681,8 @@
     }
     const s = report.summary, m = report.model;
     status.textContent = `${m.variant.toUpperCase()}, state size ${m.state_size}, ${m.steps} steps` +
-      (m.epsilon != null ? `, ε = ${m.epsilon}, γ = ${m.gamma}` : "") + ".";
+      (m.epsilon != null ? `, ε = ${m.epsilon}, γ = ${m.gamma}` : "") +
+      (m.discretisation === "imex" ? ", IMEX step (linear part by the trapezoidal rule)" : "") + ".";
     const verdict = document.createElement("p");
     verdict.className = "big";
     verdict.append("Verdict: ");
