@@ -11,6 +11,8 @@ states that can be read back from the module is compared with it:
   4 states for the pendulum, and ``architecture.config.output_size``;
 * ``architecture.config.layer_sizes`` — their sum is the module's ``state_size`` (D);
 * ``parameters`` — the module's parameter count;
+* ``architecture.config.discretisation`` — the module's step (``imex``, or explicit Euler), where the
+  module records it (exports since the IMEX form);
 * for the known image tasks, ``input.sequence_length`` and ``channels`` — the task's pixel protocol
   (``artifact.specs``: MNIST 784 × 1, CIFAR-10 1024 × 3); a classifier accepts any length, so this
   is the only place a wrong length can be caught.
@@ -64,6 +66,9 @@ def check_manifest_matches_module(manifest: Manifest, module: torch.jit.ScriptMo
                int(module.state_size), "the module's state_size")
     expect("parameters", manifest.parameters, sum(p.numel() for p in module.parameters()),
            "the module's parameter count")
+    if hasattr(module, "imex"):
+        expect("architecture.config.discretisation", config.get("discretisation"),
+               "imex" if bool(module.imex) else "euler", "the module's imex flag")
     protocol = IMAGE_TASKS.get(manifest.task)
     if protocol is not None:
         expect("input.sequence_length", manifest.input.sequence_length, protocol[0],

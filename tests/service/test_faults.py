@@ -125,3 +125,19 @@ def test_sigterm_with_32_requests_in_flight(tmp_path, export_model, start_servic
     assert code == 0, proc.log()[-2000:]
     assert exited_after < grace_s
     assert "shutdown complete" in proc.log()
+
+
+@pytest.mark.parametrize("step", ["euler", "imex"])
+def test_a_manifest_naming_the_wrong_step_is_caught(tmp_path, export_model, step):
+    """A manifest that calls an IMEX model explicit Euler (or the other way round) would tell users
+    the wrong step and its stability guarantee: the load-time check reads the module's own flag."""
+    from artifact.export import load_exported
+    from service.consistency import ManifestMismatchError, check_manifest_matches_module
+
+    export_model(tmp_path, "mnist", discretisation=step)
+    module, manifest = load_exported(tmp_path / "mnist.json")
+    check_manifest_matches_module(manifest, module)                       # as exported: consistent
+    other = "euler" if step == "imex" else "imex"
+    manifest.architecture.config["discretisation"] = other
+    with pytest.raises(ManifestMismatchError, match=f"discretisation = {other} but the module has {step}"):
+        check_manifest_matches_module(manifest, module)
