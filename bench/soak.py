@@ -28,9 +28,11 @@ what the load left behind, and the growth to the end sample (taken right after r
 while it is still serving.
 
 Reported: counts per status, p50/p99 latency per request kind, liveness p99 during the burst, median
-time to a 503 in the burst (at the client, whose single event loop sends and reads the whole burst
-and so adds its own queueing; and in the server, from its latency histogram in ``/metrics`` between
-two scrapes: from the request's first byte in the app to the 503), whether every 503 carried
+time to a 503 in the burst (at the burst's client, whose single event loop sends and reads the whole
+burst and so adds its own queueing; at a *canary*, a process of its own that sends the same request
+every 10 ms, each on a fresh connection in a thread of its own, while the burst runs, as clients
+arriving during the overload would; and in the server, from its latency histogram in ``/metrics``
+between two scrapes: from the request's first byte in the app to the 503), whether every 503 carried
 Retry-After, the server's RSS after warm-up
 and at the end, and the goals of issue 14 (0 × 5xx, Retry-After on every 503, RSS growth ≤ 10 %,
 liveness p99 < 100 ms and median 503 < 50 ms during the burst, /classify p50 under 16 heavy
@@ -55,6 +57,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -257,22 +260,40 @@ def histogram_median(before: dict[float, float], after: dict[float, float]) -> f
     return None
 
 
-def probe_process(host: str, port: int, stop, results) -> None:
-    """``GET /health/live`` on a fresh connection every 20 ms until ``stop``; puts (port, seconds)."""
-    payload = f"GET /health/live HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode()
-    seconds: list[float] = []
+def _send(host: str, port: int, payload: bytes) -> tuple[int | str, float]:
+    """(status or error, seconds to the status line) of ``payload`` on a fresh connection."""
+    started = time.perf_counter()
+    try:
+        with socket.create_connection((host, port), timeout=30) as conn:
+            conn.sendall(payload)
+            head = conn.recv(64)
+        status: int | str = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else "no status"
+    except (OSError, ValueError):
+        status = "transport error"
+    return status, time.perf_counter() - started
+
+
+def probe_process(key: str, host: str, port: int, payload: bytes, every_s: float, overlap: bool,
+                  begin, stop, results) -> None:
+    """``payload`` on a fresh connection every ``every_s`` from ``begin`` (None: at once) until ``stop``,
+    as a client of its own would send it: one at a time (a liveness probe), or each in a thread of
+    its own (``overlap``: a new request every period even while earlier ones wait); puts
+    (key, [(status or error, seconds), …])."""
+    answers: list[tuple[int | str, float]] = []
+    threads: list[threading.Thread] = []
+    if begin is not None:
+        begin.wait()
     while not stop.is_set():
-        started = time.perf_counter()
-        try:
-            with socket.create_connection((host, port), timeout=30) as conn:
-                conn.sendall(payload)
-                head = conn.recv(64)
-            ok = head.startswith(b"HTTP/1.1 200")
-        except OSError:
-            ok = False
-        seconds.append(time.perf_counter() - started if ok else float("inf"))
-        time.sleep(0.02)
-    results.put((port, seconds))
+        if overlap:
+            thread = threading.Thread(target=lambda: answers.append(_send(host, port, payload)), daemon=True)
+            thread.start()
+            threads.append(thread)
+        else:
+            answers.append(_send(host, port, payload))
+        time.sleep(every_s)
+    for thread in threads:
+        thread.join(35)
+    results.put((key, answers))
 
 
 async def burst(url: str, headers: dict, model: str, n: int, health_port: int | None = None) -> dict:
@@ -283,22 +304,40 @@ async def burst(url: str, headers: dict, model: str, n: int, health_port: int | 
     payload = (f"POST /classify HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n{extra}"
                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
     # The probes run in processes of their own, as an orchestrator's do: probed from this process, a
-    # probe would also wait behind the burst's thousand connections in *this* event loop.
-    ports = [port] + ([health_port] if health_port else [])
+    # probe would also wait behind the burst's thousand connections in *this* event loop. So does the
+    # canary: a client of its own that sends the burst's request every 10 ms while the burst runs (from
+    # its start to its last answer, so that its own admitted requests add no work outside it), and so
+    # measures the 503 that clients arriving during the overload get.
+    live = f"GET /health/live HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode()
     context = multiprocessing.get_context("spawn")
     stop, results_queue = context.Event(), context.Queue()
-    probers = [context.Process(target=probe_process, args=(host, p, stop, results_queue), daemon=True)
-               for p in ports]
+    burst_begins, burst_ends = context.Event(), context.Event()
+    probes = {"main": (port, live, 0.02, False, None, stop),
+              "canary": (port, payload, 0.01, True, burst_begins, burst_ends)}
+    if health_port:
+        probes["health"] = (health_port, live, 0.02, False, None, stop)
+    probers = [context.Process(target=probe_process, args=(key, host, *probe, results_queue), daemon=True)
+               for key, probe in probes.items()]
     for prober in probers:
         prober.start()
     await asyncio.sleep(1.0)                          # the probe processes start (spawn imports torch-free)
     before = classify_503_buckets(url, headers)
+    burst_begins.set()
     results = await asyncio.gather(*(raw_request(host, port, payload) for _ in range(n)))
+    burst_ends.set()
     server_median = histogram_median(before, classify_503_buckets(url, headers))
     stop.set()
-    live: dict[int, list[float]] = dict(results_queue.get(timeout=30) for _ in probers)
+    answers: dict[str, list[tuple[int | str, float]]] = dict(results_queue.get(timeout=30) for _ in probers)
     for prober in probers:
         prober.join(10)
+    # liveness: the time to a 200 (anything else counts as never answered)
+    live_s = {key: [s if status == 200 else float("inf") for status, s in answers[key]]
+              for key in ("main", "health") if key in answers}
+    canary = answers["canary"]
+    canary_503 = [s for status, s in canary if status == 503]
+    canary_status: dict[str, int] = {}
+    for status, _ in canary:
+        canary_status[str(status)] = canary_status.get(str(status), 0) + 1
     tally = Tally()
     for status, seconds, retry_after in results:
         tally.add("burst_classify", status, seconds, {"retry-after": "x"} if retry_after else {})
@@ -306,10 +345,13 @@ async def burst(url: str, headers: dict, model: str, n: int, health_port: int | 
     def p99_ms(values: list[float]) -> float | None:
         return round(percentile(values, 99) * 1000, 1) if values else None
 
-    return {**tally.summary(), "liveness_p99_ms": p99_ms(live[port]), "liveness_probes": len(live[port]),
-            "health_port_liveness_p99_ms": p99_ms(live[health_port]) if health_port else None,
-            "health_port_liveness_probes": len(live[health_port]) if health_port else 0,
+    return {**tally.summary(), "liveness_p99_ms": p99_ms(live_s["main"]),
+            "liveness_probes": len(live_s["main"]),
+            "health_port_liveness_p99_ms": p99_ms(live_s["health"]) if health_port else None,
+            "health_port_liveness_probes": len(live_s["health"]) if health_port else 0,
             "median_503_ms": round(statistics.median(t503) * 1000, 1) if t503 else None,
+            "canary_median_503_ms": round(statistics.median(canary_503) * 1000, 1) if canary_503 else None,
+            "canary_p99_503_ms": p99_ms(canary_503), "canary_status": canary_status,
             "server_median_503_ms": round(server_median * 1000, 2) if server_median is not None else None,
             "n_503": len(t503), "_tally": tally}
 
@@ -413,6 +455,9 @@ async def main_async(args) -> dict:
         and burst_result["server_median_503_ms"] < 50,
         "median_503_lt_50ms_client": burst_result["median_503_ms"] is not None
         and burst_result["median_503_ms"] < 50,
+        # a client of its own that arrives during the burst (the canary process)
+        "median_503_lt_50ms_canary": burst_result["canary_median_503_ms"] is not None
+        and burst_result["canary_median_503_ms"] < 50,
         "recovered": recovered["after_recovery_ok"] == recovered["after_recovery_n"],
     }
     if isolated is not None:
@@ -489,8 +534,9 @@ def main(argv: list[str] | None = None) -> None:
     for kind, lat in result["mixed"]["latency_ms"].items():
         print(f"  {kind:20s} n={lat['n']:6d}  p50 {lat['p50']:8.1f} ms  p99 {lat['p99']:8.1f} ms")
     b = result["burst"]
-    print(f"burst of {args.burst}: {b['status']}; median 503 {b['median_503_ms']} ms at the client, "
-          f"{b['server_median_503_ms']} ms in the server; liveness p99 "
+    print(f"burst of {args.burst}: {b['status']}; median 503 {b['median_503_ms']} ms at the burst's client, "
+          f"{b['canary_median_503_ms']} ms at a client of its own arriving during the burst "
+          f"({b['canary_status']}), {b['server_median_503_ms']} ms in the server; liveness p99 "
           f"{b['liveness_p99_ms']} ms over {b['liveness_probes']} probes (main port), "
           f"{b['health_port_liveness_p99_ms']} ms over {b['health_port_liveness_probes']} (health port)")
     print("RSS over the mixed phase (s, MiB): " + ", ".join(
