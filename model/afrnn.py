@@ -33,8 +33,9 @@ In the coordinates w = (I − ε/2·B) z = P⁻¹z it is an explicit step of the
     w_{t+1} = w_t + ε tanh(B̃ w_t + u_t),          B̃ = B P = (C − I)/ε,      C = P (I + ε/2·B),
 
 so the fused recurrence, the fast path and the stability analysis run it unchanged with B̃ in place
-of B (``step_coupling``); the model carries w (``initial_state`` is P⁻¹z_0) and reads out z = P w
-(``readout``). Its step Jacobian is I + ε D_t B̃ = (I − D_t) + D_t C. When B + Bᵀ ≤ 0 (Theorem 3,
+of B (``step_coupling``); the model carries w (``initial_state`` is P⁻¹z_0) and reads out
+z = P w = w + ε/2·B̃ w (``readout``; P = I + ε/2·B̃ since P(I − ε/2·B) = I), with no second solve.
+Its step Jacobian is I + ε D_t B̃ = (I − D_t) + D_t C. When B + Bᵀ ≤ 0 (Theorem 3,
 γ ≥ 0), C is a contraction for every ε > 0, and then ρ((I − D) + D C) ≤ 1 for every diagonal
 0 ≤ D ≤ I: from ((I − D) + D C) x = μ x with |μ| > 1, each entry gives
 |(C x)_i| = |μ − 1 + d_i| / d_i · |x_i| > |x_i| (or x_i = 0), so ‖C x‖ > ‖x‖, a contradiction. The
@@ -378,7 +379,7 @@ class AFRNN(nn.Module):
         from z instead of z_0, so advancing chunk by chunk from ``initial_state`` and reading out with
         ``readout`` gives ``forward`` on the concatenated sequence. z: (N, D) → (N, D).
         """
-        last, _ = self._run(x, z, False)
+        last, _ = self._run(x, z, False, self.step_coupling())
         return last
 
     @torch.jit.export
@@ -390,40 +391,51 @@ class AFRNN(nn.Module):
     @torch.jit.export
     def readout(self, states: Tensor) -> Tensor:
         """The linear head on the top layer of states (…, D) → (…, output_size); for ``imex`` on the
-        top layer of z = (I − ε/2·B)⁻¹ w."""
+        top layer of z = w + ε/2·B̃ w."""
+        return self._readout(states, None)
+
+    def _readout(self, states: Tensor, stepped: Optional[Tensor]) -> Tensor:
+        """``readout`` with B̃ = ``stepped`` when the caller already has it (None: computed here,
+        for ``imex`` only)."""
         top = self.layer_bounds[-2]
         if not self.imex:
             return self.head(states[..., top:])
-        implicit = self._implicit_matrix(self.coupling_matrix())
-        rows = torch.linalg.inv(implicit)[top:]                     # the top layer's rows of P
-        return self.head(torch.matmul(states, rows.t()))
+        if stepped is None:
+            stepped = self.step_coupling()
+        ode_top = states[..., top:] + (0.5 * self.epsilon) * torch.matmul(states, stepped[top:].t())
+        return self.head(ode_top)
 
     # -- running sequences ------------------------------------------------------------------
-    def _run(self, x: Tensor, h0: Optional[Tensor], keep_states: bool) -> Tuple[Tensor, List[Tensor]]:
+    def _run(self, x: Tensor, h0: Optional[Tensor], keep_states: bool,
+             stepped: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        """The recurrence over x from h0 (None: ``initial_state``), with B̃ = ``stepped`` (``step_coupling``,
+        computed once by the caller, which may need it again for the readout)."""
         if x.dim() != 3 or x.shape[2] != self.weight_in.shape[1]:
             raise ValueError("expected x of shape (batch, steps, " + str(self.weight_in.shape[1])
                              + "), got " + str(list(x.shape)))
         z0 = self.initial_state(x.shape[0]) if h0 is None else h0
         drive = self.input_drive(x).transpose(0, 1)              # (T, N, D)
-        return euler_recurrence(drive, z0, self.step_coupling().t(), self.epsilon,
+        return euler_recurrence(drive, z0, stepped.t(), self.epsilon,
                                 self.layer_bounds, self.sequential, keep_states)
 
     def trajectory(self, x: Tensor, h0: Optional[Tensor] = None) -> Tuple[Tensor, List[Tensor]]:
         """(z_T, [z_1, …, z_T]) as a list, not stacked: for training-time terms that read a few states
         (``training.step_penalty``), whose gradient then reaches only the states they read."""
-        return self._run(x, h0, True)
+        return self._run(x, h0, True, self.step_coupling())
 
     def forward(self, x: Tensor, h0: Optional[Tensor] = None, every_step: bool = False) -> Tensor:
         """Readout at the last step (N, C), or at every step (N, T, C) with ``every_step``."""
-        last, states = self._run(x, h0, every_step)
+        stepped = self.step_coupling()
+        last, states = self._run(x, h0, every_step, stepped)
         if every_step:
-            return self.readout(torch.stack(states, dim=1))
-        return self.readout(last)
+            return self._readout(torch.stack(states, dim=1), stepped)
+        return self._readout(last, stepped)
 
     @torch.jit.export
     def forward_with_states(self, x: Tensor, h0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """(readout at every step (N, T, C), states z_0 … z_T (N, T+1, D))."""
         z0 = self.initial_state(x.shape[0]) if h0 is None else h0
-        _, states = self._run(x, z0, True)
+        stepped = self.step_coupling()
+        _, states = self._run(x, z0, True, stepped)
         all_states = torch.stack([z0] + states, dim=1)
-        return self.readout(all_states[:, 1:]), all_states
+        return self._readout(all_states[:, 1:], stepped), all_states

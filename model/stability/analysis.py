@@ -51,7 +51,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.afrnn import step_coupling
 from model.stability.jacobians import (
     StepJacobians,
     autograd_step_jacobians,
@@ -316,10 +315,9 @@ def _coupling_and_jacobians(run: _Run, chosen: Collection[str]) -> None:
         run.coupling = native.to(torch.float64)
         run.derivatives = tanh_derivatives(module, run.states, run.drive)
     if {"gradients", "lyapunov"} & set(chosen):
-        stepped = run.coupling                                       # B̃ = B for the explicit-Euler step
-        if run.facts.discretisation == "imex":
-            with torch.no_grad():
-                stepped = step_coupling(module).detach().cpu().to(torch.float64)
+        # B̃ of the model's own step: B, in hand, for explicit Euler; None lets step_jacobians take the
+        # IMEX form's from the module
+        stepped = None if run.facts.discretisation == "imex" else run.coupling
         run.jacobians = step_jacobians(module, run.states, run.drive, stepped,
                                        run.derivatives, interrupt=run.interrupt)    # reuses D_t
 
