@@ -59,6 +59,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -335,9 +336,7 @@ async def burst(url: str, headers: dict, model: str, n: int, health_port: int | 
               for key in ("main", "health") if key in answers}
     canary = answers["canary"]
     canary_503 = [s for status, s in canary if status == 503]
-    canary_status: dict[str, int] = {}
-    for status, _ in canary:
-        canary_status[str(status)] = canary_status.get(str(status), 0) + 1
+    canary_status = dict(Counter(str(status) for status, _ in canary))
     tally = Tally()
     for status, seconds, retry_after in results:
         tally.add("burst_classify", status, seconds, {"retry-after": "x"} if retry_after else {})
