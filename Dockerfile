@@ -91,6 +91,7 @@ RUN apt-get update \
     && python -c "import torch, torch.fx.experimental.symbolic_shapes, sympy, numpy, scipy.integrate, \
 scipy.linalg, matplotlib.figure, matplotlib.font_manager, matplotlib.backends.backend_agg, PIL.Image, \
 fastapi, fastapi.openapi.docs, fastapi.staticfiles, starlette.staticfiles, uvicorn, uvicorn.main, \
+granian.server.embed, granian.http, \
 pydantic, pydantic_settings, prometheus_client, httpx, tqdm; print('torch', torch.__version__)"
 
 # --- project: this repository's packages, installed with --no-deps under /staging ----------------------

@@ -53,6 +53,7 @@ import multiprocessing
 import os
 import random
 import re
+import shlex
 import socket
 import statistics
 import subprocess
@@ -369,9 +370,10 @@ async def recovery(url: str, headers: dict, model: str) -> dict:
             "after_recovery_n": 20}
 
 
-def start_server(model_dir: Path, port: int, health_port: int | None) -> subprocess.Popen:
+def start_server(model_dir: Path, port: int, health_port: int | None,
+                 server_args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    extra = ["--health-port", str(health_port)] if health_port else []
+    extra = (["--health-port", str(health_port)] if health_port else []) + server_args
     proc = subprocess.Popen([sys.executable, "-m", "service", "--model-dir", str(model_dir), "--port",
                              str(port), "--log-level", "warning", *extra], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -510,6 +512,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settle-s", type=float, default=3.0,
                         help="seconds without requests before the idle RSS samples (the service trims "
                              "its heap after memory_trim_idle_s, 1 s by default)")
+    parser.add_argument("--server-args", default="", metavar="ARGS",
+                        help='extra flags of the service it starts, e.g. "--http-server granian"')
     parser.add_argument("--quick", action="store_true",
                         help="16 clients × 10 s, a burst of 300, 4 heavy requests of 4 states × 29 steps")
     args = parser.parse_args(argv)
@@ -520,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.url is None:
         if args.health_port is None and not args.no_health_port:
             args.health_port = args.port + 1
-        server = start_server(args.model_dir, args.port, args.health_port)
+        server = start_server(args.model_dir, args.port, args.health_port, shlex.split(args.server_args))
         args.url, args.pid = f"http://127.0.0.1:{args.port}", server.pid
     try:
         result = asyncio.run(main_async(args))

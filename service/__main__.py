@@ -1,4 +1,4 @@
-"""``afrnn-serve`` / ``python -m service``: serve the checkpoints of a model dir with uvicorn.
+"""``afrnn-serve`` / ``python -m service``: serve the checkpoints of a model dir with uvicorn (or granian).
 
 With no arguments it serves the shipped checkpoints (``checkpoints/``) on http://127.0.0.1:8000.
 Every flag overrides its ``AFRNN_*`` environment variable (see ``service.config.Settings``)::
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from service.app import create_app
 from service.config import Settings
 from service.connections import Server, install_overload_response, protocol_class, with_header_timeout
+from service.granian_server import serve_with_granian
 from service.logging import configure_logging
 from service.memory import limit_arenas, pin_mmap_threshold
 
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     if settings.malloc_arena_max:
         limit_arenas(settings.malloc_arena_max)
     app = create_app(settings)
+    if settings.http_server == "granian":
+        serve_with_granian(app, settings, on_exit=lambda: setattr(app.state, "draining", True))
+        return
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level, timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     model_worker: Literal["thread", "process"] = Field(
         "thread", description="where a classifier's forward passes run: a thread of the service process, "
                               "or a child process per model (service.model_process)")
+    http_server: Literal["uvicorn", "granian"] = Field(
+        "uvicorn", description="the HTTP server: uvicorn (Python protocol, uvloop), or granian (HTTP in "
+                               "Rust threads off the GIL: cheaper refusals under bursts; "
+                               "service.granian_server says how each connection setting maps)")
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
         "auto", description="uvicorn's event loop; 'auto' takes uvloop when it is installed")
     http_parser: Literal["auto", "h11", "httptools"] = Field(

@@ -1,12 +1,13 @@
 """What a refused connection costs the server: start the service on the MNIST model alone with one
 request admitted at a time, send bursts of 1 000 /classify requests on fresh connections from this
 process, and read the service's CPU time (utime + stime of /proc/<pid>/stat) around each burst.
-Run: python results/bench-quiet-s9/refusal-burst.py [--bursts 3] [--n 1000]"""
+Run: python results/bench-quiet-s9/refusal-burst.py [--bursts 3] [--n 1000] [--server-args ARGS]"""
 import argparse
 import asyncio
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bursts", type=int, default=3)
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--server-args", default="", help='extra service flags, e.g. "--http-server granian"')
     args = parser.parse_args()
     body = json.dumps({"model": "mnist", "pixels": [random.randrange(256) for _ in range(784)],
                        "scale": 255}).encode()
@@ -49,7 +51,8 @@ def main() -> None:
         for suffix in (".json", ".pt"):
             (Path(models) / f"mnist{suffix}").symlink_to(REPO / "checkpoints" / f"mnist{suffix}")
         server = subprocess.Popen([sys.executable, "-m", "service", "--model-dir", models, "--port", str(PORT),
-                                   "--log-level", "warning", "--max-inflight-requests", "1"], cwd=REPO)
+                                   "--log-level", "warning", "--max-inflight-requests", "1",
+                                   *shlex.split(args.server_args)], cwd=REPO)
         try:
             for _ in range(600):
                 try:

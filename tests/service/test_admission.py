@@ -270,9 +270,12 @@ def test_a_stability_report_past_its_deadline_stops_and_frees_its_slot(tmp_path,
     assert freed_after_s < 0.25 * left_s, (freed_after_s, full_s)
 
 
-def test_the_inflight_limit_refuses_before_reading_the_body(tmp_path, export_model, start_service):
+@pytest.mark.parametrize("http_server", ["uvicorn", "granian"])
+def test_the_inflight_limit_refuses_before_reading_the_body(tmp_path, export_model, start_service,
+                                                            http_server):
     export_model(tmp_path, "mnist")
-    proc = start_service(tmp_path, "--max-inflight-requests", "1", "--body-timeout-s", "5")
+    proc = start_service(tmp_path, "--max-inflight-requests", "1", "--body-timeout-s", "5",
+                         "--http-server", http_server)
 
     async def scenario():
         reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)

@@ -7,6 +7,7 @@ import signal
 import time
 
 import httpx
+import pytest
 
 MNIST_ZERO = {"model": "mnist", "pixels": [0] * 784, "scale": 255}
 
@@ -52,9 +53,11 @@ def test_live_before_ready_while_models_warm_up(tmp_path, export_model, start_se
     assert httpx.post(proc.url + "/classify", json=MNIST_ZERO, timeout=30).status_code == 200
 
 
-def test_sigterm_drains_in_flight_requests_then_logs_shutdown_complete(tmp_path, export_model, start_service):
+@pytest.mark.parametrize("http_server", ["uvicorn", "granian"])
+def test_sigterm_drains_in_flight_requests_then_logs_shutdown_complete(tmp_path, export_model, start_service,
+                                                                       http_server):
     export_model(tmp_path, "mnist", layer_sizes=(256, 256))      # ~25 ms per forward pass
-    proc = start_service(tmp_path, "--max-batch-size", "1")
+    proc = start_service(tmp_path, "--max-batch-size", "1", "--http-server", http_server)
 
     async def scenario():
         async with httpx.AsyncClient(base_url=proc.url, timeout=60) as ac:

@@ -171,12 +171,14 @@ def test_no_readable_artifact_is_not_ready(tmp_path, export_model, start_service
 
 
 # -- connection hygiene ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def strict_timeouts(tmp_path_factory, export_model, start_service):
-    """A service with 1 s header and body timeouts."""
+@pytest.fixture(scope="module", params=["uvicorn", "granian"])
+def strict_timeouts(request, tmp_path_factory, export_model, start_service):
+    """A service with 1 s header and body timeouts, on each HTTP server (``http_server``)."""
     models = tmp_path_factory.mktemp("hygiene-models")
     export_model(models, "mnist")
-    proc = start_service(models, "--header-timeout-s", "1", "--body-timeout-s", "1")
+    proc = start_service(models, "--header-timeout-s", "1", "--body-timeout-s", "1",
+                         "--http-server", request.param)
+    proc.http_server = request.param
     yield proc
     proc.stop()
 
@@ -205,13 +207,26 @@ def test_a_content_length_larger_than_the_body_gets_408_and_close(strict_timeout
 
 def test_slow_headers_get_408_and_close(strict_timeouts):
     answer = _raw(strict_timeouts, b"GET /health/ready HTTP/1.1\r\nhost: x\r\n")    # never finished
+    if strict_timeouts.http_server == "granian":
+        assert answer == b"", answer[:200]   # hyper closes the connection without a 408
+        return
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"header_timeout_s = 1" in answer and not answer.endswith(b"<still open>")
 
 
 def test_an_idle_connection_is_closed(strict_timeouts):
+    if strict_timeouts.http_server == "granian":
+        pytest.skip("granian (hyper) starts the header timer at a new connection's first byte: a "
+                    "connection that never sends one stays open (service/granian_server.py)")
     answer = _raw(strict_timeouts, b"")
     assert answer == b""                     # closed without a word after header_timeout_s
+
+
+def test_an_idle_kept_alive_connection_is_closed(strict_timeouts):
+    """After a response, a connection on which no new request starts is closed (uvicorn:
+    keep_alive_timeout_s, 5 s; granian: header_timeout_s, 1 s here)."""
+    answer = _raw(strict_timeouts, b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n", wait_s=8)
+    assert answer.startswith(b"HTTP/1.1 200") and not answer.endswith(b"<still open>"), answer[-100:]
 
 
 def test_the_connection_cap_answers_503_with_retry_after(tmp_path, export_model, start_service):

@@ -15,8 +15,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module", params=["uvicorn", "granian"])
+def soaked(request, service, model_dir, start_service):
+    """The shared test service (uvicorn), and the same one on granian."""
+    if request.param == "uvicorn":
+        return service
+    return start_service(model_dir, "--max-queue-delay-ms", "20", "--max-body-bytes", "1000000",
+                         "--readiness-policy", "any", "--http-server", "granian", api_key="test-key")
+
+
 @pytest.mark.slow
-def test_ten_second_soak_has_no_5xx_and_bounded_memory(service):
+def test_ten_second_soak_has_no_5xx_and_bounded_memory(soaked):
+    service = soaked
     run = subprocess.run(
         [sys.executable, str(REPO_ROOT / "bench" / "soak.py"), "--url", service.url, "--pid",
          str(service.proc.pid), "--api-key", "test-key", "--clients", "16", "--duration", "10",
