@@ -2,6 +2,7 @@
 # Session 10: the HTTP server A/B (uvicorn, the default, against granian), on a quiet machine.
 # Run from the repo root: bash results/bench-quiet-s10/run.sh   (about 15 minutes)
 set -euo pipefail
+source .venv/bin/activate
 out=results/bench-quiet-s10
 { lscpu | grep -E "Model name|Flags"; uptime; } > $out/machine.txt
 for round in 1 2; do
