@@ -465,7 +465,8 @@ async def main_async(args) -> dict:
         goals["classify_p50_under_heavy_le_2x_idle"] = isolated["ratio"] <= 2.0
         goals["heavy_within_request_timeout"] = isolated["heavy_max_s"] <= args.request_timeout_s + 1.0
         goals["heavy_requests_valid"] = "422" not in isolated["heavy_status"]   # or they test nothing
-    return {"bench": "soak", "url": args.url, "clients": args.clients, "duration_s": args.duration,
+    return {"bench": "soak", "url": args.url, "server_args": args.server_args,
+            "clients": args.clients, "duration_s": args.duration,
             "isolation": isolated, "mixed_elapsed_s": round(mixed_s, 1), "mixed": mixed,
             "burst_n": args.burst,
             "burst": burst_result, "recovery": recovered, "status_total": dict(sorted(all_status.items())),
@@ -513,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds without requests before the idle RSS samples (the service trims "
                              "its heap after memory_trim_idle_s, 1 s by default)")
     parser.add_argument("--server-args", default="", metavar="ARGS",
-                        help='extra flags of the service it starts, e.g. "--http-server granian"')
+                        help='extra flags of the service it starts (without --url), e.g. "--http-server granian"')
     parser.add_argument("--quick", action="store_true",
                         help="16 clients × 10 s, a burst of 300, 4 heavy requests of 4 states × 29 steps")
     args = parser.parse_args(argv)
