@@ -514,7 +514,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds without requests before the idle RSS samples (the service trims "
                              "its heap after memory_trim_idle_s, 1 s by default)")
     parser.add_argument("--server-args", default="", metavar="ARGS",
-                        help='extra flags of the service it starts (without --url), e.g. "--http-server granian"')
+                        help='extra flags of the service it starts (without --url), '
+                             'e.g. "--http-server granian"')
     parser.add_argument("--quick", action="store_true",
                         help="16 clients × 10 s, a burst of 300, 4 heavy requests of 4 states × 29 steps")
     args = parser.parse_args(argv)
