@@ -89,8 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     if settings.malloc_arena_max:
         limit_arenas(settings.malloc_arena_max)
     app = create_app(settings)
+
+    def start_draining() -> None:      # at SIGTERM, before in-flight requests finish: readiness turns 503
+        app.state.draining = True
+
     if settings.http_server == "granian":
-        serve_with_granian(app, settings, on_exit=lambda: setattr(app.state, "draining", True))
+        serve_with_granian(app, settings, on_exit=start_draining)
         return
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         http=with_header_timeout(protocol_class(settings.http_parser), settings.header_timeout_s),
         timeout_keep_alive=settings.keep_alive_timeout_s, limit_concurrency=settings.limit_concurrency)
     # SIGTERM: readiness turns 503 at once, in-flight requests drain, then exit 0 (service.connections)
-    Server(config, on_exit=lambda: setattr(app.state, "draining", True)).run()
+    Server(config, on_exit=start_draining).run()
 
 
 if __name__ == "__main__":

@@ -179,12 +179,15 @@ def tiny_models(model_dir) -> dict[str, torch.nn.Module]:
             "pendulum": tiny_model("pendulum", 3)}
 
 
+# the shared service's flags; 'corrupt' and 'garbled' never load: readiness under the 'any' policy (the
+# default 'all' would hold the service not-ready for ever, which tests/service/test_reliability.py checks)
+SHARED_SERVICE_ARGS = ("--max-queue-delay-ms", "20", "--max-body-bytes", "1000000",
+                       "--readiness-policy", "any")
+
+
 @pytest.fixture(scope="session")
 def service(model_dir, start_service):
-    # 'corrupt' and 'garbled' never load: readiness under the 'any' policy (the default 'all' would hold
-    # the service not-ready for ever, which tests/service/test_reliability.py checks)
-    return start_service(model_dir, "--max-queue-delay-ms", "20", "--max-body-bytes", "1000000",
-                         "--readiness-policy", "any", api_key=API_KEY)
+    return start_service(model_dir, *SHARED_SERVICE_ARGS, api_key=API_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.service.conftest import API_KEY, SHARED_SERVICE_ARGS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "granian"])
-def soaked(request, service, model_dir, start_service):
+def soaked(request, model_dir, start_service):
     """The shared test service (uvicorn), and the same one on granian."""
     if request.param == "uvicorn":
-        return service
-    return start_service(model_dir, "--max-queue-delay-ms", "20", "--max-body-bytes", "1000000",
-                         "--readiness-policy", "any", "--http-server", "granian", api_key="test-key")
+        return request.getfixturevalue("service")
+    return start_service(model_dir, *SHARED_SERVICE_ARGS, "--http-server", "granian", api_key=API_KEY)
 
 
 @pytest.mark.slow
@@ -29,7 +30,7 @@ def test_ten_second_soak_has_no_5xx_and_bounded_memory(soaked):
     service = soaked
     run = subprocess.run(
         [sys.executable, str(REPO_ROOT / "bench" / "soak.py"), "--url", service.url, "--pid",
-         str(service.proc.pid), "--api-key", "test-key", "--clients", "16", "--duration", "10",
+         str(service.proc.pid), "--api-key", API_KEY, "--clients", "16", "--duration", "10",
          "--burst", "300", "--heavy", "4", "--heavy-states", "4", "--heavy-steps", "29"],
         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
