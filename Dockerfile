@@ -138,11 +138,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --from=slim /opt/venv /opt/venv
-# matplotlib's font cache, built now instead of on the first PNG request, in the writable MPLCONFIGDIR
-# (under Kubernetes' readOnlyRootFilesystem an emptyDir over /tmp replaces it, and the first PNG
-# request rebuilds it there).
-RUN python -c "import matplotlib.font_manager" \
-    && chown -R 10001:10001 /tmp/matplotlib
+# matplotlib's font cache, built now into a read-only seed that the service copies into MPLCONFIGDIR at
+# start-up (service/matplotlib_env.py): with a read-only root filesystem and an empty /tmp (Kubernetes'
+# emptyDir, `podman run --read-only`) the first PNG request does not scan the fonts again.
+RUN MPLCONFIGDIR=/opt/venv/share/afrnn-serving/matplotlib python -c "import matplotlib.font_manager"
 COPY --from=kernel /opt/afrnn-kernels /opt/afrnn-kernels
 # The shipped checkpoints (<name>.pt + <name>.json); mount a volume over /models to serve your own.
 COPY checkpoints/ /models/

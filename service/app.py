@@ -24,8 +24,6 @@ policy if it must be private).
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
 from collections.abc import AsyncIterator
 
 import torch
@@ -42,6 +40,7 @@ from service.docs import install_offline_docs
 from service.errors import install_exception_handlers
 from service.health_port import HealthServer
 from service.logging import configure_logging
+from service.matplotlib_env import ensure_matplotlib_config_dir
 from service.memory import IdleTrim
 from service.metrics import ServiceMetrics
 from service.middleware import RequestGuardMiddleware, RequestMetricsMiddleware
@@ -61,35 +60,6 @@ def configure_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):        # only settable before the first parallel work
         torch.set_num_interop_threads(1)
-
-
-def ensure_matplotlib_config_dir() -> str | None:
-    """A writable directory for matplotlib's config and font cache, exported as ``MPLCONFIGDIR``.
-
-    matplotlib needs one to import; with a read-only root filesystem neither ``~/.config/matplotlib``
-    nor, often, the temp dir is writable, and the first PNG request failed. Candidates, in order: an
-    ``MPLCONFIGDIR`` already set, ``$XDG_CONFIG_HOME``/``~/.config`` + ``/matplotlib``, ``<tempdir>/
-    afrnn-matplotlib``, ``/dev/shm/afrnn-matplotlib``. None writable → None (the PNG route then
-    answers 503 saying so)."""
-    candidates = [os.environ.get("MPLCONFIGDIR")]
-    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    candidates.append(os.path.join(config_home, "matplotlib"))
-    with contextlib.suppress(FileNotFoundError):           # no usable temp dir at all
-        candidates.append(os.path.join(tempfile.gettempdir(), "afrnn-matplotlib"))
-    candidates.append("/dev/shm/afrnn-matplotlib")
-    for candidate in filter(None, candidates):
-        try:
-            os.makedirs(candidate, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=candidate):
-                pass
-        except OSError:
-            continue
-        if os.environ.get("MPLCONFIGDIR") != candidate:
-            log.info("matplotlib config dir", extra={"mplconfigdir": candidate})
-        os.environ["MPLCONFIGDIR"] = candidate
-        return candidate
-    log.warning("no writable directory for matplotlib: GET /models/{name}/stability.png will answer 503")
-    return None
 
 
 def install_admission(app: FastAPI, settings: Settings) -> None:

@@ -10,8 +10,11 @@ dominate, and throughput is uvicorn's (docs/performance.md).
 What each connection setting becomes here:
 
 * ``header_timeout_s``: hyper's header read timeout. A client that has not sent a request's complete
-  headers in time is disconnected (hyper closes the connection without a 408); it also bounds an idle
-  kept-alive connection, which is closed when no new request's headers arrive in time.
+  headers in time is disconnected (hyper closes the connection without a 408), and so is a new
+  connection that sends nothing at all; it also bounds an idle kept-alive connection, which is closed
+  when no new request's headers arrive in time. This needs granian's HTTP/1 mode: in its ``auto``
+  mode the first bytes are read to tell HTTP/1 from HTTP/2 before hyper's timer starts, and a
+  connection that never sends one stays open (the service speaks HTTP/1.1 only, as under uvicorn).
 * ``keep_alive_timeout_s``: hyper has no separate idle timeout, so idle connections live up to
   ``header_timeout_s``.
 * ``body_timeout_s``: unchanged, in ``service.middleware`` (the app reads the body).
@@ -38,14 +41,14 @@ _LOGGING = {"loggers": {"_granian": {"handlers": [], "propagate": True},
 def serve_with_granian(app, settings: Settings, on_exit: Callable[[], None] | None = None) -> None:
     """Run ``app`` on ``settings.host:settings.port`` with granian until SIGTERM or SIGINT."""
     import uvloop
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server.embed import Server
 
     server = Server(
-        app, address=settings.host, port=settings.port, interface=Interfaces.ASGI, runtime_threads=1,
-        backlog=2048, backpressure=settings.limit_concurrency, log_access=False,
+        app, address=settings.host, port=settings.port, interface=Interfaces.ASGI, http=HTTPModes.http1,
+        runtime_threads=1, backlog=2048, backpressure=settings.limit_concurrency, log_access=False,
         log_level=LogLevels(settings.log_level), log_dictconfig=_LOGGING,
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000)))
     server.workers_kill_timeout = int(settings.request_timeout_s) + 5

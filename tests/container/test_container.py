@@ -236,10 +236,11 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def _start_container(podman: Podman, image: str, name: str, volume: Path | None = None,
-                     env: dict[str, str] | None = None) -> dict:
+                     env: dict[str, str] | None = None, run_options: tuple[str, ...] = ()) -> dict:
     """Run the image detached on a free loopback port and wait for readiness (or raise with its logs)."""
     port = _free_port()
     options = ["--volume", f"{volume}:/models:ro"] if volume is not None else []
+    options += run_options
     for key, value in (env or {}).items():
         options += ["--env", f"{key}={value}"]
     podman("run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:{CONTAINER_PORT}",
@@ -509,6 +510,29 @@ def test_stability_png_renders_in_the_image(client, model_dir):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_read_only_root_serves_pngs_from_the_prebuilt_font_cache(podman, image, model_dir):
+    """Kubernetes' ``readOnlyRootFilesystem`` with an ``emptyDir`` over /tmp (deploy/k8s.yaml), here
+    ``podman run --read-only`` (a fresh tmpfs on /tmp): the service finds a writable matplotlib dir, has
+    copied the image's font cache into it before the first PNG request, and renders the PNG."""
+    name = f"afrnn-test-{uuid.uuid4().hex[:10]}"
+    listing = "import os; d = os.environ['MPLCONFIGDIR']; print(sorted(os.listdir(d)))"
+    try:
+        info = _start_container(podman, image, name, volume=None if model_dir == CHECKPOINTS else model_dir,
+                                run_options=("--read-only",))
+        before_png = podman("exec", name, "python", "-c", listing).stdout
+        writes = podman("exec", name, "sh", "-c", "touch /opt/probe 2>&1; echo $?", check=False).stdout
+        with httpx.Client(base_url=info["base_url"], timeout=120) as client:
+            manifest = _served(client, model_dir, ("pendulum",))
+            png = client.get(f"/models/{manifest['name']}/stability.png", params={"sections": "spectrum"})
+        logs = podman("logs", name, check=False)
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
+    assert writes.strip().splitlines()[-1] != "0", "the root filesystem must be read-only in this test"
+    assert "fontlist-v" in before_png, f"no font cache in MPLCONFIGDIR before the first PNG: {before_png}"
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG"), png.text[:300]
+    assert "generated new fontManager" not in logs.stdout + logs.stderr
 
 
 def test_api_docs_and_their_assets_come_from_the_container(client):
