@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -273,6 +274,17 @@ def test_an_idle_kept_alive_connection_is_closed(strict_timeouts):
     keep_alive_timeout_s, 5 s; granian: header_timeout_s, 1 s here)."""
     answer = _raw(strict_timeouts, b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n", wait_s=8)
     assert answer.startswith(b"HTTP/1.1 200") and not answer.endswith(b"<still open>"), answer[-100:]
+
+
+def test_granian_purges_its_allocator_in_a_background_thread(strict_timeouts):
+    """granian's jemalloc gets one background purging thread (service.granian_server.JEMALLOC_CONF), so
+    that a burst's freed buffers leave the resident set of an idle service; without the setting
+    jemalloc runs no such thread."""
+    if strict_timeouts.http_server != "granian":
+        pytest.skip("granian's own allocator")
+    httpx.get(strict_timeouts.url + "/health/live", timeout=10)
+    names = [p.read_text().strip() for p in Path(f"/proc/{strict_timeouts.proc.pid}/task").glob("*/comm")]
+    assert names.count("jemalloc_bg_thd") == 1, names
 
 
 def test_the_connection_cap_answers_503_with_retry_after(tmp_path, export_model, start_service):
