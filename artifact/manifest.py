@@ -77,6 +77,9 @@ class Manifest(_Strict):
     schema_version: int = MANIFEST_SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="served model name")
     version: str
+    description: str | None = Field(None, max_length=500,
+                                    description="what the model is and what it is for, for the people who "
+                                                "pick one (GET /models, the demo page)")
     task: Task
     architecture: Architecture
     parameters: int

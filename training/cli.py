@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--model", default=S, choices=_choices("model"),
                       help=f"network variant ({_default('model')})")
     what.add_argument("--name", default=S, help=TrainConfig.model_fields["name"].description)
+    what.add_argument("--description", default=S, help=TrainConfig.model_fields["description"].description)
     what.add_argument("--preset", default=S, choices=_choices("preset"),
                       help="the paper's protocol (see below)")
     arch = parser.add_argument_group("architecture")

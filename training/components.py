@@ -22,7 +22,7 @@ from training.state import read_state
 from training.tasks import Task, split_indices
 
 # config fields that may change when a run is resumed (everything else must match the saved run)
-RESUMABLE_FIELDS = ("epochs", "eval_every", "eval_batch_size", "data_dir", "cache_dir", "lr")
+RESUMABLE_FIELDS = ("epochs", "eval_every", "eval_batch_size", "data_dir", "cache_dir", "lr", "description")
 
 
 def load_initial_weights(model: nn.Module, path: str) -> None:

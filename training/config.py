@@ -34,6 +34,9 @@ class TrainConfig(BaseModel):
     model: Variant = "afrnn"
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$",
                       description="served model name (default: the task for afrnn, else <task>-<model>)")
+    description: str | None = Field(None, max_length=500,
+                                    description="one or two sentences on what the model is for, written "
+                                                "into its manifest (shown by GET /models)")
     preset: Preset | None = None
     # Fields without a default here take it per task from training.presets (see _task_defaults).
     # architecture (None: the paper configuration of the task/variant decides)

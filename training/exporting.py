@@ -50,7 +50,7 @@ def manifest_fields(trainer, metrics: dict[str, float], stop_reason: str | None)
     version_code = code_version()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     family = "lstm" if cfg.model == "lstm" else "afrnn"
-    hyper = cfg.model_dump(mode="json")
+    hyper = cfg.model_dump(mode="json", exclude={"description"})
     hyper.update(world_size=trainer.ctx.world_size, steps=p.global_step, stop_reason=stop_reason,
                  selected=("best by validation " + trainer.objective.selection[0]
                            if trainer.best_state is not None else "last"),
@@ -61,7 +61,7 @@ def manifest_fields(trainer, metrics: dict[str, float], stop_reason: str | None)
     if config.get("step_bound") is not None:
         config["step_bound"] = None          # folded into the exported R and W (AFRNN.fold_step_bound)
     return dict(
-        name=cfg.name, version=f"{stamp}-{version_code[:12]}", task=cfg.task,
+        name=cfg.name, version=f"{stamp}-{version_code[:12]}", description=cfg.description, task=cfg.task,
         architecture=dict(family=family, variant=cfg.model, config=config),
         parameters=count_parameters(trainer.model),
         input=trainer.task.input_spec(trainer.test_data),

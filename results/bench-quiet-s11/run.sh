@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # Session 11: granian in HTTP/1 mode with its jemalloc purging in the background, against uvicorn.
-# Run from the repo root on a quiet machine: bash results/bench-quiet-s11/run.sh   (about 35 minutes)
+# Run from the repo root on a quiet machine: bash results/bench-quiet-s11/run.sh   (about 10 minutes)
 set -euo pipefail
 source .venv/bin/activate
 out=results/bench-quiet-s11
 { uptime; lscpu | grep -E "Model name|^CPU\(s\)"; grep -o -w -E "avx2|fma|avx512f|amx_bf16" /proc/cpuinfo | sort | uniq -c; } > $out/machine.txt
-python $out/burst-rss.py --server-args "--http-server granian" > $out/burst-rss-granian.out 2>&1
-python $out/burst-rss.py --server-args "--http-server granian" --env _RJEM_MALLOC_CONF=dirty_decay_ms:10000 > $out/burst-rss-granian-jemalloc-default.out 2>&1
-python $out/burst-rss.py > $out/burst-rss-uvicorn.out 2>&1
+# (the resident-set figures of granian's allocator come from run-rss.sh)
 python results/bench-quiet-s9/refusal-burst.py --bursts 3 --server-args "--http-server granian" > $out/refusal-granian.out 2>&1
 python results/bench-quiet-s9/refusal-burst.py --bursts 3 > $out/refusal-uvicorn.out 2>&1
 # soaks in the order A B B A, against an order effect

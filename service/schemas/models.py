@@ -17,6 +17,7 @@ class ModelSummary(Response):
     device: str = Field(examples=["cpu"])
     metrics: dict[str, float] = Field(default_factory=dict, description="the manifest's test metrics")
     version: str | None = None
+    description: str | None = Field(None, description="the manifest's description of the model")
     checksum_verified: bool = Field(description="the artifact's SHA-256 matched its manifest")
 
 

@@ -112,7 +112,11 @@
 
   function fillSelect(select, names, preferred) {
     const previous = select.value;
-    select.replaceChildren(...names.map((name) => new Option(name, name)));
+    select.replaceChildren(...names.map((name) => {
+      const option = new Option(name, name);
+      option.title = modelByName(name)?.description ?? "";      // the manifest's description, on hover
+      return option;
+    }));
     const keep = [previous, preferred].find((n) => names.includes(n));
     if (keep) select.value = keep;
   }
@@ -143,6 +147,7 @@
         ? `ready${m.checksum_verified ? ", checksum verified" : ""}` : `unavailable: ${m.reason}`;
       cell(row, loadState, `state-${m.status}`);
       cell(row, m.device);
+      cell(row, m.description ?? "–", "about");
       body.appendChild(row);
     }
     const ready = list.filter((m) => m.status === "ready");

@@ -33,6 +33,19 @@ def test_the_default_models_are_shipped():
 
 
 @pytest.mark.parametrize("manifest_path", MANIFESTS, ids=lambda p: p.stem)
+def test_every_shipped_model_says_what_it_is_for(manifest_path):
+    """GET /models and the page show the description; a classifier not worth using for classification
+    (below twice chance on its test split, such as the FRNN kept as the stability report's unstable
+    contrast) must say so there."""
+    manifest = read_manifest(manifest_path)
+    assert manifest.description and len(manifest.description) >= 40, manifest.description
+    if manifest.output.class_names:
+        chance = 1 / len(manifest.output.class_names)
+        if manifest.metrics["test_accuracy"] < 2 * chance:
+            assert "not for classification" in manifest.description
+
+
+@pytest.mark.parametrize("manifest_path", MANIFESTS, ids=lambda p: p.stem)
 def test_manifest_sha256_matches_its_file(manifest_path):
     manifest = read_manifest(manifest_path)
     artifact = manifest_path.parent / manifest.artifact.file

@@ -48,7 +48,7 @@ def _manifest_fields(model: torch.nn.Module, name: str, task: str, version: str 
         raise ValueError(task)
     config = dataclasses.asdict(model.config)
     return dict(
-        name=name, version=version, task=task,
+        name=name, version=version, task=task, description=f"a tiny {task} model with random weights",
         architecture=dict(family="lstm" if model.variant == "lstm" else "afrnn", variant=model.variant,
                           config=config),
         parameters=count_parameters(model), input=input_spec, output=output, metrics={"test_accuracy": 0.1},

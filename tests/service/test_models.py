@@ -32,6 +32,7 @@ def test_models_lists_every_manifest_with_its_status(client, tiny_models):
         assert entry["parameters"] == count_parameters(tiny_models[name])
         assert entry["checksum_verified"] is True
         assert entry["metrics"] == {"test_accuracy": 0.1}
+        assert entry["description"] == f"a tiny {name} model with random weights"    # from its manifest
 
 
 def test_a_corrupted_artifact_is_refused_and_reported_unavailable(api):

@@ -79,6 +79,18 @@ def test_mnist_tiny_run_exports_a_faithful_artifact(tmp_path, mnist_dir, model_n
     assert state["progress"]["epoch"] == 2
 
 
+def test_the_description_goes_into_the_manifest_and_may_change_on_resume(tmp_path, mnist_dir):
+    out = tmp_path / "out"
+    common = ("--task", "mnist", "--data-dir", mnist_dir, "--out-dir", out, "--hidden-size", 8,
+              "--batch-size", 16, "--val-size", 16, "--seed", 3)
+    assert run_cli(*common, "--epochs", 1, "--description", "a first try") == 0
+    first = Manifest.model_validate_json((out / "mnist.json").read_text())
+    assert first.description == "a first try"
+    assert "description" not in first.training.hyperparameters     # said once, at the top
+    assert run_cli(*common, "--epochs", 2, "--resume", "--description", "two epochs now") == 0
+    assert Manifest.model_validate_json((out / "mnist.json").read_text()).description == "two epochs now"
+
+
 def test_cifar10_tiny_run_exports_a_faithful_artifact(tmp_path, cifar_dir):
     out = tmp_path / "out"
     assert run_cli("--task", "cifar10", "--model", "frnn", "--data-dir", cifar_dir, "--out-dir", out,

@@ -20,7 +20,8 @@ def _summary(entry: ServedModel) -> dict:
         variant=manifest.architecture.variant if manifest else None,
         parameters=manifest.parameters if manifest else None,
         metrics=dict(manifest.metrics) if manifest else {},
-        version=manifest.version if manifest else None)
+        version=manifest.version if manifest else None,
+        description=manifest.description if manifest else None)
 
 
 @router.get("", response_model=ModelList, responses=ERROR_RESPONSES)
