@@ -320,6 +320,23 @@ def check_precision(precision: str, cpuinfo: Optional[str] = None) -> str:
     return precision
 
 
+KERNEL_BLOCK_ROWS = 6              # MR in the kernel: the rows of one register block
+DRIVE_CHUNK_BYTES = 8 << 20        # the input drive of one chunk of rows, sized to stay in cache
+
+
+def chunk_rows(steps: int, state_size: int) -> int:
+    """Rows per call of the C loop: as many as keep their input drive u (rows × T × D float32) within
+    ``DRIVE_CHUNK_BYTES``, in whole blocks of ``KERNEL_BLOCK_ROWS``, at least one block.
+
+    The drive is written by one GEMM and read back once by the loop. For a whole batch of pixel MNIST
+    (T = 784, D = 256) it is 0.8 MB a row, 51 MB at 64 rows: it leaves the cache between the two and
+    streams from memory twice. In chunks that fit, the loop reads it from cache (docs/performance.md,
+    session 11).
+    """
+    rows = DRIVE_CHUNK_BYTES // max(1, steps * state_size * 4)
+    return max(KERNEL_BLOCK_ROWS, rows - rows % KERNEL_BLOCK_ROWS)
+
+
 class FastRecurrence:
     """``forward(x)`` of a block-form AFRNN (eager or TorchScript) with the Euler loop in C.
 
@@ -359,15 +376,19 @@ class FastRecurrence:
         if x.dim() != 3 or x.dtype != torch.float32 or x.device.type != "cpu":
             raise ValueError(f"expected x of shape (batch, steps, channels), float32 on the CPU, got "
                              f"{list(x.shape)} {x.dtype} on {x.device}")
+        n, steps, d = x.shape[0], x.shape[1], self.coupling_t.shape[0]
+        rows = chunk_rows(steps, d)
         with torch.inference_mode():
-            drive = self.module.input_drive(x).contiguous()                   # (N, T, D)
-            z = self.module.initial_state(x.shape[0]).contiguous().clone()    # (N, D), updated in place
-        n, steps, d = drive.shape
-        if self.coupling_t.shape != (d, d):
-            raise ValueError(f"input drive has {d} state entries but Bᵀ is {tuple(self.coupling_t.shape)}")
-        if self._loop(drive.data_ptr(), z.data_ptr(), self.coupling_t.data_ptr(), n, steps, d,
-                      self.epsilon) != 0:
-            raise MemoryError("afrnn_euler_loop could not allocate its scratch buffer")
+            z = self.module.initial_state(n).contiguous().clone()             # (N, D), updated in place
+            for start in range(0, n, rows):
+                drive = self.module.input_drive(x[start:start + rows]).contiguous()   # (rows, T, D)
+                if drive.shape[2] != d:
+                    raise ValueError(f"input drive has {drive.shape[2]} state entries but Bᵀ is "
+                                     f"{tuple(self.coupling_t.shape)}")
+                part = z[start:start + rows]                  # contiguous: whole rows of z
+                if self._loop(drive.data_ptr(), part.data_ptr(), self.coupling_t.data_ptr(), part.shape[0],
+                              steps, d, self.epsilon) != 0:
+                    raise MemoryError("afrnn_euler_loop could not allocate its scratch buffer")
         return z
 
     def __call__(self, x: Tensor) -> Tensor:

@@ -117,6 +117,32 @@ def test_rows_of_a_batch_do_not_interact():
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
 
 
+def test_chunks_keep_the_input_drive_within_its_budget_in_whole_row_blocks():
+    row = 784 * 256 * 4                                     # pixel MNIST: 0.8 MB of drive a row
+    assert fast_inference.chunk_rows(784, 256) == 6         # 10 rows fit in 8 MiB → whole blocks of 6
+    assert fast_inference.chunk_rows(784, 256) * row <= fast_inference.DRIVE_CHUNK_BYTES
+    assert fast_inference.chunk_rows(29, 160) == 450        # the pendulum: any served batch in one call
+    assert fast_inference.chunk_rows(10**6, 10**3) == fast_inference.KERNEL_BLOCK_ROWS   # at least a block
+
+
+@needs_compiler
+def test_a_batch_run_in_chunks_equals_the_forward(monkeypatch):
+    """With a drive budget of 7 rows (chunks of 6), 13 rows go through the loop as 6 + 6 + 1."""
+    model = make(dict(layer_sizes=(40, 33)))
+    fast, _ = FastRecurrence.from_module(model)
+    x = torch.randn(13, 25, 2, generator=torch.Generator().manual_seed(4))
+    whole = fast(x)
+    calls = []
+    loop = fast._loop
+    monkeypatch.setattr(fast, "_loop", lambda *args: calls.append(args[3]) or loop(*args))
+    monkeypatch.setattr(fast_inference, "DRIVE_CHUNK_BYTES", 7 * 25 * 73 * 4)
+    chunked = fast(x)
+    assert calls == [6, 6, 1]
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(chunked, model(x), rtol=1e-5, atol=2e-5)
+
+
 @needs_compiler
 def test_the_crossover_is_the_largest_halving_at_which_the_c_loop_is_not_slower():
     model = make({})
