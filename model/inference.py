@@ -17,7 +17,8 @@ Bᵀ is packed once into panels of 8 columns and stays in L2 cache; the block's 
 all T steps; each step is a register-blocked product (rows × panels of accumulators chosen per block
 height so that enough independent FMAs hide their latency within 16 vector registers), with the
 tanh update fused into its epilogue and the state double-buffered,
-with no per-step dispatch. Only the loop moves: the input drive u (one GEMM over all steps), z₀ and
+with no per-step dispatch. Only the loop moves: the input drive u (one GEMM over all steps, per chunk of
+rows whose drive fits in cache: ``chunk_rows``), z₀ and
 the readout still come from the model's own exported methods (``input_drive``, ``initial_state``,
 ``readout``), and B from ``step_coupling`` (which includes any damping rule, and is B̃ for the IMEX
 form: ``model.afrnn``), so the fast path
