@@ -1,6 +1,7 @@
 """Load benchmark of the serving microservice: /classify (MNIST) under 1, 8 and 64 concurrent clients,
-with dynamic batching on (max batch size 64) and off (max batch size 1), against the raw batched
-forward pass of the same model (the faster of its C loop and its TorchScript forward) as the ceiling.
+with dynamic batching on (the service's default max batch size, or ``--max-batch-size``) and off (max
+batch size 1), against the raw batched forward pass of the same model (the faster of its C loop and its
+TorchScript forward, at the best batch size up to 64 rows) as the ceiling.
 
     python bench/service_load.py --quick          # < 45 s: 1.2 s per setting
     python bench/service_load.py                  # 8 s per setting
@@ -71,6 +72,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from artifact.export import export_torchscript, load_exported  # noqa: E402
 from model import count_parameters, paper_model  # noqa: E402
 from model.inference import FastRecurrence, cpu_flags  # noqa: E402
+from service.config import Settings  # noqa: E402
 from training.data.sequences import ImageSequences  # noqa: E402
 from training.tasks import get_task  # noqa: E402
 
@@ -319,7 +321,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="measured seconds per setting (default 8; quick 1.2)")
     parser.add_argument("--clients", default="1,8,64", help="comma-separated client counts")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (service and ceiling)")
-    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-batch-size", type=int, default=None,
+                        help="the batched service's (default: the service's own default); the raw "
+                             "ceiling is searched up to 64 rows or this, whichever is larger")
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--model-dir", type=Path, help="default: checkpoints/ if it has mnist.json, else a "
                                                        "freshly exported random paper-size model")
@@ -329,6 +333,7 @@ def main() -> None:
     parser.add_argument("--server-args", default="", help="extra flags for python -m service, e.g. "
                                                           "'--event-loop asyncio --http-parser h11'")
     args = parser.parse_args()
+    max_batch_size = args.max_batch_size or Settings.model_fields["max_batch_size"].default
     server_args = tuple(shlex.split(args.server_args))
     seconds = args.seconds or (1.2 if args.quick else 8.0)
     warmup_s = 0.25 if args.quick else 1.0
@@ -360,7 +365,7 @@ def main() -> None:
               f"({platform.machine()}); load average {load_before:.1f}; uvicorn with {server_loop} loop "
               f"and {server_http} HTTP parser", flush=True)
 
-        raw = raw_forward(serve_dir / "mnist.json", args.threads, args.max_batch_size,
+        raw = raw_forward(serve_dir / "mnist.json", args.threads, max(64, max_batch_size),
                           0.6 if args.quick else 4.0)
         print(f"raw forward: batch-1 median {raw['bare_ms']:.2f} ms ({raw['bare_cpu_ms']:.2f} ms CPU; "
               f"{raw['bare_after_idle_ms']:.2f} ms after 5 ms idle); "
@@ -370,7 +375,7 @@ def main() -> None:
         body = json.dumps({"model": "mnist", "scale": 255,
                            "pixels": np.random.default_rng(0).integers(0, 256, 784).tolist()}).encode()
         results: dict[str, dict] = {}
-        for label, max_batch in (("batched", args.max_batch_size), ("unbatched", 1)):
+        for label, max_batch in (("batched", max_batch_size), ("unbatched", 1)):
             service = Service(serve_dir, max_batch, args.threads, args.max_queue_delay_ms, server_args)
             try:
                 for n in clients:
@@ -410,7 +415,7 @@ def main() -> None:
         "client": args.client,
         "server_loop": server_loop, "server_http": server_http, "server_args": args.server_args,
         "fast_recurrence_env": os.environ.get("AFRNN_FAST_RECURRENCE", "1"),
-        "torch_threads": args.threads, "max_batch_size": args.max_batch_size,
+        "torch_threads": args.threads, "max_batch_size": max_batch_size,
         "max_queue_delay_ms": args.max_queue_delay_ms, "seconds_per_setting": seconds,
         "cpus": os.cpu_count(), "cpu_model": cpu_flags()[0],
         "cpu_flags": sorted(f for f in cpu_flags()[1] if f.startswith(("avx", "amx"))),

@@ -6,7 +6,11 @@ the shipped checkpoints on http://127.0.0.1:8000.
 
 Batching knobs, in the LitServe / Triton sense:
 
-* ``max_batch_size`` — most rows (images, initial states) one forward pass may stack;
+* ``max_batch_size`` — most rows (images, initial states) one forward pass may stack. 32, half the
+  clients of a loaded benchmark, keeps two batches in flight: one in the forward pass while the event
+  loop answers the other's requests and decodes the next ones. With 64, under 64 clients the batches
+  grew to 46–56 rows and the model waited for the event loop between them (docs/performance.md,
+  session 11);
 * ``max_queue_delay_ms`` — how long the batcher may hold a non-full batch open for more requests.
   0 (the default) forms each batch from whatever is queued when the model becomes free: no latency
   is added to a lone request, and under load requests that arrive during a forward pass form the
@@ -58,7 +62,7 @@ class Settings(BaseSettings):
                                             "is fatal at start instead of being served as unavailable")
 
     # -- dynamic batching -------------------------------------------------------------------------
-    max_batch_size: int = Field(64, ge=1, le=4096, description="rows stacked in one forward pass")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="rows stacked in one forward pass")
     max_queue_delay_ms: float = Field(0.0, ge=0.0, description="hold a non-full batch open this long")
     max_queue_length: int = Field(256, ge=1, description="queued requests per model before 503")
     request_timeout_s: float = Field(30.0, gt=0.0, description="queue wait + inference, else 504")

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Session 11, after the chunked C loop: max_batch_size 32 against the default 64, A B A B.
+# Run from the repo root on a quiet machine (about 5 minutes): bash results/bench-quiet-s11/run-max-batch.sh
+set -euo pipefail
+source .venv/bin/activate
+out=results/bench-quiet-s11
+uptime > $out/machine-max-batch.txt
+for i in 1 2; do
+  python bench/service_load.py --client raw --seconds 4 --clients 8,64 --max-batch-size 32 > $out/service-load-max-batch-32-$i.out 2>&1
+  python bench/service_load.py --client raw --seconds 4 --clients 8,64 > $out/service-load-max-batch-64-$i.out 2>&1
+done
+uptime >> $out/machine-max-batch.txt
