@@ -118,6 +118,7 @@ def test_rows_of_a_batch_do_not_interact():
 
 
 def test_chunks_keep_the_input_drive_within_its_budget_in_whole_row_blocks():
+    assert f"#define MR {fast_inference.KERNEL_BLOCK_ROWS} " in fast_inference._KERNEL_SOURCE   # the C block
     row = 784 * 256 * 4                                     # pixel MNIST: 0.8 MB of drive a row
     assert fast_inference.chunk_rows(784, 256) == 6         # 10 rows fit in 8 MiB → whole blocks of 6
     assert fast_inference.chunk_rows(784, 256) * row <= fast_inference.DRIVE_CHUNK_BYTES
