@@ -23,8 +23,8 @@ What each connection setting becomes here:
   with 503 + Retry-After by the app's admission gate before their body is read, under either server.
 * memory: granian's Rust side allocates with its own jemalloc, which by default keeps freed pages for
   10 s and purges them only when it allocates again, so the buffers of a burst of connections stayed
-  resident in an idle service. ``_RJEM_MALLOC_CONF`` (that jemalloc's name for ``MALLOC_CONF``) gets a
-  background purging thread (one) and a 1-s decay unless the environment already sets it; it is read when
+  resident in an idle service. ``_RJEM_MALLOC_CONF`` (that jemalloc's name for ``MALLOC_CONF``) gets one
+  background purging thread and a 1-s decay unless the environment already sets it; it is read when
   granian's library loads, hence before the import.
 * SIGTERM: ``on_exit()`` runs at once (readiness turns 503), granian stops accepting, in-flight
   requests finish within ``request_timeout_s`` + 5 s, the lifespan shutdown drains the queues, and the
