@@ -61,12 +61,17 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from model.recurrence import euler_recurrence, euler_step, euler_velocity
+from model.recurrence import euler_recurrence, euler_step, euler_velocity, fused_euler_recurrence
 
 FEEDBACK_MODES = ("antisymmetric", "none", "free")
 UPDATE_SCHEMES = ("simultaneous", "sequential")
 DAMPING_MODES = ("fixed", "euler")
 DISCRETISATIONS = ("euler", "imex")
+# How a training recurrence runs: "autograd" records the per-step ops of ``euler_recurrence``;
+# "fused" is one autograd node with a hand-written reverse sweep (``FusedEulerRecurrence``, the same
+# arithmetic); "fused-bf16" the same with its GEMMs in bf16 (state, tanh and sums in fp32). The
+# sequential update always takes "autograd".
+TRAINING_PATHS = ("autograd", "fused", "fused-bf16")
 
 
 def step_coupling(module) -> Tensor:
@@ -237,6 +242,9 @@ class AFRNN(nn.Module):
         self.euler_damped: bool = config.damping == "euler"
         self.step_bound: float = float(config.step_bound) if config.step_bound is not None else 0.0
         self.imex: bool = config.discretisation == "imex"
+        # how a recurrence that records gradients runs (``TRAINING_PATHS``; set by the trainer, not part
+        # of the architecture: exported models run ``euler_recurrence`` in fp32)
+        self.training_path: str = "fused"
         # Theorem 3's condition: every coupled pair is (W, −Wᵀ), so A is antisymmetric. (The 2-ARNN
         # does not meet it; its continuous system is still stable because B is block triangular, which
         # the stability report states separately.)
@@ -415,8 +423,19 @@ class AFRNN(nn.Module):
                              + "), got " + str(list(x.shape)))
         z0 = self.initial_state(x.shape[0]) if h0 is None else h0
         drive = self.input_drive(x).transpose(0, 1)              # (T, N, D)
+        if (not torch.jit.is_scripting() and not self.sequential and torch.is_grad_enabled()
+                and self.training_path != "autograd"):
+            return self._fused_recurrence(drive, z0, stepped.t(), keep_states)
         return euler_recurrence(drive, z0, stepped.t(), self.epsilon,
                                 self.layer_bounds, self.sequential, keep_states)
+
+    @torch.jit.unused
+    def _fused_recurrence(self, drive: Tensor, z0: Tensor, coupling_t: Tensor,
+                          keep_states: bool) -> Tuple[Tensor, List[Tensor]]:
+        """Training: the same recurrence as one autograd node with a hand-written reverse sweep, one
+        GEMM per step (``model.recurrence.FusedEulerRecurrence``); exported models never take it."""
+        matmul_dtype = torch.bfloat16 if self.training_path == "fused-bf16" else None
+        return fused_euler_recurrence(drive, z0, coupling_t, self.epsilon, keep_states, matmul_dtype)
 
     def trajectory(self, x: Tensor, h0: Optional[Tensor] = None) -> Tuple[Tensor, List[Tensor]]:
         """(z_T, [z_1, …, z_T]) as a list, not stacked: for training-time terms that read a few states

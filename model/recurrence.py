@@ -18,7 +18,7 @@ The reference code's *sequential* scheme updates layer n from the already-update
 which needs one matmul per layer.
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -98,3 +98,109 @@ def euler_recurrence(
         if keep_states:
             states.append(z)
     return z, states
+
+
+class FusedEulerRecurrence(torch.autograd.Function):
+    """The simultaneous Euler loop as one autograd node, with a hand-written reverse sweep.
+
+    Forward (no graph is recorded): v_t = tanh(z_t Bᵀ + u_t) is written into one (T, N, D) buffer and
+    z_{t+1} = z_t + ε v_t into another, one GEMM per step.
+
+    Backward, with δ_t = ∂L/∂z_t (δ_T from z_T, plus the gradient of every kept state) and
+    g_t = δ_{t+1} ⊙ (1 − v_t²) the gradient at the argument of tanh (divided by ε):
+
+        δ_t = δ_{t+1} + ε · g_t B            one GEMM per step, (N, D) × (D, D)
+        ∂L/∂u_t = ε · g_t                    no GEMM
+        ∂L/∂Bᵀ = ε · Σ_t z_tᵀ g_t            one (D, T·N) × (T·N, D) GEMM after the sweep
+
+    against autograd's two GEMMs per step (the state's and the coupling's, accumulated step by step)
+    and about eight dispatched element-wise ops. The gradients of U and b follow from ∂L/∂u through
+    ``AFRNN.input_drive`` (one large GEMM), those of A, γ and, for ``imex``, of B̃ = (I − ε/2·B)⁻¹B
+    through ``step_coupling``. Memory: three (T, N, D) buffers (states, tanh outputs, gradients).
+
+    ``matmul_dtype=torch.bfloat16`` runs the three GEMMs on bf16 copies of their operands (bf16
+    products, fp32 accumulation inside the GEMM), like autocast; the state z, tanh and every sum stay
+    in the input's dtype, so rounding does not compound over the T steps of the state.
+    """
+
+    @staticmethod
+    def forward(ctx, drive: Tensor, z0: Tensor, coupling_t: Tensor, epsilon: float,
+                matmul_dtype: Optional[torch.dtype]) -> Tuple[Tensor, Tensor]:
+        velocities = torch.empty_like(drive)
+        states = torch.empty_like(drive)
+        low = matmul_dtype is not None and matmul_dtype != drive.dtype
+        weight = coupling_t.to(matmul_dtype) if low else coupling_t
+        z_low = z0.to(matmul_dtype) if low else z0
+        z = z0
+        for drive_t, v_t, z_next in zip(drive.unbind(0), velocities.unbind(0), states.unbind(0)):
+            if low:
+                torch.add(drive_t, torch.mm(z_low, weight), out=v_t)
+            else:
+                torch.addmm(drive_t, z, weight, out=v_t)
+            v_t.tanh_()
+            torch.add(z, v_t, alpha=epsilon, out=z_next)
+            z = z_next
+            if low:
+                z_low.copy_(z)
+        ctx.epsilon = epsilon
+        ctx.matmul_dtype = matmul_dtype if low else None
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(z0, coupling_t, velocities, states)
+        return states[-1].clone(), states
+
+    @staticmethod
+    def backward(ctx, grad_last: Optional[Tensor], grad_states: Optional[Tensor]):
+        z0, coupling_t, velocities, states = ctx.saved_tensors
+        epsilon = ctx.epsilon
+        low = ctx.matmul_dtype
+        steps, width = velocities.shape[0], velocities.shape[2]
+        coupling = (coupling_t.to(low) if low is not None else coupling_t).t()
+        delta = torch.zeros_like(z0) if grad_last is None else grad_last.clone()
+        if grad_states is not None:
+            delta.add_(grad_states[-1])
+        spare = torch.empty_like(delta)
+        g_low = torch.empty(delta.shape, dtype=low, device=delta.device) if low is not None else delta
+        grad_drive = torch.empty_like(velocities)
+        for t in range(steps - 1, -1, -1):
+            g_t = grad_drive[t]
+            torch.mul(velocities[t], velocities[t], out=g_t)
+            torch.addcmul(delta, delta, g_t, value=-1.0, out=g_t)        # δ ⊙ (1 − v²)
+            if low is not None:
+                g_low.copy_(g_t)
+                torch.add(delta, torch.mm(g_low, coupling), alpha=epsilon, out=spare)
+            else:
+                torch.addmm(delta, g_t, coupling, alpha=epsilon, out=spare)
+            delta, spare = spare, delta
+            if grad_states is not None and t > 0:
+                delta.add_(grad_states[t - 1])
+        grad_drive.mul_(epsilon)
+        grad_coupling_t = None
+        if ctx.needs_input_grad[2]:
+            if low is None:
+                grad_coupling_t = torch.mm(z0.t(), grad_drive[0])
+                if steps > 1:
+                    grad_coupling_t.addmm_(states[:-1].reshape(-1, width).t(),
+                                           grad_drive[1:].reshape(-1, width))
+            else:
+                inputs = torch.empty(states.shape, dtype=low, device=states.device)
+                inputs[0].copy_(z0)
+                inputs[1:].copy_(states[:-1])
+                grads = grad_drive.to(low)
+                grad_coupling_t = torch.mm(inputs.reshape(-1, width).t(),
+                                           grads.reshape(-1, width)).to(coupling_t.dtype)
+        return grad_drive, delta, grad_coupling_t, None, None
+
+
+def fused_euler_recurrence(
+    drive: Tensor,
+    z0: Tensor,
+    coupling_t: Tensor,
+    epsilon: float,
+    keep_states: bool,
+    matmul_dtype: Optional[torch.dtype] = None,
+) -> Tuple[Tensor, List[Tensor]]:
+    """``euler_recurrence`` for the simultaneous update, as one autograd node (``FusedEulerRecurrence``):
+    the same arithmetic, for training. Not TorchScript-compatible; exported models run
+    ``euler_recurrence``. ``matmul_dtype``: see ``FusedEulerRecurrence`` (None: the input's dtype)."""
+    last, states = FusedEulerRecurrence.apply(drive, z0, coupling_t, epsilon, matmul_dtype)
+    return last, (list(states.unbind(0)) if keep_states else [])

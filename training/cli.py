@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue from <out-dir>/<name>.train.pt (a new run if it does not exist); the "
                           "saved config is kept, except --epochs, --eval-every, --eval-batch-size, the "
                           "data and cache dirs, and --lr (a step decay)")
+    run.add_argument("--recurrence", default=S, choices=_choices("recurrence", RunOptions),
+                     help="how the AFRNN family's training recurrence runs: fused (one autograd node, a "
+                          "hand-written reverse sweep with one GEMM per step), fused-bf16 (the same with "
+                          "bf16 GEMMs; state, tanh and sums in fp32) or autograd (per-step ops); the same "
+                          "arithmetic, so a run may change it on --resume; docs/performance.md "
+                          f"({_default('recurrence', RunOptions)})")
     run.add_argument("--checkpoint-minutes", type=float, default=S,
                      help=f"also save the training state every N minutes "
                           f"({_default('checkpoint_minutes', RunOptions)})")

@@ -99,6 +99,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)               # identical initial weights on every rank
         self.model_config = cfg.model_config_object()
         self.model = build_model(self.model_config).to(device)
+        if hasattr(self.model, "training_path"):               # the AFRNN family
+            self.model.training_path = run.recurrence
         if cfg.init == "notebook":
             pendulum_recipe.notebook_init(self.model)
         if cfg.init_from is not None and state is None:       # a resumed run has its own weights
