@@ -1,6 +1,6 @@
 """Typed Python client of the AFRNN service (sync and async, httpx; streams over WebSocket or HTTP).
 
-The request and response types are the service's own pydantic schemas (``afrnn_client.schemas``), and
+The request and response types are the service's own pydantic schemas (``afrnn_schemas``), and
 the client imports no torch. See ``afrnn_client.client`` for an example.
 """
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from afrnn_client.errors import ApiError
 from afrnn_client.retry import parse_retry_after
-from afrnn_client.schemas import (
+from afrnn_schemas import (
     ClassifyRequest,
     ClassifyResponse,
     Liveness,

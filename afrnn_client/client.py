@@ -25,7 +25,8 @@ from afrnn_client import _calls
 from afrnn_client._calls import Call, error_of
 from afrnn_client.errors import TransportError
 from afrnn_client.retry import RETRY_STATUSES, RetryPolicy
-from afrnn_client.schemas import (
+from afrnn_client.streams import AsyncHttpStream, AsyncWebSocketStream, HttpStream, WebSocketStream
+from afrnn_schemas import (
     ClassifyRequest,
     ClassifyResponse,
     Liveness,
@@ -38,7 +39,6 @@ from afrnn_client.schemas import (
     StabilityRequest,
     StreamOpen,
 )
-from afrnn_client.streams import AsyncHttpStream, AsyncWebSocketStream, HttpStream, WebSocketStream
 
 Transport = Literal["websocket", "http"]
 

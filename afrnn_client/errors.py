@@ -36,7 +36,7 @@ class TransportError(AfrnnError):
 
 class StreamClosedError(AfrnnError):
     """The server closed a stream: ``code`` (WebSocket close code), ``reason`` (the rule, as in
-    ``service.schemas.stream.CLOSE_CODES``), ``detail`` and the ``field`` it named."""
+    ``afrnn_schemas.stream.CLOSE_CODES``), ``detail`` and the ``field`` it named."""
 
     def __init__(self, code: int, reason: str, detail: str, field: tuple[str | int, ...] | None = None):
         where = f" (field {'.'.join(str(p) for p in field)})" if field else ""

@@ -13,7 +13,7 @@ import httpx
 
 from afrnn_client._calls import error_of
 from afrnn_client.errors import StreamClosedError
-from afrnn_client.schemas import (
+from afrnn_schemas import (
     SERVER_MESSAGE,
     StreamChunk,
     StreamError,

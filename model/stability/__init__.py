@@ -10,7 +10,7 @@ Modules: ``report`` (the pydantic schema), ``jacobians`` (step Jacobians and the
 report and its verdict rules), ``plots`` (matplotlib PNGs of paper Figs. 2–4 and eigenvalues).
 """
 
+from afrnn_schemas.report import StabilityReport
 from model.stability.analysis import FIGURE_SECTIONS, SECTIONS, StabilityArgumentError, stability_report
-from model.stability.report import StabilityReport
 
 __all__ = ["FIGURE_SECTIONS", "SECTIONS", "StabilityArgumentError", "StabilityReport", "stability_report"]

@@ -51,15 +51,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.stability.jacobians import (
-    StepJacobians,
-    autograd_step_jacobians,
-    backward_products,
-    step_jacobians,
-    tanh_derivatives,
-)
-from model.stability.lyapunov import lyapunov_exponents
-from model.stability.report import (
+from afrnn_schemas.report import (
     DiscreteSection,
     EigenvalueSample,
     GradientSection,
@@ -71,6 +63,14 @@ from model.stability.report import (
     TheoremSection,
     TrajectorySection,
 )
+from model.stability.jacobians import (
+    StepJacobians,
+    autograd_step_jacobians,
+    backward_products,
+    step_jacobians,
+    tanh_derivatives,
+)
+from model.stability.lyapunov import lyapunov_exponents
 from model.stability.spectrum import (
     CouplingStructure,
     continuous_eigenvalues,

@@ -21,8 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from afrnn_schemas.report import StabilityReport
 from model.stability.analysis import FIGURE_SECTIONS
-from model.stability.report import StabilityReport
 
 Reports = StabilityReport | Mapping[str, StabilityReport]
 LAYOUT = "tight"          # constrained layout looks the same and takes twice as long

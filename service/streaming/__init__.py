@@ -6,7 +6,7 @@ are advanced together in one batched step (a sequence batcher in the sense of Tr
 * ``session.ClassifierStream`` — one classifier stream: decode a chunk, advance, encode the answer;
 * ``hub.StreamHub`` — the batchers of one app, created per model on its first stream, and the metrics.
 
-Wire messages: ``service.schemas.stream``; protocol: docs/streaming.md.
+Wire messages: ``afrnn_schemas.stream``; protocol: docs/streaming.md.
 """
 
 from service.streaming.batcher import ChunkResult, SequenceBatcher, Stream

@@ -12,7 +12,7 @@ chunk) for all the streams of the group. Rows are independent, so a stream's ans
 on which streams it shared a step with. With ``max_batch_streams`` = 1 every chunk runs alone: the
 unbatched baseline of ``bench/streaming.py``.
 
-Rules, each raising ``StreamRuleError`` with its reason (see ``service.schemas.stream.CLOSE_CODES``):
+Rules, each raising ``StreamRuleError`` with its reason (see ``afrnn_schemas.stream.CLOSE_CODES``):
 
 * ``open`` past ``max_streams`` open streams → ``too_many_streams`` (the caller retries later);
 * a chunk of more than ``max_chunk_steps`` steps → ``chunk_too_large``; one that would take the stream

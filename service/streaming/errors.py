@@ -1,9 +1,9 @@
 """The one exception of the streaming package: a broken rule, with its close reason (and so its
-WebSocket close code and HTTP status, ``service.schemas.stream.CLOSE_CODES``)."""
+WebSocket close code and HTTP status, ``afrnn_schemas.stream.CLOSE_CODES``)."""
 
 from collections.abc import Sequence
 
-from service.schemas.stream import CLOSE_CODES, CloseReason
+from afrnn_schemas.stream import CLOSE_CODES, CloseReason
 
 
 class StreamRuleError(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from service.schemas.stream import StreamOpen
+from afrnn_schemas.stream import StreamOpen
 from service.streaming.batcher import SequenceBatcher
 from service.streaming.errors import StreamRuleError
 from service.streaming.metrics import StreamMetrics

@@ -5,7 +5,7 @@ afrnn_streams_open                     gauge      model — streams open now
 afrnn_streams_opened_total             counter    model
 afrnn_streams_closed_total             counter    model, reason — final, client_closed, idle_timeout,
                                                   too_long, chunk_too_large, invalid_input, bad_message,
-                                                  shutdown, internal (``service.schemas.stream``)
+                                                  shutdown, internal (``afrnn_schemas.stream``)
 afrnn_stream_steps_total               counter    model — time steps advanced (rate() = steps/s)
 afrnn_stream_steps_per_second          gauge      model — steps advanced over the last 10 s, per second
 afrnn_stream_batch_streams             histogram  model — streams advanced in one batched step

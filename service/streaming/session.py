@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from service.schemas.stream import StreamChunk, StreamFinal, StreamOpen, StreamOpened, StreamUpdate
+from afrnn_schemas.stream import StreamChunk, StreamFinal, StreamOpen, StreamOpened, StreamUpdate
 from service.streaming.batcher import SequenceBatcher, Stream
 from service.streaming.errors import StreamRuleError
 

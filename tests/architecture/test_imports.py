@@ -1,6 +1,7 @@
 """The package arrows of docs/architecture.md, checked in fresh interpreters:
-service → model, artifact, physics; training → model, artifact, physics; artifact and physics import
-neither side; model imports none of the other packages."""
+service → model, artifact, physics, afrnn_schemas; training → model, artifact, physics; artifact and
+physics import neither side; model imports only afrnn_schemas; afrnn_schemas (pydantic only) imports
+none of ours; afrnn_client imports only afrnn_schemas (no torch)."""
 
 import subprocess
 import sys
@@ -24,9 +25,11 @@ def top_level_packages_loaded_by(module: str) -> set[str]:
     ("artifact.specs", {"training", "service"}),
     ("physics.encoding", {"training", "service"}),
     ("physics.pendulum", {"training", "service", "torch"}),
-    ("model", {"training", "service", "artifact", "physics"}),
+    ("model", {"training", "service", "artifact", "physics", "afrnn_client"}),
     ("training.trainer", {"service", "bench", "tests"}),
-    ("afrnn_client", {"torch", "training", "model", "bench", "tests"}),
+    ("afrnn_schemas", {"torch", "numpy", "fastapi", "service", "model", "training", "artifact", "physics",
+                       "afrnn_client"}),
+    ("afrnn_client", {"torch", "numpy", "fastapi", "service", "model", "training", "bench", "tests"}),
 ])
 def test_imports_point_one_way(module, forbidden):
     loaded = top_level_packages_loaded_by(module)

@@ -9,11 +9,11 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
+from afrnn_schemas import ERROR_RESPONSES, ClassifyRequest, ClassifyResponse
 from service.api.deps import registry_of, settings_of
 from service.api.inference import submit
 from service.api.json_body import FastJSONRoute
 from service.errors import InputError
-from service.schemas import ERROR_RESPONSES, ClassifyRequest, ClassifyResponse
 from service.tasks import ClassifyJob
 
 router = APIRouter(tags=["inference"], route_class=FastJSONRoute)

@@ -19,9 +19,9 @@ import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from afrnn_schemas import DeviceInfo, Liveness, Readiness
 from service.api.deps import RegistryDep, SettingsDep
 from service.registry import LOADING, READY, ModelRegistry
-from service.schemas import DeviceInfo, Liveness, Readiness
 
 router = APIRouter(prefix="/health", tags=["health"])
 

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
+from afrnn_schemas import ERROR_RESPONSES, ModelDetail, ModelList, ModelSummary
 from service.api.deps import ModelDep, RegistryDep
 from service.registry import LOADING, READY, UNAVAILABLE, ServedModel
-from service.schemas import ERROR_RESPONSES, ModelDetail, ModelList, ModelSummary
 
 router = APIRouter(prefix="/models", tags=["models"])
 

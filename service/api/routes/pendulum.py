@@ -5,12 +5,12 @@ import time
 import numpy as np
 from fastapi import APIRouter, Request
 
+from afrnn_schemas import ERROR_RESPONSES, PendulumRequest, PendulumResponse
 from service.admission import check_deadline, request_deadline
 from service.api.deps import RegistryDep, SettingsDep
 from service.api.inference import run_heavy, submit
 from service.api.json_body import FastJSONRoute
 from service.errors import InputError
-from service.schemas import ERROR_RESPONSES, PendulumRequest, PendulumResponse
 from service.tasks import PendulumJob
 
 router = APIRouter(prefix="/pendulum", tags=["inference"], route_class=FastJSONRoute)

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Path
 from pydantic import Field
 from starlette.exceptions import HTTPException
 
+from afrnn_schemas import ERROR_RESPONSES
+from afrnn_schemas.common import Response
 from artifact import specs
 from artifact.samples import Sample, load_sample
 from service.errors import InputError
-from service.schemas import ERROR_RESPONSES
-from service.schemas.common import Response
 
 SampleTask = Literal["mnist", "cifar10"]
 CLASS_NAMES = {"mnist": specs.MNIST_CLASS_NAMES, "cifar10": specs.CIFAR10_CLASS_NAMES}

@@ -4,12 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from afrnn_schemas import ERROR_RESPONSES, StabilityRequest
 from model.stability import FIGURE_SECTIONS, StabilityReport
 from service.api.deps import MetricsDep, ModelDep, SettingsDep, StabilityDep
 from service.api.json_body import FastJSONRoute
 from service.errors import InputError
 from service.registry import ServedModel
-from service.schemas import ERROR_RESPONSES, StabilityRequest
 from service.tasks import CLASSIFIER, interface_of
 
 router = APIRouter(prefix="/models", tags=["stability"], route_class=FastJSONRoute)

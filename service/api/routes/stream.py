@@ -1,6 +1,6 @@
 """Streams: the WebSocket ``/models/{name}/stream`` and its HTTP fallback ``/models/{name}/streams``.
 
-Protocol and message schemas: ``service.schemas.stream`` and docs/streaming.md. The handlers are
+Protocol and message schemas: ``afrnn_schemas.stream`` and docs/streaming.md. The handlers are
 thin: parse a message, hand it to the stream (``service.streaming``), send the answer. A message that
 breaks a rule gets ``StreamError`` and the close code of the rule (WebSocket), or the HTTP status of
 the rule (fallback); either way that stream is closed and the other streams are unaffected.
@@ -18,10 +18,8 @@ import time
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from service.api.json_body import FastJSONRoute
-from service.errors import InputError, ModelNotFoundError, ModelNotReadyError, ServiceError
-from service.schemas import ERROR_RESPONSES
-from service.schemas.stream import (
+from afrnn_schemas import ERROR_RESPONSES
+from afrnn_schemas.stream import (
     CLIENT_MESSAGE,
     StreamChunk,
     StreamEnd,
@@ -31,6 +29,8 @@ from service.schemas.stream import (
     StreamOpened,
     StreamUpdate,
 )
+from service.api.json_body import FastJSONRoute
+from service.errors import InputError, ModelNotFoundError, ModelNotReadyError, ServiceError
 from service.streaming import ClassifierStream, StreamHub, StreamRuleError
 
 log = logging.getLogger(__name__)

@@ -6,16 +6,15 @@ final message gives the full-sequence answer (equal to ``POST /classify`` on the
 
 Client → server: ``StreamOpen`` (first), then ``StreamChunk`` any number of times, then ``StreamEnd``.
 Server → client: ``StreamOpened``, one ``StreamUpdate`` per chunk, ``StreamFinal``; or ``StreamError``
-followed by the WebSocket close with ``code`` (see ``CLOSE_CODES``). This module imports no torch, so
-the client (``afrnn_client``) shares it.
+followed by the WebSocket close with ``code`` (see ``CLOSE_CODES``).
 """
 
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from service.schemas.classify import Prediction
-from service.schemas.common import Request, Response
+from afrnn_schemas.classify import Prediction
+from afrnn_schemas.common import Request, Response
 
 # WebSocket close codes (4000–4999 are the application's; the others are RFC 6455's) and the HTTP
 # status the same rule gets from the HTTP fallback.

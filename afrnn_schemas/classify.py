@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from service.schemas.common import Request, Response
+from afrnn_schemas.common import Request, Response
 
 ImageInput = Annotated[
     list[Any] | str,

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from service.schemas.common import Response
+from afrnn_schemas.common import Response
 
 
 class ModelSummary(Response):

@@ -1,4 +1,5 @@
-"""The stability report's schema: a pydantic model that serialises to JSON unchanged.
+"""The stability report's schema (``model.stability`` computes it): a pydantic model that serialises to
+JSON unchanged.
 
 One report covers one model and one input sequence of T steps. Index conventions:
 

@@ -1,12 +1,12 @@
-"""``POST /models/{name}/stability``: the request (the response is ``model.stability.StabilityReport``)."""
+"""``POST /models/{name}/stability``: the request (the response: ``afrnn_schemas.report``)."""
 
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from service.schemas.classify import ImageInput
-from service.schemas.common import Request
-from service.schemas.pendulum import PendulumState
+from afrnn_schemas.classify import ImageInput
+from afrnn_schemas.common import Request
+from afrnn_schemas.pendulum import PendulumState
 
 
 class StabilityRequest(Request):

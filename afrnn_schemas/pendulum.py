@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from service.schemas.common import FiniteFloat, Request, Response
+from afrnn_schemas.common import FiniteFloat, Request, Response
 
 
 class PendulumState(Request):
