@@ -8,7 +8,7 @@ Run op by op (eager or TorchScript), every one of the T steps dispatches an ``ad
 an ``add``; at batch 1 the arithmetic of a step (a D × D matrix–vector product, D = 256 for pixel
 MNIST) is far smaller than the cost of those dispatches; at batch 8–64 the dispatches still cost
 about as much as the GEMM, and the GEMM is a poor shape (few rows, re-reading B every step).
-``FastRecurrence`` instead hands the whole loop to a small C kernel (``_KERNEL_SOURCE`` below)::
+``FastRecurrence`` instead hands the whole loop to a small C kernel (``model/fast_recurrence.c``)::
 
     for each block of ≤ 6 batch rows:                    (rows never interact: z_{t+1}[r] needs z_t[r])
         for t in 0 … T−1:   a ← u_t + z Bᵀ;     z ← z + ε · tanh(a)
@@ -57,117 +57,9 @@ from model.afrnn import step_coupling
 
 log = logging.getLogger(__name__)
 
-_KERNEL_SOURCE = r"""
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-typedef float v8 __attribute__((vector_size(32), aligned(32)));
-
-/* tanh as Eigen's ptanh_float: odd 13/6 rational minimax fit on [-7.9, 7.9] (|rel. error| < 1e-6). */
-static inline float afrnn_tanh(float x) {
-    const float c = 7.90531110763549805f;
-    x = x < -c ? -c : (x > c ? c : x);
-    const float x2 = x * x;
-    float p = -2.76076847742355e-16f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 - 8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
-    float q = 1.19825839466702e-06f;
-    q = q * x2 + 1.18534705686654e-04f;
-    q = q * x2 + 2.26843463243900e-03f;
-    q = q * x2 + 4.89352518554385e-03f;
-    return x * p / q;
-}
-
-#define VL 8           /* floats per vector, and columns per packed panel of Bᵀ */
-#define MR 6           /* most rows per register block */
-#define NV 8           /* most panels per register block */
-
-/* One Euler step for rows [0, mr) and panels [p0, p0 + nv) of a row block; mr and nv are
-   compile-time constants at every call site, so that the mr × nv accumulators live in registers:
-       znew[r][j] = zold[r][j] + eps · tanh(dbuf[r][j] + Σ_k zold[r][k] · Bᵀ[k][j]).
-   zold, znew, dbuf: (MR, dp) row-major, 32-byte aligned; bp: Bᵀ packed as (dp/VL, d, VL). */
-static inline __attribute__((always_inline)) void step_group(
-        const int mr, const int nv, int64_t p0, const float *restrict zold, float *restrict znew,
-        const float *restrict dbuf, const float *restrict bp, int64_t d, int64_t dp, float eps) {
-    v8 acc[MR][NV];
-    for (int r = 0; r < mr; ++r)
-        for (int v = 0; v < nv; ++v) acc[r][v] = *(const v8 *)(dbuf + r * dp + (p0 + v) * VL);
-    const float *restrict panel = bp + p0 * d * VL;
-    for (int64_t k = 0; k < d; ++k) {
-        v8 b[NV];
-        for (int v = 0; v < nv; ++v) b[v] = *(const v8 *)(panel + (v * d + k) * VL);
-        for (int r = 0; r < mr; ++r) {
-            const float zk = zold[r * dp + k];
-            for (int v = 0; v < nv; ++v) acc[r][v] += zk * b[v];
-        }
-    }
-    for (int r = 0; r < mr; ++r) {
-        float tmp[NV * VL] __attribute__((aligned(32)));
-        for (int v = 0; v < nv; ++v) *(v8 *)(tmp + v * VL) = acc[r][v];
-        const float *restrict zo = zold + r * dp + p0 * VL;
-        float *restrict zn = znew + r * dp + p0 * VL;
-        for (int j = 0; j < nv * VL; ++j) zn[j] = zo[j] + eps * afrnn_tanh(tmp[j]);
-    }
-}
-
-/* All steps for one block of mr rows (their states stay in L1 while Bᵀ streams from L2). */
-static inline __attribute__((always_inline)) void run_rows(
-        const int mr, const int nv, const float *restrict drive, float *restrict z,
-        const float *restrict bp, float *restrict za, float *restrict zb, float *restrict dbuf,
-        int64_t steps, int64_t d, int64_t dp, float eps) {
-    const int64_t panels = dp / VL;
-    for (int r = 0; r < mr; ++r) memcpy(za + r * dp, z + r * d, (size_t)d * sizeof(float));
-    for (int64_t t = 0; t < steps; ++t) {
-        for (int r = 0; r < mr; ++r)
-            memcpy(dbuf + r * dp, drive + ((int64_t)r * steps + t) * d, (size_t)d * sizeof(float));
-        int64_t p = 0;
-        for (; p + nv <= panels; p += nv) step_group(mr, nv, p, za, zb, dbuf, bp, d, dp, eps);
-        for (; p < panels; ++p) step_group(mr, 1, p, za, zb, dbuf, bp, d, dp, eps);
-        float *swap = za; za = zb; zb = swap;
-    }
-    for (int r = 0; r < mr; ++r) memcpy(z + r * d, za + r * dp, (size_t)d * sizeof(float));
-}
-
-/* z (n, d) is updated in place over t steps: z <- z + eps * tanh(u_t + z bt).
-   drive (n, steps, d) batch first, bt (d, d) row-major (= B transposed), all contiguous float32.
-   Returns 0, or -1 when the scratch buffers cannot be allocated. */
-int afrnn_euler_loop(const float *restrict drive, float *restrict z, const float *restrict bt,
-                     int64_t n, int64_t steps, int64_t d, float eps) {
-    const int64_t dp = (d + VL - 1) / VL * VL, panels = dp / VL;
-    const size_t bp_bytes = (size_t)(dp * d) * sizeof(float), row_bytes = (size_t)(MR * dp) * sizeof(float);
-    float *restrict bp = (float *)aligned_alloc(64, (bp_bytes + 63) / 64 * 64);
-    float *restrict work = (float *)aligned_alloc(64, (3 * row_bytes + 63) / 64 * 64);
-    if (!bp || !work) { free(bp); free(work); return -1; }
-    for (int64_t p = 0; p < panels; ++p)           /* pack Bᵀ into panels of VL columns, 0 beyond d */
-        for (int64_t k = 0; k < d; ++k)
-            for (int64_t j = 0; j < VL; ++j)
-                bp[(p * d + k) * VL + j] = p * VL + j < d ? bt[k * d + p * VL + j] : 0.0f;
-    memset(work, 0, 3 * row_bytes);
-    float *za = work, *zb = work + MR * dp, *dbuf = work + 2 * MR * dp;
-    for (int64_t r0 = 0; r0 < n; r0 += MR) {
-        const float *dr = drive + r0 * steps * d;
-        float *zr = z + r0 * d;
-        /* rows × panels per block: enough independent accumulators to hide the FMA latency, few
-           enough (≤ 12, plus the panel loads and one broadcast) to stay within 16 vector registers */
-        switch (n - r0 >= MR ? MR : (int)(n - r0)) {
-            case 6: run_rows(6, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            case 5: run_rows(5, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            case 4: run_rows(4, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            case 3: run_rows(3, 3, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            case 2: run_rows(2, 4, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            default: run_rows(1, 8, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-        }
-    }
-    free(bp);
-    free(work);
-    return 0;
-}
-"""
+# The C source beside this file (package data); its text is part of every build's cache key.
+KERNEL_SOURCE_PATH = Path(__file__).with_name("fast_recurrence.c")
+_KERNEL_SOURCE = KERNEL_SOURCE_PATH.read_text()
 
 # -fno-trapping-math lets gcc vectorise the clamp in afrnn_tanh (no FP exceptions are observed here)
 _CFLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math",
@@ -204,9 +96,8 @@ def _compile(compiler: str, flags: Tuple[str, ...], path: Path) -> None:
     """Build the kernel with ``flags`` into ``path`` (atomically: concurrent builders agree)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        src, out = Path(tmp) / "afrnn_euler.c", Path(tmp) / "afrnn_euler.so"
-        src.write_text(_KERNEL_SOURCE)
-        subprocess.run([compiler, *flags, str(src), "-o", str(out)], check=True,
+        out = Path(tmp) / "afrnn_euler.so"
+        subprocess.run([compiler, *flags, str(KERNEL_SOURCE_PATH), "-o", str(out)], check=True,
                        capture_output=True, text=True, timeout=120)
         os.replace(out, path)
 
@@ -301,24 +192,6 @@ def cpu_flags(cpuinfo: Optional[str] = None) -> Tuple[str, frozenset]:
         elif key.strip() == "flags" and not flags:
             flags = frozenset(value.split())
     return model, flags
-
-
-def check_precision(precision: str, cpuinfo: Optional[str] = None) -> str:
-    """``precision`` if this CPU runs it well, else ``ValueError``: bf16 only with AMX.
-
-    bf16 matmuls are only faster than fp32 on CPUs with AMX tiles (``amx_bf16``); elsewhere (AVX2,
-    AVX-512 without AMX) PyTorch emulates or converts them and they are slower, so bf16 is never
-    picked, or accepted, on such a CPU.
-    """
-    if precision == "fp32":
-        return precision
-    if precision != "bf16":
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    model, flags = cpu_flags(cpuinfo)
-    if "amx_bf16" not in flags:
-        raise ValueError(f"precision 'bf16' needs a CPU with AMX (the amx_bf16 flag); {model!r} has none, "
-                         "and bf16 is slower than fp32 there: use fp32")
-    return precision
 
 
 KERNEL_BLOCK_ROWS = 6              # MR in the kernel: the rows of one register block
