@@ -1,7 +1,11 @@
 """Benchmark of the fused block recurrence (pixel-MNIST AFRNN, 2 × 128, 784 steps).
 
 Times one training step (forward + backward + Adam) at batch 128 for
-  * the AFRNN block form (``model.paper_model('mnist', 'afrnn')``: one matmul per step),
+  * the AFRNN block form (``model.paper_model('mnist', 'afrnn')``: one matmul per step) on each of its
+    training paths (``model.afrnn.TRAINING_PATHS``): ``autograd`` through the per-step ops, ``fused``
+    (``FusedEulerRecurrence``: one GEMM per step backward, the coupling gradient in one large GEMM),
+    and ``fused-bf16`` (its GEMMs in bf16) where the CPU has bf16 instructions (avx512_bf16 or AMX),
+    each with the peak resident memory one step adds (a fresh process per path),
   * ``nn.RNN`` (2 layers, 128, tanh) and ``nn.LSTM`` (1 layer, 128) with a linear head,
   * a per-layer implementation in the style of the reference code (several matmuls per step:
     each layer's own recurrence, the feedforward and the feedback are separate products),
@@ -10,7 +14,8 @@ and the batch-1 inference latency of the TorchScript AFRNN with 1 and 2 intra-op
 Against the machine's limits, measured in the same run:
 
 * the training step's GFLOP/s (the recurrence's matmuls: 2·N·D² per step forward, twice that
-  backward, so 3 · 2·N·D²·T in all) against the fp32 GEMM peak of ``torch.mm`` (1024², same threads);
+  backward, so 3 · 2·N·D²·T in all: 39.5 GFLOP for batch 128, D = 256, T = 784) against the GEMM
+  peak of ``torch.mm`` (1024², same threads), fp32 and, for ``fused-bf16``, bf16;
 * batch-1 inference (784 steps, 1 thread) against the *op floor*: 784 bare batch-1 ``addmm``s of
   the same shape, i.e. what any op-by-op loop must at least spend. Candidates: the TorchScript model,
   ``torch.jit.freeze`` + ``optimize_for_inference``, and ``model.inference.FastRecurrence`` (the loop
@@ -21,7 +26,6 @@ Against the machine's limits, measured in the same run:
 
     python bench/recurrence.py            # full run (≈ 2–3 min on 2 cores)
     python bench/recurrence.py --quick    # < 45 s: training steps on 196 of the 784 steps
-    python bench/recurrence.py --precision bf16   # also bf16 autocast: refused without AMX
 
 The last line of the output is one JSON object with the figures.
 """
@@ -30,14 +34,21 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
-import torch
+# as training sets it (training/__init__.py): transparent huge pages for a step's large buffers
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import torch  # noqa: E402  (after the allocator's environment)
 from torch import nn
 
-from model import paper_model
-from model.inference import FastRecurrence, check_precision, cpu_flags
+from model import paper_model  # noqa: E402
+from model.afrnn import TRAINING_PATHS  # noqa: E402
+from model.inference import FastRecurrence, cpu_flags  # noqa: E402
 
 STEPS, BATCH, HIDDEN = 784, 128, 128
 QUICK_STEPS = 196                # --quick: a quarter of the sequence (ratios hold, times scale)
@@ -138,10 +149,11 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def gemm_peak_gflops(threads: int, seconds: float = 1.0, n: int = 1024) -> float:
-    """fp32 ``torch.mm`` of two n × n matrices, GFLOP/s (2n³ per product), best of 3 windows."""
+def gemm_peak_gflops(threads: int, seconds: float = 1.0, n: int = 1024,
+                     dtype: torch.dtype = torch.float32) -> float:
+    """``torch.mm`` of two n × n matrices of ``dtype``, GFLOP/s (2n³ per product), best of 3 windows."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = 0.0
     for _ in range(3):
@@ -230,14 +242,46 @@ def batched_inference(model: nn.Module, batches: tuple[int, ...], repeats: int) 
     return out
 
 
-def time_bf16(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict:
-    """Training step and batch-1 inference under bf16 autocast (matmuls in bf16, state fp32)."""
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        train = time_training_step(model, x, y, repeats)
-        with torch.inference_mode():
-            one = torch.rand(1, STEPS, 1)
-            infer = median_ms(lambda: model(one), 10)
-    return {"afrnn_train_s_bf16": round(train, 4), "afrnn_batch1_ms_bf16": round(infer, 3)}
+def afrnn_on_path(path: str) -> nn.Module:
+    model = paper_model("mnist", "afrnn")
+    model.training_path = path
+    return model
+
+
+def step_peak_memory_mb(path: str, steps: int, threads: int) -> float:
+    """MB of resident memory one training step adds at its peak (ru_maxrss after the forward and
+    backward minus before them), in a fresh process so that no other path's pages are counted;
+    always the full 784 steps (a short sequence's step stays below the import's own peak)."""
+    out = subprocess.run([sys.executable, __file__, "--peak-memory-of", path, "--train-steps", str(steps),
+                          "--threads", str(threads)], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_memory_child(path: str, steps: int, threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = afrnn_on_path(path)
+    x, y = torch.randn(BATCH, steps, 1), torch.randint(0, 10, (BATCH,))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    nn.functional.cross_entropy(model(x), y).backward()
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)   # kB -> MB
+
+
+def training_paths(x: torch.Tensor, y: torch.Tensor, repeats: int, threads: int, bf16: bool,
+                   rounds: int) -> dict:
+    """Training step of the AFRNN on each training path, interleaved over ``rounds`` (best median)."""
+    paths = [p for p in TRAINING_PATHS if bf16 or p != "fused-bf16"]
+    models = {path: afrnn_on_path(path) for path in paths}
+    best = {path: 1e9 for path in paths}
+    for _ in range(rounds):
+        for path in paths:
+            best[path] = min(best[path], time_training_step(models[path], x, y, repeats))
+    out: dict = {}
+    for path in paths:
+        key = path.replace("-", "_")
+        out[f"afrnn_train_s_{key}"] = round(best[path], 4)
+        out[f"afrnn_{key}_peak_step_mb"] = round(step_peak_memory_mb(path, STEPS, threads), 1)
+    return out
 
 
 def main() -> None:
@@ -246,13 +290,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (< 45 s)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for training steps")
     parser.add_argument("--compile", action="store_true", help="also torch.compile (minutes of compile)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="bf16: also bf16 autocast timings (refused on CPUs without AMX)")
+    parser.add_argument("--peak-memory-of", choices=TRAINING_PATHS, help=argparse.SUPPRESS)
+    parser.add_argument("--train-steps", type=int, default=STEPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    try:
-        check_precision(args.precision)
-    except ValueError as err:
-        parser.error(str(err))
+    if args.peak_memory_of:                       # the child process of step_peak_memory_mb
+        _peak_memory_child(args.peak_memory_of, args.train_steps, args.threads)
+        return
     cpu_model, flags = cpu_flags()
     load_before = os.getloadavg()[0]
     repeats = 1 if args.quick else 5
@@ -262,30 +305,49 @@ def main() -> None:
     x = torch.randn(BATCH, steps, 1)
     y = torch.randint(0, 10, (BATCH,))
 
-    afrnn = paper_model("mnist", "afrnn")
-    figures = {}
-    for key, model in [("afrnn_train_s", afrnn),
-                       ("rnn_train_s", TorchRNNClassifier("rnn")),
+    bf16 = bool({"avx512_bf16", "amx_bf16"} & flags)
+    figures = training_paths(x, y, repeats, args.threads, bf16, 1 if args.quick else 2)
+    figures["afrnn_train_s"] = figures["afrnn_train_s_fused"]            # the training default
+    for path in TRAINING_PATHS:
+        key = f"afrnn_train_s_{path.replace('-', '_')}"
+        if key in figures:
+            print(f"{key:26s} {figures[key]:.3f} s   (batch {BATCH}, {steps} steps, {args.threads} threads; "
+                  f"one step adds {figures[key.replace('train_s_', '') + '_peak_step_mb']} MB at its peak)")
+    for key, model in [("rnn_train_s", TorchRNNClassifier("rnn")),
                        ("lstm_train_s", TorchRNNClassifier("lstm")),
                        ("reference_style_train_s", ReferenceStyleAFRNN())]:
         figures[key] = round(time_training_step(model, x, y, repeats), 4)
         print(f"{key:26s} {figures[key]:.3f} s   (batch {BATCH}, {steps} steps, {args.threads} threads)")
 
-    rnn = figures["rnn_train_s"]
-    for key in ("afrnn_train_s", "lstm_train_s", "reference_style_train_s"):
+    rnn, autograd = figures["rnn_train_s"], figures["afrnn_train_s_autograd"]
+    for key in [k for k in figures if k.startswith("afrnn_train_s")] + ["lstm_train_s", "reference_style_train_s"]:
         figures[key.replace("_train_s", "_vs_rnn_train_ratio")] = round(figures[key] / rnn, 3)
+    for key in [k for k in figures if k.startswith("afrnn_train_s_")]:
+        figures[key.replace("afrnn_train_s_", "afrnn_train_vs_autograd_")] = round(figures[key] / autograd, 3)
     figures["reference_style_vs_afrnn_ratio"] = round(figures["reference_style_train_s"]
                                                       / figures["afrnn_train_s"], 3)
 
+    afrnn = paper_model("mnist", "afrnn")
     flops = 3 * 2 * BATCH * afrnn.state_size ** 2 * steps
+    figures["afrnn_train_gflop"] = round(flops / 1e9, 2)
     peak = gemm_peak_gflops(args.threads)
     figures["gemm_peak_gflops"] = round(peak, 2)
-    figures["afrnn_train_gflops"] = round(flops / figures["afrnn_train_s"] / 1e9, 2)
-    figures["afrnn_train_vs_gemm_peak"] = round(figures["afrnn_train_gflops"] / peak, 3)
-    print(f"training step: {figures['afrnn_train_gflops']} GFLOP/s of recurrence matmuls; fp32 GEMM "
-          f"peak {peak:.1f} GFLOP/s ({args.threads} threads) -> {figures['afrnn_train_vs_gemm_peak']:.2f}")
-    if args.precision == "bf16":
-        figures.update(time_bf16(afrnn, x, y, repeats))
+    for path in ("autograd", "fused"):
+        gflops = flops / figures[f"afrnn_train_s_{path}"] / 1e9
+        figures[f"afrnn_train_gflops_{path}"] = round(gflops, 2)
+        figures[f"afrnn_train_vs_gemm_peak_{path}"] = round(gflops / peak, 3)
+    figures["afrnn_train_vs_gemm_peak"] = figures["afrnn_train_vs_gemm_peak_fused"]
+    print(f"training step: {figures['afrnn_train_gflop']} GFLOP of recurrence matmuls; fp32 GEMM peak "
+          f"{peak:.1f} GFLOP/s ({args.threads} threads); autograd "
+          f"{figures['afrnn_train_vs_gemm_peak_autograd']:.2f}, fused {figures['afrnn_train_vs_gemm_peak_fused']:.2f} of it")
+    if bf16:
+        peak16 = gemm_peak_gflops(args.threads, dtype=torch.bfloat16)
+        figures["gemm_peak_gflops_bf16"] = round(peak16, 2)
+        figures["afrnn_train_gflops_fused_bf16"] = round(flops / figures["afrnn_train_s_fused_bf16"] / 1e9, 2)
+        figures["afrnn_train_vs_gemm_peak_fused_bf16"] = round(
+            figures["afrnn_train_gflops_fused_bf16"] / peak16, 3)
+        print(f"fused-bf16: {figures['afrnn_train_gflops_fused_bf16']} GFLOP/s against a bf16 GEMM peak of "
+              f"{peak16:.1f} ({figures['afrnn_train_vs_gemm_peak_fused_bf16']:.2f})")
     figures.update(batch1_candidates(afrnn, 10 if args.quick else 50, args.compile))
     print(f"batch-1 inference vs op floor ({figures['op_floor_ms']} ms = {STEPS} addmm of "
           f"{figures['addmm_batch1_us']} us): " + ", ".join(
@@ -309,7 +371,7 @@ def main() -> None:
     figures.update(quick=args.quick, train_steps=steps, train_threads=args.threads, torch=torch.__version__,
                    machine=platform.machine(), cpu_model=cpu_model,
                    cpu_flags=sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))),
-                   precision=args.precision, load_average_before=round(load_before, 2),
+                   thp=os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"), load_average_before=round(load_before, 2),
                    load_average_1min=round(os.getloadavg()[0], 2))
     print(json.dumps(figures))
 

@@ -22,6 +22,7 @@ from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 
 def euler_velocity(z: Tensor, drive_t: Tensor, coupling_t: Tensor) -> Tensor:
@@ -116,7 +117,9 @@ class FusedEulerRecurrence(torch.autograd.Function):
     against autograd's two GEMMs per step (the state's and the coupling's, accumulated step by step)
     and about eight dispatched element-wise ops. The gradients of U and b follow from ∂L/∂u through
     ``AFRNN.input_drive`` (one large GEMM), those of A, γ and, for ``imex``, of B̃ = (I − ε/2·B)⁻¹B
-    through ``step_coupling``. Memory: three (T, N, D) buffers (states, tanh outputs, gradients).
+    through ``step_coupling``. Memory: two (T, N, D) buffers, the states and the tanh outputs, which the
+    reverse sweep overwrites with the gradients g_t (so one backward per forward, like autograd's
+    default ``retain_graph=False``; the backward itself is not differentiable).
 
     ``matmul_dtype=torch.bfloat16`` runs the three GEMMs on bf16 copies of their operands (bf16
     products, fp32 accumulation inside the GEMM), like autocast; the state z, tanh and every sum stay
@@ -125,7 +128,7 @@ class FusedEulerRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, drive: Tensor, z0: Tensor, coupling_t: Tensor, epsilon: float,
-                matmul_dtype: Optional[torch.dtype]) -> Tuple[Tensor, Tensor]:
+                matmul_dtype: Optional[torch.dtype], retain: bool) -> Tuple[Tensor, Tensor]:
         velocities = torch.empty_like(drive)
         states = torch.empty_like(drive)
         low = matmul_dtype is not None and matmul_dtype != drive.dtype
@@ -143,13 +146,21 @@ class FusedEulerRecurrence(torch.autograd.Function):
             if low:
                 z_low.copy_(z)
         ctx.epsilon = epsilon
+        ctx.swept = False
+        ctx.retain = retain
         ctx.matmul_dtype = matmul_dtype if low else None
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(z0, coupling_t, velocities, states)
         return states[-1].clone(), states
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_last: Optional[Tensor], grad_states: Optional[Tensor]):
+        if ctx.swept and not ctx.retain:
+            raise RuntimeError("FusedEulerRecurrence: a second backward through the same forward; its "
+                               "reverse sweep overwrote the saved tanh outputs with the gradients "
+                               "(retain_graph is not supported: run the forward again)")
+        ctx.swept = True
         z0, coupling_t, velocities, states = ctx.saved_tensors
         epsilon = ctx.epsilon
         low = ctx.matmul_dtype
@@ -160,7 +171,8 @@ class FusedEulerRecurrence(torch.autograd.Function):
             delta.add_(grad_states[-1])
         spare = torch.empty_like(delta)
         g_low = torch.empty(delta.shape, dtype=low, device=delta.device) if low is not None else delta
-        grad_drive = torch.empty_like(velocities)
+        # g_t overwrites v_t, which step t no longer needs (unless the graph is to be kept: ``retain``)
+        grad_drive = torch.empty_like(velocities) if ctx.retain else velocities
         for t in range(steps - 1, -1, -1):
             g_t = grad_drive[t]
             torch.mul(velocities[t], velocities[t], out=g_t)
@@ -188,7 +200,7 @@ class FusedEulerRecurrence(torch.autograd.Function):
                 grads = grad_drive.to(low)
                 grad_coupling_t = torch.mm(inputs.reshape(-1, width).t(),
                                            grads.reshape(-1, width)).to(coupling_t.dtype)
-        return grad_drive, delta, grad_coupling_t, None, None
+        return grad_drive, delta, grad_coupling_t, None, None, None
 
 
 def fused_euler_recurrence(
@@ -198,9 +210,12 @@ def fused_euler_recurrence(
     epsilon: float,
     keep_states: bool,
     matmul_dtype: Optional[torch.dtype] = None,
+    retain: bool = False,
 ) -> Tuple[Tensor, List[Tensor]]:
     """``euler_recurrence`` for the simultaneous update, as one autograd node (``FusedEulerRecurrence``):
     the same arithmetic, for training. Not TorchScript-compatible; exported models run
-    ``euler_recurrence``. ``matmul_dtype``: see ``FusedEulerRecurrence`` (None: the input's dtype)."""
-    last, states = FusedEulerRecurrence.apply(drive, z0, coupling_t, epsilon, matmul_dtype)
+    ``euler_recurrence``. ``matmul_dtype``: see ``FusedEulerRecurrence`` (None: the input's dtype).
+    ``retain``: keep the saved buffers intact, so that the graph may be backpropagated more than once
+    (``retain_graph``, ``gradcheck``), at the cost of one more (T, N, D) buffer."""
+    last, states = FusedEulerRecurrence.apply(drive, z0, coupling_t, epsilon, matmul_dtype, retain)
     return last, (list(states.unbind(0)) if keep_states else [])

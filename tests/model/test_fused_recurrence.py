@@ -22,9 +22,11 @@ def test_gradcheck_against_float64_finite_differences(steps, batch, width, keep_
     coupling_t = torch.randn(width, width, dtype=torch.float64, generator=gen, requires_grad=True)
 
     def run(d, z, b):
-        last, states = fused_euler_recurrence(d, z, b, 0.3, keep_states)
+        last, states = fused_euler_recurrence(d, z, b, 0.3, keep_states, retain=True)
         return (last, torch.stack(states)) if keep_states else last
 
+    # gradcheck backpropagates one graph many times: ``retain`` keeps the saved buffers; the in-place
+    # sweep of training is checked against autograd below, to float64 rounding
     assert torch.autograd.gradcheck(run, (drive, z0, coupling_t))
 
 
@@ -75,6 +77,15 @@ def test_model_gradients_equal_the_autograd_path(options, every_step):
         model(x, every_step=every_step).pow(2).sum().backward()
     for (name, p), q in zip(fused.named_parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_a_second_backward_through_one_forward_is_refused():
+    drive = torch.randn(5, 2, 3, requires_grad=True)
+    last, _ = fused_euler_recurrence(drive, torch.zeros(2, 3), torch.randn(3, 3), 0.1, False)
+    loss = last.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="second backward"):
+        loss.backward()
 
 
 def test_sequential_update_falls_back_to_autograd():
