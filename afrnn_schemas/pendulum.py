@@ -75,9 +75,9 @@ class Trajectory(Response):
     reference: list[list[float]] | None = Field(None, description="the physics solution at `times` "
                                                                   "(same solver as the training data)")
     mse: float | None = Field(None, description="mean squared error predicted − reference over all steps "
-                                                "and variables, in the response's units")
+                                                "and variables, in the response's `mse_units`")
     step_mse: list[float] | None = Field(None, description="the squared error per step (mean of the four "
-                                                           "variables), in the response's units")
+                                                           "variables), in the response's `mse_units`")
     energy: Energy
 
 
@@ -85,6 +85,9 @@ class PendulumResponse(Response):
     model: str = Field(examples=["pendulum"])
     version: str = Field(examples=["1.0.0"])
     units: Literal["degrees", "radians"]
+    mse_units: Literal["degrees²", "radians²"] = Field(
+        description="the unit of every `mse` and `step_mse`: the square of `units` (the velocities' "
+                    "errors are per second squared); a figure in degrees² is 3283 × its value in rad²")
     dt: float = Field(examples=[0.1])
     times: list[float] = Field(description="seconds after the initial state: dt, 2 dt, …, steps·dt")
     trained_steps: int = Field(description="the horizon the model was trained on")

@@ -100,7 +100,10 @@ class DiscreteSection(_Section):
     max_step_spectral_radius: float
     max_euler_factor: float
     euler_margin: float = Field(description="1 − max_euler_factor; negative: the Euler condition fails")
-    euler_condition_holds: bool
+    euler_condition_holds: bool = Field(
+        description="max_euler_factor ≤ 1 (to 1e-12). The verdict does not require it: it asks whether "
+                    "the step's spectral radius compounds past 10 over T steps, and says so in "
+                    "summary.verdict_reasons when this fails")
     log_growth_bound: float = Field(
         description="T · log(max_step_spectral_radius): the per-step amplification of the worst "
                     "eigen-direction compounded over the sequence (natural log)")

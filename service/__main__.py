@@ -24,7 +24,7 @@ from service.app import create_app
 from service.config import Settings
 from service.connections import Server, install_overload_response, protocol_class, with_header_timeout
 from service.granian_server import serve_with_granian
-from service.logging import configure_logging
+from service.log_format import configure_logging
 from service.memory import limit_arenas, pin_mmap_threshold
 
 

@@ -31,7 +31,7 @@ from fastapi import Depends, FastAPI
 
 from service.admission import AdmissionGate, LoadEstimate, WorkLane
 from service.api.deps import require_api_key
-from service.api.inference import install_admission_handlers
+from service.api.submit import install_admission_handlers
 from service.api.routes import classify, health, metrics, models, page, pendulum, samples, stability
 from service.api.routes import stream as stream_routes
 from service.api.routes.health import readiness_report
@@ -39,7 +39,7 @@ from service.config import Settings
 from service.docs import install_offline_docs
 from service.errors import install_exception_handlers
 from service.health_port import HealthServer
-from service.logging import configure_logging
+from service.log_format import configure_logging
 from service.matplotlib_env import ensure_matplotlib_config_dir
 from service.memory import IdleTrim
 from service.metrics import ServiceMetrics

@@ -20,12 +20,11 @@ afrnn_inflight_requests                gauge      — work requests admitted and
 afrnn_work_lane_queue_depth            gauge      — heavy jobs (physics references, stability) waiting
 afrnn_work_lane_running                gauge      — heavy jobs running
 afrnn_stability_reports_total          counter    model, cache (hit | miss | custom)
-afrnn_memory_trims_total               counter    — idle ``malloc_trim`` calls (service.memory.IdleTrim)
-afrnn_memory_trimmed_bytes_total       counter    — resident bytes those calls returned to the kernel
 =====================================  =========  ======================================================
 
-``route`` is the route's path template (``/models/{name}``), never the raw path, so label cardinality
-stays bounded; requests that match no route are labelled ``unmatched``.
+``route`` is the route's path template (``/models/{name}``; a mounted directory ``/docs-assets/{path}``),
+never the raw path, so label cardinality stays bounded; requests that match no route are labelled
+``unmatched``.
 """
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -75,14 +74,6 @@ class ServiceMetrics:
         self.batch_observers: list = []
         self.stability_reports = Counter("afrnn_stability_reports", "Stability reports served",
                                          ["model", "cache"], registry=r)
-        self.memory_trims = Counter("afrnn_memory_trims", "Idle malloc_trim calls", registry=r)
-        self.memory_trimmed_bytes = Counter("afrnn_memory_trimmed_bytes",
-                                            "Resident bytes returned to the kernel by idle malloc_trim calls",
-                                            registry=r)
-
-    def observe_memory_trim(self, released_bytes: int) -> None:
-        self.memory_trims.inc()
-        self.memory_trimmed_bytes.inc(max(0, released_bytes))     # the RSS may also grow meanwhile
 
     def observe_batch(self, model: str, rows: int, inference_s: float, queue_waits_s: list[float]) -> None:
         children = self._batch_children.get(model)

@@ -23,20 +23,21 @@
 import asyncio
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.admission import AdmissionGate, request_deadline
+from service.errors import API_KEY_HEADER, api_key_error, retry_after
 from service.metrics import ServiceMetrics
 
 access_log = logging.getLogger("service.access")
 
 # After rejecting a body, read at most this many further bytes before giving up on the client.
 DISCARD_LIMIT_BYTES = 64 * 1024 * 1024
-API_KEY_HEADER = b"x-api-key"
+KEY_HEADER = API_KEY_HEADER.lower().encode()      # ASGI header names are lower-case bytes
 LIVENESS_BODY = b'{"status":"alive"}'
 
 
@@ -46,6 +47,10 @@ async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[by
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(payload)).encode()), *headers]})
     await send({"type": "http.response.body", "body": payload})
+
+
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
 def work_route(method: str, path: str) -> str | None:
@@ -79,7 +84,7 @@ class RequestGuardMiddleware:
         self.request_timeout_s = request_timeout_s
         self.gate = gate
         self.retry_after = retry_after
-        self.api_key = api_key.encode() if api_key is not None else None
+        self.api_key = api_key
         self.metrics = metrics
 
     def _count(self, kind: str) -> None:
@@ -103,12 +108,10 @@ class RequestGuardMiddleware:
         if route is not None:
             scope["afrnn.route"] = route
         if self.api_key is not None and protected(path):
-            key = headers.get(API_KEY_HEADER)
-            if key is None or not secrets.compare_digest(key, self.api_key):
-                self._count("unauthorized")
-                detail = ("missing API key: send it in the X-API-Key header" if key is None
-                          else "wrong API key in the X-API-Key header")
-                await _send_json(send, 401, {"detail": detail}, [(b"www-authenticate", b"ApiKey")])
+            error = api_key_error(headers.get(KEY_HEADER), self.api_key)
+            if error is not None:
+                self._count(error.category)
+                await _send_json(send, error.status_code, {"detail": error.detail}, _raw(error.headers))
                 return
         limit = self.max_body_bytes
         declared = headers.get(b"content-length")
@@ -127,7 +130,7 @@ class RequestGuardMiddleware:
             await _send_json(send, 503, {"detail": f"overloaded: {self.gate.inflight} requests in progress "
                                                    f"(the limit is max_inflight_requests = "
                                                    f"{self.gate.max_inflight}); retry later"},
-                             [(b"retry-after", str(self.retry_after()).encode())])
+                             _raw(retry_after(self.retry_after())))
             return
         token = request_deadline.set(time.perf_counter() + self.request_timeout_s)
         try:
@@ -193,6 +196,17 @@ class RequestGuardMiddleware:
         await _send_json(send, 413, {"detail": detail}, [(b"connection", b"close")])
 
 
+def _template_of(scope: Scope, root_path: str) -> str:
+    """The template of the app's route that ``scope`` matches, or ``unmatched``. FastAPI marks only its
+    own routes in ``scope["route"]``; this finds the others (the OpenAPI document, mounted files)."""
+    probe = {"type": "http", "path": scope["path"], "root_path": root_path, "method": scope["method"]}
+    for route in getattr(scope.get("app"), "routes", ()):
+        path = getattr(route, "path", None)          # None: an included router (its routes mark scope)
+        if path is not None and route.matches(probe)[0] is Match.FULL:
+            return path + "/{path}" if isinstance(route, Mount) else path
+    return "unmatched"
+
+
 class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics):
         self.app = app
@@ -224,12 +238,13 @@ class RequestMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        root_path = scope.get("root_path", "")
         try:
             await self.app(scope, receive, send_and_record)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or scope.get("afrnn.route") or "unmatched"
+            template = (getattr(scope.get("route"), "path", None) or scope.get("afrnn.route")
+                        or _template_of(scope, root_path))
             model = scope.get("state", {}).get("model", "")
             requests, seconds = self._collectors(template, scope["method"], model, status)
             requests.inc()

@@ -610,6 +610,14 @@ def _summary(computed: dict[str, Any], steps: int) -> Summary:
     growth = _growth(summary, steps)
     summary["horizon_growth"] = max(growth.values()) if growth else None
     summary["verdict"], summary["verdict_reasons"] = _verdict(summary, steps)
+    discrete = computed.get("discrete")
+    if discrete is not None and not discrete.euler_condition_holds:
+        summary["verdict_reasons"].append(
+            f"the explicit-Euler condition max|1 + ελ(D_t B)| ≤ 1 fails (max factor "
+            f"{discrete.max_euler_factor:.6g}); the verdict does not require it, only that the step "
+            f"spectral radius compounds to ≤ {GROWTH_MARGINAL:g} over T = {steps} steps"
+            + (" (and the IMEX step's own radius is the one that counts)"
+               if discrete.method.startswith("ρ(J_t) from eigenvalues of the IMEX") else ""))
     return Summary(**summary)
 
 

@@ -14,19 +14,17 @@ Every dependency is ``async def`` although none awaits: FastAPI runs plain ``def
 worker thread, one thread hop each, which cost more per request than the rest of the HTTP layer.
 """
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from service.config import Settings
-from service.errors import UnauthorizedError
+from service.errors import API_KEY_HEADER, api_key_error
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, ServedModel
 from service.stability import StabilityReports
 
-API_KEY_HEADER = "X-API-Key"
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                description="required on inference and model routes when AFRNN_API_KEY is set")
 
@@ -64,14 +62,9 @@ StabilityDep = Annotated[StabilityReports, Depends(get_stability)]
 async def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key_header)]) -> None:
     """401 unless the configured API key (if any) is given in the X-API-Key header."""
     expected = settings_of(request).api_key
-    if expected is None:
-        return
-    if key is None:
-        raise UnauthorizedError(f"missing API key: send it in the {API_KEY_HEADER} header",
-                                headers={"WWW-Authenticate": "ApiKey"})
-    if not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
-        raise UnauthorizedError(f"wrong API key in the {API_KEY_HEADER} header",
-                                headers={"WWW-Authenticate": "ApiKey"})
+    error = api_key_error(key, expected.get_secret_value() if expected is not None else None)
+    if error is not None:
+        raise error
 
 
 async def get_model(name: str, registry: RegistryDep, request: Request) -> ServedModel:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from service.errors import RETRY_AFTER_SHUTDOWN_S
 from service.streaming.errors import StreamRuleError
 from service.streaming.stepper import StreamStepper
 
@@ -164,7 +165,7 @@ class SequenceBatcher:
     def open(self) -> Stream:
         """A new stream at z_0, or ``StreamRuleError('too_many_streams' | 'shutdown')``."""
         if self._closing:
-            raise StreamRuleError("shutdown", f"model {self.name!r} is shutting down", retry_after_s=5)
+            raise self._shutdown_error()
         if not self._free_slots:
             raise StreamRuleError("too_many_streams", f"model {self.name!r} has {len(self.streams)} open "
                                   f"streams (the limit is stream_max_open = {self.max_streams})",
@@ -227,13 +228,17 @@ class SequenceBatcher:
         stream.last_active = time.monotonic()
         return result
 
+    def _shutdown_error(self) -> StreamRuleError:
+        return StreamRuleError("shutdown", f"model {self.name!r} is shutting down",
+                               retry_after_s=RETRY_AFTER_SHUTDOWN_S)
+
     def _closed_error(self, stream: Stream) -> StreamRuleError:
         reason = stream.closed_reason
         if reason == "idle_timeout":
             return StreamRuleError("idle_timeout", f"stream {stream.id} was closed after "
                                    f"stream_idle_timeout_s = {self.idle_timeout_s:g} s without a chunk")
         if reason == "shutdown":
-            return StreamRuleError("shutdown", f"model {self.name!r} is shutting down", retry_after_s=5)
+            return self._shutdown_error()
         return StreamRuleError("not_found", f"stream {stream.id} is closed ({reason})")
 
     # -- the worker side --------------------------------------------------------------------------

@@ -168,6 +168,14 @@ def test_verdict_rules():
     assert _verdict(_summary(), 100)[0] is None
 
 
+def test_a_stable_verdict_beside_a_failed_euler_condition_says_why():
+    # γ = 0: |1 + ε·iω| > 1, so the Euler condition fails, but 12 steps of it compound to about 2.3
+    report = stability_report(afrnn(gamma=0.0), noise(), sections=["spectrum", "discrete"])
+    assert report.summary.verdict == "stable" and not report.discrete.euler_condition_holds
+    assert any("explicit-Euler condition" in reason and "does not require it" in reason
+               for reason in report.summary.verdict_reasons), report.summary.verdict_reasons
+
+
 def test_verdicts_of_stable_and_exploding_models():
     calm = stability_report(afrnn(init_std=1.0), noise(steps=30), lyapunov_k=3)
     assert calm.summary.verdict == "stable", calm.summary.verdict_reasons

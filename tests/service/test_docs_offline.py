@@ -40,3 +40,12 @@ def test_docs_and_assets_need_no_api_key_and_the_schema_does_not_list_them(servi
     assert httpx.get(service.url + "/docs-assets/swagger-ui.css").status_code == 200
     paths = httpx.get(service.url + "/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith(("/docs", "/redoc"))]
+
+
+def test_metrics_label_the_docs_routes_and_the_openapi_document(service, read_metric):
+    for path in ("/openapi.json", "/docs-assets/swagger-ui.css", "/docs"):
+        assert httpx.get(service.url + path).status_code == 200, path
+    metrics = httpx.get(service.url + "/metrics").text
+    for route in ("/openapi.json", "/docs-assets/{path}", "/docs"):       # were "unmatched" (issue 31)
+        assert read_metric(metrics, "afrnn_http_requests_total",
+                           {"route": route, "method": "GET", "status": "200"}) >= 1, route

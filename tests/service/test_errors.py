@@ -150,3 +150,38 @@ def test_a_request_past_its_timeout_gives_504(slow_service):
         assert "request_timeout_s = 0.02" in r.json()["detail"]
         metrics = httpx.get(slow_service.url + "/metrics").text
         assert 'afrnn_errors_total{kind="timeout"}' in metrics
+
+
+# -- one error-category table, one Retry-After policy, one API-key check ---------------------------
+def test_a_stream_rule_gets_the_category_of_the_same_http_error():
+    from service.api.routes.stream import _http_error
+    from service.streaming import StreamRuleError
+
+    for reason in ("unavailable", "shutdown"):           # 503 not ready, as for /classify (was overloaded)
+        error = _http_error(StreamRuleError(reason, "x", retry_after_s=2))
+        assert (error.status_code, error.category, error.headers) == (503, "not_ready", {"Retry-After": "2"})
+    full = _http_error(StreamRuleError("too_many_streams", "x", retry_after_s=3))
+    assert (full.status_code, full.category) == (503, "overloaded")
+    gone = _http_error(StreamRuleError("idle_timeout", "x"))
+    assert (gone.status_code, gone.category, gone.headers) == (410, "not_found", None)
+
+
+def test_the_websocket_and_http_share_the_api_key_check():
+    from pydantic import SecretStr
+    from starlette.datastructures import Headers, QueryParams
+
+    from service.api.routes.stream import _check_key
+    from service.errors import api_key_error
+    from service.streaming import StreamRuleError
+
+    class Socket:
+        def __init__(self, key):
+            self.headers, self.query_params = Headers({"x-api-key": key} if key else {}), QueryParams("")
+
+    secret = SecretStr("k")
+    for key in (None, "wrong"):
+        with pytest.raises(StreamRuleError) as ws:
+            _check_key(Socket(key), secret)
+        assert ws.value.detail == api_key_error(key, "k").detail
+    _check_key(Socket("k"), secret)
+    assert api_key_error(b"k", "k") is None and api_key_error(None, None) is None

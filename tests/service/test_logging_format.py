@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from service.logging import JSONLineFormatter, KeyValueTextFormatter, configure_logging
+from service.log_format import JSONLineFormatter, KeyValueTextFormatter, configure_logging
 
 FIELDS = {"model_dir": "/models", "device": "cpu", "torch_threads": 1, "max_queue_delay_ms": 0.0,
           "note": 'two words, a "quote" and a=b', "models": ["mnist-afrnn", "pendulum-afrnn"]}

@@ -41,7 +41,7 @@ def test_radians_and_degrees_agree(client):
     deg = client.post("/pendulum/predict", json={"initial_state": STATE}).json()
     rad_state = dict(zip(NAMES, radians(STATE), strict=True))
     rad = client.post("/pendulum/predict", json={"initial_state": rad_state, "units": "radians"}).json()
-    assert rad["units"] == "radians"
+    assert (rad["units"], rad["mse_units"], deg["mse_units"]) == ("radians", "radians²", "degrees²")
     np.testing.assert_allclose(np.degrees(rad["trajectories"][0]["predicted"]),
                                deg["trajectories"][0]["predicted"], atol=1e-6)
     assert len(deg["times"]) == 29                      # the default is the trained horizon
@@ -59,6 +59,7 @@ def test_include_reference_is_the_physics_solution(client):
     step_mse = ((predicted - np.degrees(physics[1:])) ** 2).mean(axis=1)
     np.testing.assert_allclose(trajectory["step_mse"], step_mse, rtol=1e-6)
     assert trajectory["mse"] == pytest.approx(step_mse.mean(), rel=1e-6)
+    assert r.json()["mse_units"] == "degrees²"                          # the default units: degrees
     energy = trajectory["energy"]
     assert energy["initial"] == pytest.approx(float(total_energy(x0)))
     np.testing.assert_allclose(energy["reference"], total_energy(physics[1:]), rtol=1e-9)

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request, Response
 
 from afrnn_schemas import ERROR_RESPONSES, ClassifyRequest, ClassifyResponse
 from service.api.deps import registry_of, settings_of
-from service.api.inference import submit
 from service.api.json_body import FastJSONRoute
+from service.api.submit import submit
 from service.errors import InputError
 from service.tasks import ClassifyJob
 

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 
 from afrnn_schemas import DeviceInfo, Liveness, Readiness
 from service.api.deps import RegistryDep, SettingsDep
+from service.errors import RETRY_AFTER_LOADING_S, retry_after
 from service.registry import LOADING, READY, ModelRegistry
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -67,7 +68,8 @@ async def ready(request: Request, registry: RegistryDep, settings: SettingsDep):
     body = readiness_report(registry, settings.readiness_policy, request.app.state.draining)
     if body.reason is None:
         return body
-    return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "2"})
+    return JSONResponse(status_code=503, content=body.model_dump(),
+                        headers=retry_after(RETRY_AFTER_LOADING_S))
 
 
 # HEAD answers like GET without the body (load balancers probe with HEAD); not a separate operation in

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from afrnn_schemas import ERROR_RESPONSES, PendulumRequest, PendulumResponse
 from service.admission import check_deadline, request_deadline
 from service.api.deps import RegistryDep, SettingsDep
-from service.api.inference import run_heavy, submit
 from service.api.json_body import FastJSONRoute
+from service.api.submit import run_heavy, submit
 from service.errors import InputError
 from service.tasks import PendulumJob
 
@@ -43,13 +43,14 @@ async def predict(body: PendulumRequest, request: Request, registry: RegistryDep
         # the solver's time grows with the states and the simulated span
         trajectories = await run_heavy(request, _encode_with_reference, api, result.value, x0, body.units,
                                        request_deadline.get(), kind="physics reference",
-                                       units=len(x0) * steps)
+                                       work=len(x0) * steps)
     else:
         trajectories = api.encode(result.value, np.asarray(x0), body.units, False)
     return PendulumResponse(
-        model=entry.name, version=entry.manifest.version, units=body.units, dt=api.dt,
-        times=api.times(steps), trained_steps=api.trained_steps, extrapolated=steps > api.trained_steps,
-        trajectories=trajectories, latency_ms=(time.perf_counter() - started) * 1000)
+        model=entry.name, version=entry.manifest.version, units=body.units, mse_units=f"{body.units}²",
+        dt=api.dt, times=api.times(steps), trained_steps=api.trained_steps,
+        extrapolated=steps > api.trained_steps, trajectories=trajectories,
+        latency_ms=(time.perf_counter() - started) * 1000)
 
 
 def _encode_with_reference(api, predicted: np.ndarray, x0: np.ndarray, units: str, deadline: float | None

@@ -12,7 +12,6 @@ behind the app's ``require_api_key`` like every other model route.
 
 import asyncio
 import logging
-import secrets
 import time
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
@@ -30,7 +29,16 @@ from afrnn_schemas.stream import (
     StreamUpdate,
 )
 from service.api.json_body import FastJSONRoute
-from service.errors import InputError, ModelNotFoundError, ModelNotReadyError, ServiceError
+from service.errors import (
+    RETRY_AFTER_LOADING_S,
+    InputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    OverloadedError,
+    ServiceError,
+    api_key_error,
+    retry_after,
+)
 from service.streaming import ClassifierStream, StreamHub, StreamRuleError
 
 log = logging.getLogger(__name__)
@@ -52,7 +60,7 @@ def _entry(app, name: str):
     except ModelNotFoundError as err:
         raise StreamRuleError("not_found", err.detail) from None
     except ModelNotReadyError as err:
-        raise StreamRuleError("unavailable", err.detail, retry_after_s=2) from None
+        raise StreamRuleError("unavailable", err.detail, retry_after_s=RETRY_AFTER_LOADING_S) from None
 
 
 # -- WebSocket ------------------------------------------------------------------------------------
@@ -105,14 +113,11 @@ async def stream_ws(websocket: WebSocket, name: str) -> None:
 
 
 def _check_key(websocket: WebSocket, expected) -> None:
-    if expected is None:
-        return
+    """The API key from the X-API-Key header, or the ``api_key`` query parameter (browsers)."""
     key = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key")
-    if key is None:
-        raise StreamRuleError("unauthorized", "missing API key: send it in the X-API-Key header (or the "
-                                              "api_key query parameter)")
-    if not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
-        raise StreamRuleError("unauthorized", "wrong API key")
+    error = api_key_error(key, expected.get_secret_value() if expected is not None else None)
+    if error is not None:
+        raise StreamRuleError("unauthorized", error.detail)
 
 
 async def _receive(websocket: WebSocket, idle_timeout_s: float, max_bytes: int):
@@ -154,12 +159,10 @@ def _http_error(err: StreamRuleError) -> Exception:
     """The HTTP form of a broken rule: 422 naming the field, or the rule's status with a detail."""
     if err.http_status == 422:
         return InputError(err.loc or ["type"], err.detail)
-    error = ServiceError(err.detail, headers={"Retry-After": str(err.retry_after_s)}
-                         if err.retry_after_s else None)
-    error.status_code = err.http_status
-    error.category = {404: "not_found", 401: "unauthorized", 503: "overloaded", 410: "not_found"}.get(
-        err.http_status, "internal")
-    return error
+    headers = retry_after(err.retry_after_s) if err.retry_after_s else None
+    if err.reason == "too_many_streams":
+        return OverloadedError(err.detail, headers)
+    return ServiceError(err.detail, headers, status_code=err.http_status)
 
 
 @router.post("/{name}/streams", status_code=201, response_model=StreamOpened, responses=ERROR_RESPONSES)
