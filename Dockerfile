@@ -91,7 +91,6 @@ RUN apt-get update \
     && python -c "import torch, torch.fx.experimental.symbolic_shapes, sympy, numpy, scipy.integrate, \
 scipy.linalg, matplotlib.figure, matplotlib.font_manager, matplotlib.backends.backend_agg, PIL.Image, \
 fastapi, fastapi.openapi.docs, fastapi.staticfiles, starlette.staticfiles, uvicorn, uvicorn.main, \
-granian.server.embed, granian.http, \
 pydantic, pydantic_settings, prometheus_client, httpx, tqdm; print('torch', torch.__version__)"
 
 # --- project: this repository's packages, installed with --no-deps under /staging ----------------------
@@ -126,6 +125,8 @@ RUN mkdir -p /opt/afrnn-kernels && python -m model.inference --prebuild /opt/afr
 
 # --- runtime ----------------------------------------------------------------------------------------
 FROM os AS runtime
+# MALLOC_ARENA_MAX=2: all threads share two glibc heap arenas, so the resident set falls back after a
+# burst instead of keeping an arena per thread that allocated (docs/deployment.md, "Memory").
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -135,6 +136,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     AFRNN_PORT=8000 \
     AFRNN_HEALTH_PORT=8001 \
     AFRNN_KERNEL_PREBUILT=/opt/afrnn-kernels \
+    MALLOC_ARENA_MAX=2 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --from=slim /opt/venv /opt/venv

@@ -3,8 +3,8 @@
     pip install -e '.[bench]'                       # LitServe, for this benchmark only
     python bench/peer_compare.py --quick            # < 45 s of measurement: 1 round of 1.5 s per point
     python bench/peer_compare.py                    # 3 rounds of 6 s per point
-    python bench/peer_compare.py --server-args="--event-loop asyncio"   # our service, other settings
-    python bench/peer_compare.py --versus-ours="--event-loop asyncio --http-parser h11"   # a lever, A/B
+    python bench/peer_compare.py --server-args="--max-queue-delay-ms 2"   # our service, other settings
+    python bench/peer_compare.py --versus-ours="--max-batch-size 32"     # a lever, A/B
 
 Both servers serve ``checkpoints/mnist.json`` (the TorchScript MNIST AFRNN) with max batch 64, no
 batch delay, one torch thread and one inference worker: ours is ``python -m service``, the peer is
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--server-args", default="", help="extra flags for python -m service")
     parser.add_argument("--versus-ours", metavar="ARGS",
                         help="a lever test: the peer is our service again, with these extra flags "
-                             "(e.g. '--event-loop asyncio --http-parser h11'), instead of LitServe")
+                             "(e.g. '--max-batch-size 32'), instead of LitServe")
     parser.add_argument("--peer-env", default="", metavar="K=V,…",
                         help="extra environment of the peer (with --versus-ours)")
     args = parser.parse_args()
@@ -216,7 +216,7 @@ def main() -> None:
     ours = peer = None
     try:
         service = ["-m", "service", "--model-dir", str(serve_dir), "--max-batch-size", "64",
-                   "--max-queue-delay-ms", "0", "--max-queue-length", "1024", "--torch-threads", "1",
+                   "--max-queue-delay-ms", "0", "--max-queue-length", "1024",
                    "--log-level", "warning"]
         body = {"model": "mnist", "pixels": pixels, "scale": 255}
         ours = Server("ours", [*service, *shlex.split(args.server_args)], "/classify", "/health/ready",

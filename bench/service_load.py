@@ -172,7 +172,7 @@ class Service:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--port", str(self.port),
              "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(delay_ms),
-             "--max-queue-length", "1024", "--torch-threads", str(threads), "--log-level", "warning",
+             "--max-queue-length", "1024", "--log-level", "warning",
              *extra_args],
             cwd=REPO_ROOT, env=env)
         deadline = time.monotonic() + 180
@@ -331,7 +331,7 @@ def main() -> None:
                         help="load generator: httpx.AsyncClient per connection, or RawHTTPClient (a "
                              "prebuilt request on a kept-alive stream: a fraction of httpx's CPU)")
     parser.add_argument("--server-args", default="", help="extra flags for python -m service, e.g. "
-                                                          "'--event-loop asyncio --http-parser h11'")
+                                                          "'--max-inflight-requests 128'")
     args = parser.parse_args()
     max_batch_size = args.max_batch_size or Settings.model_fields["max_batch_size"].default
     server_args = tuple(shlex.split(args.server_args))
@@ -343,11 +343,6 @@ def main() -> None:
     # What uvicorn ("auto") will pick in the service process, which has this environment.
     server_loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     server_http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    for flag, value in zip(server_args, server_args[1:], strict=False):
-        if flag == "--event-loop" and value != "auto":
-            server_loop = value
-        elif flag == "--http-parser" and value != "auto":
-            server_http = value
 
     with tempfile.TemporaryDirectory(prefix="service-load-") as tmp:
         model_dir = args.model_dir or REPO_ROOT / "checkpoints"

@@ -22,10 +22,9 @@ that first requests make for good; the RSS baseline is taken after it.
 
 RSS is also sampled every ``--rss-every-s`` seconds through the mixed phase, so that a leak (a steady
 climb) can be told from caches and arenas filling up (a plateau), and once more after ``--settle-s``
-seconds without requests both after the warm-up and at the end: the service returns its heap's free
-pages to the kernel when idle (``memory_trim_idle_s``), so the growth between the two idle samples is
-what the load left behind, and the growth to the end sample (taken right after recovery) what it holds
-while it is still serving.
+seconds without requests both after the warm-up and at the end: the growth between the two idle
+samples is what the load left behind, and the growth to the end sample (taken right after recovery)
+what it holds while it is still serving.
 
 Reported: counts per status, p50/p99 latency per request kind, liveness p99 during the burst, median
 time to a 503 in the burst (at the burst's client, whose single event loop sends and reads the whole
@@ -511,11 +510,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="start the service without a health port (liveness on the main port only)")
     parser.add_argument("--rss-every-s", type=float, default=5.0, help="RSS sampling period (mixed phase)")
     parser.add_argument("--settle-s", type=float, default=3.0,
-                        help="seconds without requests before the idle RSS samples (the service trims "
-                             "its heap after memory_trim_idle_s, 1 s by default)")
+                        help="seconds without requests before the idle RSS samples")
     parser.add_argument("--server-args", default="", metavar="ARGS",
                         help='extra flags of the service it starts (without --url), '
-                             'e.g. "--http-server granian"')
+                             'e.g. "--max-batch-size 64"')
     parser.add_argument("--quick", action="store_true",
                         help="16 clients × 10 s, a burst of 300, 4 heavy requests of 4 states × 29 steps")
     args = parser.parse_args(argv)

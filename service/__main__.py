@@ -1,10 +1,10 @@
-"""``afrnn-serve`` / ``python -m service``: serve the checkpoints of a model dir with uvicorn (or granian).
+"""``afrnn-serve`` / ``python -m service``: serve the checkpoints of a model dir with uvicorn.
 
 With no arguments it serves the shipped checkpoints (``checkpoints/``) on http://127.0.0.1:8000.
 Every flag overrides its ``AFRNN_*`` environment variable (see ``service.config.Settings``)::
 
     afrnn-serve                                         # shipped checkpoints, 127.0.0.1:8000
-    afrnn-serve --host 0.0.0.0 --port 8080 --model-dir /models --strict
+    afrnn-serve --host 0.0.0.0 --port 8080 --model-dir /models --health-port 8081
     AFRNN_API_KEY=secret AFRNN_LOG_FORMAT=text afrnn-serve --device cpu --max-batch-size 32
 
 The API key is read from ``AFRNN_API_KEY`` only (a flag would show it in the process list).
@@ -23,9 +23,7 @@ from pydantic import ValidationError
 from service.app import create_app
 from service.config import Settings
 from service.connections import Server, install_overload_response, protocol_class, with_header_timeout
-from service.granian_server import serve_with_granian
 from service.log_format import configure_logging
-from service.memory import limit_arenas, pin_mmap_threshold
 
 
 def _shown(field: str, value) -> str:
@@ -38,6 +36,12 @@ def _shown(field: str, value) -> str:
 
 # Read from AFRNN_API_KEY only: a flag would show the key in the process list.
 ENVIRONMENT_ONLY = {"api_key"}
+
+# uvicorn's own defaults for an idle keep-alive connection, and a cap on open connections + in-flight
+# requests beyond which it answers the service's JSON 503 (service.connections); the work requests
+# themselves are capped by max_inflight_requests.
+KEEP_ALIVE_TIMEOUT_S = 5
+CONNECTION_LIMIT = 1024
 
 
 def _flag_type(annotation) -> tuple[type, tuple | None]:
@@ -83,25 +87,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"afrnn-serve: invalid settings:\n{err}")
     configure_logging(settings.log_level, settings.log_format)
     install_overload_response(retry_after_s=1)
-    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
-    if settings.malloc_mmap_threshold_bytes:
-        pin_mmap_threshold(settings.malloc_mmap_threshold_bytes)
-    if settings.malloc_arena_max:
-        limit_arenas(settings.malloc_arena_max)
     app = create_app(settings)
 
     def start_draining() -> None:      # at SIGTERM, before in-flight requests finish: readiness turns 503
         app.state.draining = True
 
-    if settings.http_server == "granian":
-        serve_with_granian(app, settings, on_exit=start_draining)
-        return
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level, timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
-        loop=settings.event_loop,
-        http=with_header_timeout(protocol_class(settings.http_parser), settings.header_timeout_s),
-        timeout_keep_alive=settings.keep_alive_timeout_s, limit_concurrency=settings.limit_concurrency)
+        http=with_header_timeout(protocol_class(), settings.header_timeout_s),
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, limit_concurrency=CONNECTION_LIMIT)
     # SIGTERM: readiness turns 503 at once, in-flight requests drain, then exit 0 (service.connections)
     Server(config, on_exit=start_draining).run()
 

@@ -177,21 +177,18 @@ class LoadEstimate:
 
 class AdmissionGate:
     """Counts the work requests admitted and not yet answered; ``try_enter`` fails at the limit.
-    (``afrnn_inflight_requests`` reads ``inflight`` at scrape time; ``admitted`` counts every admission,
-    which is how ``service.memory.IdleTrim`` tells that the service has gone idle.)"""
+    (``afrnn_inflight_requests`` reads ``inflight`` at scrape time.)"""
 
     def __init__(self, max_inflight: int):
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be ≥ 1, got {max_inflight}")
         self.max_inflight = max_inflight
         self.inflight = 0
-        self.admitted = 0
 
     def try_enter(self) -> bool:
         if self.inflight >= self.max_inflight:
             return False
         self.inflight += 1
-        self.admitted += 1
         return True
 
     def leave(self) -> None:
@@ -283,7 +280,7 @@ class WorkLane:
         if waited:
             if self.queue_depth >= self.max_queue_length:
                 raise QueueFullError(f"{self.name} has {self.queue_depth} jobs queued (the limit is "
-                                     f"heavy_max_queue_length = {self.max_queue_length})",
+                                     f"{self.max_queue_length})",
                                      self._retry_after())
             left, ahead = remaining_s(deadline), self.backlog_s
             if left is not None and estimate > 0:

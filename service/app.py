@@ -7,9 +7,9 @@ process.
 Lifespan:
 
 * start-up — logging and torch threads are configured, the manifests are discovered, and the models
-  are loaded, checksum-verified and warmed up (``service.registry``). With ``strict`` this happens
-  before the server accepts connections and any failure aborts the start; otherwise it runs in the
-  background, ``/health/live`` answers at once and ``/health/ready`` turns 200 when loading is done.
+  are loaded, checksum-verified and warmed up (``service.registry``) in the background:
+  ``/health/live`` answers at once and ``/health/ready`` turns 200 when loading is done (under the
+  default ``readiness_policy`` "all", never while a model failed to load).
 * shutdown — uvicorn stops accepting connections on SIGTERM/SIGINT and waits for in-flight requests;
   then every batcher refuses new work, drains its queue and stops, and the app logs
   "shutdown complete".
@@ -24,6 +24,7 @@ policy if it must be private).
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import torch
@@ -31,17 +32,16 @@ from fastapi import Depends, FastAPI
 
 from service.admission import AdmissionGate, LoadEstimate, WorkLane
 from service.api.deps import require_api_key
-from service.api.submit import install_admission_handlers
 from service.api.routes import classify, health, metrics, models, page, pendulum, samples, stability
 from service.api.routes import stream as stream_routes
 from service.api.routes.health import readiness_report
+from service.api.submit import install_admission_handlers
 from service.config import Settings
 from service.docs import install_offline_docs
 from service.errors import install_exception_handlers
 from service.health_port import HealthServer
 from service.log_format import configure_logging
 from service.matplotlib_env import ensure_matplotlib_config_dir
-from service.memory import IdleTrim
 from service.metrics import ServiceMetrics
 from service.middleware import RequestGuardMiddleware, RequestMetricsMiddleware
 from service.registry import ModelRegistry
@@ -55,9 +55,19 @@ pixel-by-pixel MNIST and CIFAR-10 classifiers, a double-pendulum predictor, and 
 any served model. Concurrent requests to one model are batched dynamically."""
 
 
-def configure_torch_threads(threads: int) -> None:
-    """Intra-op threads for every forward pass; one inter-op thread (the recurrence is sequential)."""
-    torch.set_num_threads(threads)
+# The heavy-job lane (physics references, stability reports, PNG figures): jobs at once, jobs waiting;
+# and the default-input stability reports kept per process.
+HEAVY_MAX_CONCURRENCY = 1
+HEAVY_MAX_QUEUE_LENGTH = 16
+STABILITY_CACHE_SIZE = 32
+
+
+def configure_torch_threads() -> None:
+    """Intra-op threads for every forward pass: ``OMP_NUM_THREADS`` when set, else 1 (fastest for the
+    small GEMMs of batch-1 recurrences on 2 cores, docs/performance.md); one inter-op thread (the
+    recurrence is sequential)."""
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):        # only settable before the first parallel work
         torch.set_num_interop_threads(1)
 
@@ -69,8 +79,8 @@ def install_admission(app: FastAPI, settings: Settings) -> None:
     load = LoadEstimate()
     metrics.batch_observers.append(load.observe_batch)
 
-    lane = WorkLane("work lane", max_concurrency=settings.heavy_max_concurrency,
-                    max_queue_length=settings.heavy_max_queue_length,
+    lane = WorkLane("work lane", max_concurrency=HEAVY_MAX_CONCURRENCY,
+                    max_queue_length=HEAVY_MAX_QUEUE_LENGTH,
                     retry_after=lambda: retry_after(), job_seconds=load.job_seconds,
                     on_job=load.observe_job,
                     on_queue_depth=metrics.work_lane_queue_depth.set)
@@ -78,7 +88,7 @@ def install_admission(app: FastAPI, settings: Settings) -> None:
     def retry_after() -> int:
         registry = getattr(app.state, "registry", None)
         rows = sum(e.batcher.queued_rows for e in registry.models.values() if e.batcher) if registry else 0
-        return load.retry_after_s(rows, lane.backlog_s, settings.heavy_max_concurrency)
+        return load.retry_after_s(rows, lane.backlog_s, HEAVY_MAX_CONCURRENCY)
 
     app.state.load = load
     app.state.work_lane = lane
@@ -94,10 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
-        configure_torch_threads(settings.torch_threads)
+        configure_torch_threads()
         registry = ModelRegistry(settings, app.state.metrics)
         app.state.registry = registry
-        app.state.stability = StabilityReports(settings.stability_cache_size, lane=app.state.work_lane)
+        app.state.stability = StabilityReports(STABILITY_CACHE_SIZE, lane=app.state.work_lane)
         ensure_matplotlib_config_dir()
         log.info("starting", extra={"model_dir": str(settings.model_dir), "device": str(registry.device),
                                     "torch_threads": torch.get_num_threads(),
@@ -110,24 +120,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 body = readiness_report(registry, settings.readiness_policy, app.state.draining)
                 return (200 if body.reason is None else 503), body.model_dump(mode="json")
             health_server = HealthServer(settings.host, settings.health_port, probe_readiness).start()
-        loader = None
-        if settings.strict:
-            await registry.load_all()
-        else:
-            loader = asyncio.create_task(registry.load_all(), name="load-models")
-        trim = None
-        if settings.memory_trim_idle_s > 0:
-            gate, lane = app.state.admission, app.state.work_lane
-            trim = IdleTrim(settings.memory_trim_idle_s, activity=lambda: gate.admitted,
-                            busy=lambda: gate.inflight > 0 or lane.running > 0,
-                            on_trim=app.state.metrics.observe_memory_trim).start()
+        loader = asyncio.create_task(registry.load_all(), name="load-models")
         try:
             yield
         finally:
             app.state.draining = True                  # the health port's readiness turns 503
-            if trim is not None:
-                await trim.stop()
-            if loader is not None and not loader.done():
+            if not loader.done():
                 loader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loader

@@ -2,8 +2,9 @@
 and a SIGTERM that exits 0 after a clean drain.
 
 uvicorn bounds idle keep-alive connections (``timeout_keep_alive``) and the number of connections plus
-in-flight requests (``limit_concurrency``), but not the time a client may take to send its request
-headers: 50 clients sending headers one byte at a time hold 50 connections for ever. So:
+in-flight requests (``limit_concurrency``; both fixed in ``service.__main__``), but not the time a
+client may take to send its request headers: 50 clients sending headers one byte at a time hold 50
+connections for ever. So:
 
 * ``with_header_timeout(protocol_class, header_timeout_s)`` subclasses uvicorn's HTTP protocol (h11
   or httptools): from the moment a connection opens, or a byte of a new request arrives after a
@@ -83,8 +84,7 @@ def with_header_timeout(protocol_class: type, header_timeout_s: float) -> type:
 
 def install_overload_response(retry_after_s: int = 1) -> None:
     """uvicorn's 503 at ``limit_concurrency``, as the service's JSON error with Retry-After."""
-    body = json.dumps({"detail": "overloaded: too many open connections (limit_concurrency); retry "
-                                 "later"}).encode()
+    body = json.dumps({"detail": "overloaded: too many open connections; retry later"}).encode()
 
     async def service_unavailable(scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": 503, "headers": [
@@ -96,12 +96,8 @@ def install_overload_response(retry_after_s: int = 1) -> None:
     httptools_impl.service_unavailable = service_unavailable
 
 
-def protocol_class(http: str) -> type:
-    """uvicorn's HTTP protocol class for ``http`` = 'h11' | 'httptools' | 'auto'."""
-    if http == "h11":
-        return h11_impl.H11Protocol
-    if http == "httptools":
-        return httptools_impl.HttpToolsProtocol
+def protocol_class() -> type:
+    """uvicorn's HTTP protocol: httptools' C parser (a dependency), h11 where it is missing."""
     try:
         import httptools  # noqa: F401
     except ImportError:

@@ -13,7 +13,7 @@ With ``health_port`` set, a ``ThreadingHTTPServer`` in a daemon thread of the sa
   (``service.api.routes.health.readiness``), plus 503 "shutting down" once the drain has begun,
 
 and 404 for anything else. The thread shares nothing with the event loop but the GIL, which the loop
-hands over at least every ``gil_switch_interval_ms``, so a probe waits milliseconds, not behind the
+hands over at least every 5 ms (Python's switch interval), so a probe waits milliseconds, not behind the
 loop's queue. Point the orchestrator's probes at this port (``deploy/k8s.yaml``, the image's
 ``HEALTHCHECK``); the main port's routes stay for clients and humans.
 """

@@ -9,8 +9,8 @@ Start-up (LitServe's ``setup`` step, run from the app's lifespan):
    a file that fails the check is never loaded). The module goes to the device, its task API is built
    from the manifest (``service.tasks``), and it is warmed up with real-shaped batches. Then its
    ``DynamicBatcher`` starts and the entry turns *ready*.
-3. A model that fails any step is *unavailable*, with the reason; the others are still served. With
-   ``strict`` any failure — or a model dir without manifests — raises ``ModelLoadError`` instead.
+3. A model that fails any step is *unavailable*, with the reason; the others are still served (and under
+   the default ``readiness_policy`` "all" the service does not turn ready).
 
 Each entry has one ``state``: "loading" → "ready" | "unavailable"; ``reason`` says why an unavailable
 entry is unavailable (and is None otherwise). The wire format (``GET /models``) shows a loading model
@@ -36,8 +36,7 @@ from service.config import Settings
 from service.consistency import check_manifest_matches_module
 from service.errors import InputError, ModelNotFoundError, ModelNotReadyError
 from service.metrics import ServiceMetrics
-from service.model_process import ModelProcess
-from service.tasks import ClassifierAPI, Interface, TaskAPI, build_task_api, interface_of
+from service.tasks import Interface, TaskAPI, build_task_api, interface_of
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ UNAVAILABLE: ModelState = "unavailable"
 
 
 class ModelLoadError(RuntimeError):
-    """A model failed to load while the registry is strict."""
+    """The registry cannot start: device 'cuda' was requested and torch sees none."""
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -106,10 +105,7 @@ class ModelRegistry:
         model_dir = self.settings.model_dir
         paths = sorted(model_dir.glob("*.json")) if model_dir.is_dir() else []
         if not paths:
-            message = f"no manifests (*.json) in model dir {model_dir}"
-            if self.settings.strict:
-                raise ModelLoadError(message + " (strict mode)")
-            log.warning(message + "; serving no models")
+            log.warning(f"no manifests (*.json) in model dir {model_dir}; serving no models")
         for path in paths:
             try:
                 manifest = read_manifest(path)
@@ -136,9 +132,6 @@ class ModelRegistry:
             for entry in list(self.models.values()):
                 if entry.state == LOADING:
                     await self._load(entry)
-            failures = [f"{e.name}: {e.reason}" for e in self.models.values() if e.state == UNAVAILABLE]
-            if failures and self.settings.strict:
-                raise ModelLoadError("strict mode: model(s) failed to load: " + "; ".join(failures))
         finally:
             self.loaded.set()
 
@@ -178,13 +171,7 @@ class ModelRegistry:
         entry.checksum_verified = True
         entry.manifest = manifest
         api = build_task_api(manifest, module, self.device)
-        if (self.settings.model_worker == "process" and isinstance(api, ClassifierAPI)
-                and self.device.type == "cpu"):
-            # the child warms its own copy; a warm-up here would run forward passes nothing uses
-            api.remote = ModelProcess(entry.manifest_path, self.settings.torch_threads,
-                                      self.settings.max_batch_size).start()
-        else:
-            api.warmup(self.settings.max_batch_size)
+        api.warmup(self.settings.max_batch_size)
         return module, api
 
     # -- lookups ----------------------------------------------------------------------------------
@@ -236,9 +223,6 @@ class ModelRegistry:
         """Stop every batcher after its queue has drained (graceful shutdown)."""
         batchers = [e for e in self.models.values() if e.batcher is not None]
         await asyncio.gather(*(e.batcher.close(drain_timeout_s) for e in batchers))
-        for entry in self.models.values():
-            if getattr(entry.api, "remote", None) is not None:
-                await asyncio.to_thread(entry.api.remote.close)
         for entry in batchers:
             entry.executor.shutdown(wait=True)
 

@@ -419,28 +419,6 @@ def test_a_volume_over_models_replaces_the_shipped_checkpoints(podman, image, tm
     assert {m["name"]: m["status"] for m in listed} == {"tiny-mnist": "ready", "tiny-pendulum": "ready"}
 
 
-def test_the_granian_server_serves_in_the_image_and_stops_cleanly(podman, image, model_dir):
-    """``AFRNN_HTTP_SERVER=granian``: the same app on granian serves a classification and answers health
-    probes (HEAD too), and ``podman stop`` ends it with exit status 0."""
-    name = f"afrnn-test-{uuid.uuid4().hex[:10]}"
-    try:
-        info = _start_container(podman, image, name, volume=None if model_dir == CHECKPOINTS else model_dir,
-                                env={"AFRNN_HTTP_SERVER": "granian"})
-        with httpx.Client(base_url=info["base_url"], timeout=60) as client:
-            manifest = _served(client, model_dir, ("mnist",))
-            n_pixels = manifest["input"]["sequence_length"] * manifest["input"]["channels"]
-            answer = client.post("/classify", json={"model": manifest["name"], "pixels": [0] * n_pixels,
-                                                    "scale": 255})
-            live = client.head("/health/live")
-        podman("stop", name, timeout=_documented_stop_timeout_s() + 30)
-        state = json.loads(podman("inspect", name).stdout)[0]["State"]
-    finally:
-        podman("rm", "--force", "--time", "0", name, check=False)
-    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1, answer.text[:300]
-    assert live.status_code == 200
-    assert state["ExitCode"] == 0, state
-
-
 def test_healthcheck_command_passes_once_ready(podman, container):
     result = podman("healthcheck", "run", container["name"], check=False, timeout=60)
     assert result.returncode == 0, f"HEALTHCHECK failed: {result.stdout}{result.stderr}"

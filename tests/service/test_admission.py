@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from service.admission import AdmissionGate, LoadEstimate, WorkLane, check_deadline, request_deadline
+from service.app import HEAVY_MAX_QUEUE_LENGTH
 from service.batching import QueueFullError, RequestTimeoutError
 
 
@@ -62,7 +63,7 @@ def test_a_full_lane_queue_raises_queue_full_with_retry_after():
         return err.value
 
     err = asyncio.run(scenario())
-    assert err.retry_after_s == 7 and "heavy_max_queue_length = 1" in str(err)
+    assert err.retry_after_s == 7 and "jobs queued (the limit is 1)" in str(err)
 
 
 def test_work_whose_deadline_passed_while_queued_is_never_started():
@@ -198,12 +199,12 @@ PENDULUM_HEAVY = {"model": "pendulum", "units": "radians", "steps": 290, "includ
 
 @pytest.fixture(scope="module")
 def tight_service(tmp_path_factory, export_model, start_service):
-    """1 s request timeout, one heavy job at a time and one waiting, two work requests admitted."""
+    """1 s request timeout; the heavy lane's fixed limits (one job at a time, HEAVY_MAX_QUEUE_LENGTH
+    waiting)."""
     models = tmp_path_factory.mktemp("admission-models")
     export_model(models, "mnist")
     export_model(models, "pendulum")
-    proc = start_service(models, "--request-timeout-s", "1", "--heavy-max-concurrency", "1",
-                         "--heavy-max-queue-length", "1")
+    proc = start_service(models, "--request-timeout-s", "1")
     yield proc
     proc.stop()
 
@@ -226,17 +227,18 @@ def test_concurrent_heavy_requests_are_queued_or_refused_never_500(tight_service
 
     async def burst():
         async with httpx.AsyncClient(base_url=tight_service.url, timeout=60) as ac:
-            return await asyncio.gather(*(ac.post("/models/mnist/stability", json=sample) for _ in range(6)))
+            return await asyncio.gather(*(ac.post("/models/mnist/stability", json=sample)
+                                          for _ in range(HEAVY_MAX_QUEUE_LENGTH + 4)))
 
     codes = [r.status_code for r in asyncio.run(burst())]
     assert set(codes) <= {200, 503, 504}, codes
-    assert 503 in codes, codes                           # 1 running + 1 queued: the rest are refused
+    assert 503 in codes, codes              # 1 running + HEAVY_MAX_QUEUE_LENGTH queued: the rest are refused
     responses = asyncio.run(burst())
     for r in responses:
         if r.status_code == 503:
             detail = r.json()["detail"]         # a full queue, or a wait longer than the time left
             assert int(r.headers["retry-after"]) >= 1
-            assert "heavy_max_queue_length = 1" in detail or "is busy: a job now would finish" in detail
+            assert "jobs queued (the limit is" in detail or "is busy: a job now would finish" in detail
     lane = httpx.get(tight_service.url + "/metrics").text
     assert "afrnn_work_lane_queue_depth 0.0" in lane
 
@@ -251,7 +253,7 @@ def test_a_stability_report_past_its_deadline_stops_and_frees_its_slot(tmp_path,
     pixels = [[[(i * 7 + j * 3 + c) % 256 for c in range(3)] for j in range(32)] for i in range(32)]
     request = {"pixels": pixels, "scale": 255, "sections": ["lyapunov"], "lyapunov_k": 256}
     timeout_s = 1.0
-    proc = start_service(tmp_path, "--request-timeout-s", str(timeout_s), "--heavy-max-concurrency", "1")
+    proc = start_service(tmp_path, "--request-timeout-s", str(timeout_s))
     with httpx.Client(base_url=proc.url, timeout=60) as c:
         started = time.perf_counter()
         r = c.post("/models/cifar10/stability", json=request)
@@ -270,12 +272,9 @@ def test_a_stability_report_past_its_deadline_stops_and_frees_its_slot(tmp_path,
     assert freed_after_s < 0.25 * left_s, (freed_after_s, full_s)
 
 
-@pytest.mark.parametrize("http_server", ["uvicorn", "granian"])
-def test_the_inflight_limit_refuses_before_reading_the_body(tmp_path, export_model, start_service,
-                                                            http_server):
+def test_the_inflight_limit_refuses_before_reading_the_body(tmp_path, export_model, start_service):
     export_model(tmp_path, "mnist")
-    proc = start_service(tmp_path, "--max-inflight-requests", "1", "--body-timeout-s", "5",
-                         "--http-server", http_server)
+    proc = start_service(tmp_path, "--max-inflight-requests", "1", "--body-timeout-s", "5")
 
     async def scenario():
         reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -218,14 +217,12 @@ def test_no_readable_artifact_is_not_ready(tmp_path, export_model, start_service
 
 
 # -- connection hygiene ----------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=["uvicorn", "granian"])
-def strict_timeouts(request, tmp_path_factory, export_model, start_service):
-    """A service with 1 s header and body timeouts, on each HTTP server (``http_server``)."""
+@pytest.fixture(scope="module")
+def strict_timeouts(tmp_path_factory, export_model, start_service):
+    """A service with 1 s header and body timeouts."""
     models = tmp_path_factory.mktemp("hygiene-models")
     export_model(models, "mnist")
-    proc = start_service(models, "--header-timeout-s", "1", "--body-timeout-s", "1",
-                         "--http-server", request.param)
-    proc.http_server = request.param
+    proc = start_service(models, "--header-timeout-s", "1", "--body-timeout-s", "1")
     yield proc
     proc.stop()
 
@@ -254,50 +251,58 @@ def test_a_content_length_larger_than_the_body_gets_408_and_close(strict_timeout
 
 def test_slow_headers_get_408_and_close(strict_timeouts):
     answer = _raw(strict_timeouts, b"GET /health/ready HTTP/1.1\r\nhost: x\r\n")    # never finished
-    if strict_timeouts.http_server == "granian":
-        assert answer == b"", answer[:200]   # hyper closes the connection without a 408
-        return
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"header_timeout_s = 1" in answer and not answer.endswith(b"<still open>")
 
 
 def test_an_idle_connection_is_closed(strict_timeouts):
-    """A connection that never sends a byte is closed without a word after header_timeout_s (granian:
-    only in its HTTP/1 mode, which the service sets; in ``auto`` mode it stays open)."""
+    """A connection that never sends a byte is closed without a word after header_timeout_s."""
     started = time.monotonic()
     answer = _raw(strict_timeouts, b"")
     assert answer == b"" and time.monotonic() - started < 4.0
 
 
 def test_an_idle_kept_alive_connection_is_closed(strict_timeouts):
-    """After a response, a connection on which no new request starts is closed (uvicorn:
-    keep_alive_timeout_s, 5 s; granian: header_timeout_s, 1 s here)."""
+    """After a response, a connection on which no new request starts is closed (after uvicorn's
+    keep-alive timeout, 5 s)."""
     answer = _raw(strict_timeouts, b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n", wait_s=8)
     assert answer.startswith(b"HTTP/1.1 200") and not answer.endswith(b"<still open>"), answer[-100:]
 
 
-def test_granian_purges_its_allocator_in_a_background_thread(strict_timeouts):
-    """granian's jemalloc gets one background purging thread (service.granian_server.JEMALLOC_CONF), so
-    that a burst's freed buffers leave the resident set of an idle service; without the setting
-    jemalloc runs no such thread."""
-    if strict_timeouts.http_server != "granian":
-        pytest.skip("granian's own allocator")
-    httpx.get(strict_timeouts.url + "/health/live", timeout=10)
-    names = [p.read_text().strip() for p in Path(f"/proc/{strict_timeouts.proc.pid}/task").glob("*/comm")]
-    assert names.count("jemalloc_bg_thd") == 1, names
+def test_the_connection_cap_answers_503_with_retry_after():
+    """Beyond uvicorn's ``limit_concurrency`` (``service.__main__.CONNECTION_LIMIT``, 2 here) a request
+    gets the service's JSON 503 with Retry-After (``service.connections.install_overload_response``)."""
+    import threading
 
+    import uvicorn
 
-def test_the_connection_cap_answers_503_with_retry_after(tmp_path, export_model, start_service):
-    export_model(tmp_path, "mnist")
-    proc = start_service(tmp_path, "--limit-concurrency", "2")
-    held = [socket.create_connection(("127.0.0.1", proc.port)) for _ in range(2)]
+    from service.connections import install_overload_response, protocol_class, with_header_timeout
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    install_overload_response(retry_after_s=1)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, limit_concurrency=2,
+                                           http=with_header_timeout(protocol_class(), 10)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
     try:
-        r = httpx.get(proc.url + "/models", timeout=10)
+        while not server.started:
+            time.sleep(0.01)
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        r = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
-        assert "limit_concurrency" in r.json()["detail"]
-    finally:
+        assert "too many open connections" in r.json()["detail"]
         for s in held:
             s.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 # -- cheap rejection -------------------------------------------------------------------------------

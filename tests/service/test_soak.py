@@ -12,22 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import API_KEY, SHARED_SERVICE_ARGS
+from tests.service.conftest import API_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "granian"])
-def soaked(request, model_dir, start_service):
-    """The shared test service (uvicorn), and the same one on granian."""
-    if request.param == "uvicorn":
-        return request.getfixturevalue("service")
-    return start_service(model_dir, *SHARED_SERVICE_ARGS, "--http-server", "granian", api_key=API_KEY)
-
-
 @pytest.mark.slow
-def test_ten_second_soak_has_no_5xx_and_bounded_memory(soaked):
-    service = soaked
+def test_ten_second_soak_has_no_5xx_and_bounded_memory(service):
     run = subprocess.run(
         [sys.executable, str(REPO_ROOT / "bench" / "soak.py"), "--url", service.url, "--pid",
          str(service.proc.pid), "--api-key", API_KEY, "--clients", "16", "--duration", "10",
