@@ -98,6 +98,7 @@ FROM deps AS project
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY model/ model/
+COPY afrnn_schemas/ afrnn_schemas/
 COPY artifact/ artifact/
 COPY physics/ physics/
 COPY service/ service/

@@ -46,11 +46,11 @@ serve: install
 
 # pytest exits 5 when it collects no tests; that must fail, and it does (any non-zero exit fails make).
 test: install
-	$(BIN)/ruff check model artifact physics training service afrnn_client tests bench
+	$(BIN)/ruff check model artifact physics training service afrnn_client afrnn_schemas tests bench
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check model artifact physics training service afrnn_client tests bench
+	$(BIN)/ruff check model artifact physics training service afrnn_client afrnn_schemas tests bench
 
 # Re-resolve the three locks from pyproject.toml (newest versions that fit; needs PyPI). Run it after
 # every dependency change, commit the requirements/ files, then `make install`.

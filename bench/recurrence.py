@@ -320,7 +320,8 @@ def main() -> None:
         print(f"{key:26s} {figures[key]:.3f} s   (batch {BATCH}, {steps} steps, {args.threads} threads)")
 
     rnn, autograd = figures["rnn_train_s"], figures["afrnn_train_s_autograd"]
-    for key in [k for k in figures if k.startswith("afrnn_train_s")] + ["lstm_train_s", "reference_style_train_s"]:
+    compared = [k for k in figures if k.startswith("afrnn_train_s")] + ["lstm_train_s", "reference_style_train_s"]
+    for key in compared:
         figures[key.replace("_train_s", "_vs_rnn_train_ratio")] = round(figures[key] / rnn, 3)
     for key in [k for k in figures if k.startswith("afrnn_train_s_")]:
         figures[key.replace("afrnn_train_s_", "afrnn_train_vs_autograd_")] = round(figures[key] / autograd, 3)
@@ -339,7 +340,8 @@ def main() -> None:
     figures["afrnn_train_vs_gemm_peak"] = figures["afrnn_train_vs_gemm_peak_fused"]
     print(f"training step: {figures['afrnn_train_gflop']} GFLOP of recurrence matmuls; fp32 GEMM peak "
           f"{peak:.1f} GFLOP/s ({args.threads} threads); autograd "
-          f"{figures['afrnn_train_vs_gemm_peak_autograd']:.2f}, fused {figures['afrnn_train_vs_gemm_peak_fused']:.2f} of it")
+          f"{figures['afrnn_train_vs_gemm_peak_autograd']:.2f}, "
+          f"fused {figures['afrnn_train_vs_gemm_peak_fused']:.2f} of it")
     if bf16:
         peak16 = gemm_peak_gflops(args.threads, dtype=torch.bfloat16)
         figures["gemm_peak_gflops_bf16"] = round(peak16, 2)
@@ -371,7 +373,8 @@ def main() -> None:
     figures.update(quick=args.quick, train_steps=steps, train_threads=args.threads, torch=torch.__version__,
                    machine=platform.machine(), cpu_model=cpu_model,
                    cpu_flags=sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))),
-                   thp=os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"), load_average_before=round(load_before, 2),
+                   thp=os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"),
+                   load_average_before=round(load_before, 2),
                    load_average_1min=round(os.getloadavg()[0], 2))
     print(json.dumps(figures))
 

@@ -46,9 +46,8 @@ import platform
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -268,34 +267,6 @@ class FastRecurrence:
     def __call__(self, x: Tensor) -> Tensor:
         with torch.inference_mode():
             return self.module.readout(self.final_state(x))
-
-    def max_rows_faster_than(self, forward: Callable[[Tensor], Tensor], x: Tensor, repeats: int = 2) -> int:
-        """The largest n among len(x), len(x)/2, …, 1 at which this loop takes no longer than
-        ``forward`` on x[:n] (each timed as the best of ``repeats`` runs after one untimed run); 0 when
-        ``forward`` is faster even at one row.
-
-        Measured, not assumed: on AVX2 machines the C loop is faster at every batch size, but the
-        GEMMs of ``forward`` may use wider vectors (AVX-512, AMX) than the kernel's 8-float ones and
-        win at large batches. Since the kernel's lead shrinks as rows grow, the first batch size
-        (from the largest down) at which it is not slower bounds where to use it.
-        """
-        def best(fn: Callable[[Tensor], Tensor], batch: Tensor) -> float:
-            fn(batch)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn(batch)
-                times.append(time.perf_counter() - start)
-            return min(times)
-
-        with torch.inference_mode():
-            n = x.shape[0]
-            while n >= 1:
-                batch = x[:n].contiguous()
-                if best(self, batch) <= best(forward, batch):
-                    return n
-                n //= 2
-        return 0
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ class FusedEulerRecurrence(torch.autograd.Function):
         weight = coupling_t.to(matmul_dtype) if low else coupling_t
         z_low = z0.to(matmul_dtype) if low else z0
         z = z0
-        for drive_t, v_t, z_next in zip(drive.unbind(0), velocities.unbind(0), states.unbind(0)):
+        for drive_t, v_t, z_next in zip(drive.unbind(0), velocities.unbind(0), states.unbind(0), strict=True):
             if low:
                 torch.add(drive_t, torch.mm(z_low, weight), out=v_t)
             else:

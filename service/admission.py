@@ -96,9 +96,9 @@ def _measures_cost(job: asyncio.Future) -> bool:
 
 
 class JobCost:
-    """The recent cost of one kind of heavy job: seconds ≈ a + b·units, with a mean relative deviation.
+    """The recent cost of one kind of heavy job: seconds ≈ a + b·work, with a mean relative deviation.
 
-    (a, b) is the weighted least-squares line through the observed (units, seconds), from exponentially
+    (a, b) is the weighted least-squares line through the observed (work, seconds), from exponentially
     weighted moments (weight ``alpha`` for the newest): b = cov(u, s) / var(u), a = E[s] − b·E[u],
     kept at a, b ≥ 0 (a negative fixed cost gives the line through the origin and the mean time per
     unit; a negative slope, a constant). While every size seen is the same (var(u) ≈ 0) the line is
@@ -107,34 +107,34 @@ class JobCost:
     the first observation gives r = ½, as RFC 6298's first RTTVAR is half the first sample.
     """
 
-    def __init__(self, alpha: float, units: float, seconds: float):
+    def __init__(self, alpha: float, work: float, seconds: float):
         self.alpha = alpha
-        self.mean_u, self.mean_s = units, seconds
-        self.mean_uu, self.mean_us = units * units, units * seconds
+        self.mean_u, self.mean_s = work, seconds
+        self.mean_uu, self.mean_us = work * work, work * seconds
         self.relative_dev = 0.5
-        self.max_units = units
+        self.max_work = work
 
-    def line(self, units: float) -> float:
-        """a + b·units, the expected seconds of a job of this size."""
+    def line(self, work: float) -> float:
+        """a + b·work, the expected seconds of a job of this size."""
         var = self.mean_uu - self.mean_u ** 2
         if var <= (0.01 * self.mean_u) ** 2:                     # one size seen (within 1 %)
             return self.mean_s
         slope = max(0.0, (self.mean_us - self.mean_u * self.mean_s) / var)
         fixed = self.mean_s - slope * self.mean_u
         if fixed < 0.0:
-            return units * self.mean_s / self.mean_u
-        return fixed + slope * units
+            return work * self.mean_s / self.mean_u
+        return fixed + slope * work
 
-    def observe(self, units: float, seconds: float) -> None:
+    def observe(self, work: float, seconds: float) -> None:
         a = self.alpha
-        expected = self.line(units)
+        expected = self.line(work)
         if expected > 0.0:
             self.relative_dev = (1 - a) * self.relative_dev + a * abs(seconds - expected) / expected
-        self.mean_u = (1 - a) * self.mean_u + a * units
+        self.mean_u = (1 - a) * self.mean_u + a * work
         self.mean_s = (1 - a) * self.mean_s + a * seconds
-        self.mean_uu = (1 - a) * self.mean_uu + a * units * units
-        self.mean_us = (1 - a) * self.mean_us + a * units * seconds
-        self.max_units = max(self.max_units, units)
+        self.mean_uu = (1 - a) * self.mean_uu + a * work * work
+        self.mean_us = (1 - a) * self.mean_us + a * work * seconds
+        self.max_work = max(self.max_work, work)
 
 
 class LoadEstimate:
@@ -154,21 +154,21 @@ class LoadEstimate:
         if rows > 0:
             self.row_s = self._mix(self.row_s, seconds / rows)
 
-    def observe_job(self, kind: str, units: float, seconds: float) -> None:
-        if units <= 0:
+    def observe_job(self, kind: str, work: float, seconds: float) -> None:
+        if work <= 0:
             return
         if kind not in self.jobs:
-            self.jobs[kind] = JobCost(self.alpha, units, seconds)
+            self.jobs[kind] = JobCost(self.alpha, work, seconds)
         else:
-            self.jobs[kind].observe(units, seconds)
+            self.jobs[kind].observe(work, seconds)
 
-    def job_seconds(self, kind: str, units: float) -> float:
+    def job_seconds(self, kind: str, work: float) -> float:
         """A high estimate of a heavy job's seconds, line(u) × (1 + k·r); 0 while its kind has not been
         observed, or beyond twice the largest size observed."""
         cost = self.jobs.get(kind)
-        if cost is None or units > 2 * cost.max_units:
+        if cost is None or work > 2 * cost.max_work:
             return 0.0
-        return cost.line(units) * (1 + self.deviations * cost.relative_dev)
+        return cost.line(work) * (1 + self.deviations * cost.relative_dev)
 
     def retry_after_s(self, queued_rows: int, lane_backlog_s: float, job_concurrency: int) -> int:
         wait = queued_rows * self.row_s + lane_backlog_s / max(1, job_concurrency)
@@ -200,7 +200,7 @@ class _Waiter:
     """A job waiting for a lane slot: its kind and size, its deadline, its current estimate, its timer."""
 
     kind: str
-    units: float
+    work: float
     deadline: float | None
     estimate: float
     timer: asyncio.TimerHandle | None = None
@@ -214,9 +214,9 @@ class WorkLane:
         max_concurrency: jobs running at once (threads of the lane's pool).
         max_queue_length: jobs waiting beyond which ``run`` raises ``QueueFullError``.
         retry_after: ``() -> seconds`` for the ``QueueFullError`` (by default 1).
-        job_seconds: optional ``(kind, units) -> seconds``, a job's estimated time (0 when unknown);
+        job_seconds: optional ``(kind, work) -> seconds``, a job's estimated time (0 when unknown);
             with it, a job that could not finish before its deadline is refused before it queues.
-        on_job: optional observer ``(kind, units, seconds)`` of each job that completed or was stopped
+        on_job: optional observer ``(kind, work, seconds)`` of each job that completed or was stopped
             at its deadline (``_measures_cost``).
         on_queue_depth: optional observer of the number of waiting jobs.
     """
@@ -234,7 +234,7 @@ class WorkLane:
         self.max_concurrency = max_concurrency
         self.max_queue_length = max_queue_length
         self._retry_after = retry_after or (lambda: 1)
-        self._job_seconds = job_seconds or (lambda kind, units: 0.0)
+        self._job_seconds = job_seconds or (lambda kind, work: 0.0)
         self._on_job = on_job
         self._on_queue_depth = on_queue_depth
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"lane-{name}")
@@ -266,16 +266,16 @@ class WorkLane:
             self._on_queue_depth(self.queue_depth)
 
     async def run(self, fn: Callable[..., R], *args: Any, deadline: float | None = None,
-                  kind: str = "job", units: float = 1.0) -> R:
+                  kind: str = "job", work: float = 1.0) -> R:
         """``fn(*args)`` in a lane thread once a slot is free; ``deadline`` defaults to the request's.
-        ``kind`` and ``units`` (the job's size in units of work of its kind, e.g. states × steps of a
+        ``kind`` and ``work`` (the job's size in units of work of its kind, e.g. states × steps of a
         physics reference) feed the estimate by which a job that cannot finish in time is refused."""
         if self._closing:
             raise BatcherClosedError(f"{self.name} is shutting down")
         deadline = request_deadline.get() if deadline is None else deadline
         check_deadline(deadline, f"{self.name} job")
         loop = asyncio.get_running_loop()
-        estimate = self._job_seconds(kind, units)
+        estimate = self._job_seconds(kind, work)
         waited = self._running >= self.max_concurrency or bool(self.queue_depth)
         if waited:
             if self.queue_depth >= self.max_queue_length:
@@ -292,7 +292,7 @@ class WorkLane:
                                          f"request's {max(left, 0):.1f} s left", self._retry_after())
             turn = loop.create_future()
             self._waiting.append(turn)
-            waiter = self._waiters[turn] = _Waiter(kind, units, deadline, estimate)
+            waiter = self._waiters[turn] = _Waiter(kind, work, deadline, estimate)
             self._depth_changed()
             self._arm(turn, waiter)
             try:
@@ -330,7 +330,7 @@ class WorkLane:
         def finished(_):
             self._started.pop(id(job), None)
             if self._on_job is not None and _measures_cost(job):
-                self._on_job(kind, units, time.perf_counter() - started)
+                self._on_job(kind, work, time.perf_counter() - started)
                 self._rejudge()
             self._release()
 
@@ -360,7 +360,7 @@ class WorkLane:
         for turn, waiter in list(self._waiters.items()):
             if turn.done():
                 continue
-            estimate = self._job_seconds(waiter.kind, waiter.units)
+            estimate = self._job_seconds(waiter.kind, waiter.work)
             if estimate != waiter.estimate:
                 waiter.estimate = estimate
                 self._arm(turn, waiter)

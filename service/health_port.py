@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from service.errors import RETRY_AFTER_LOADING_S, retry_after
+
 log = logging.getLogger(__name__)
 
 LIVE_PATH, READY_PATH = "/health/live", "/health/ready"
@@ -42,7 +44,7 @@ class _ProbeHandler(BaseHTTPRequestHandler):
             status, body, headers = 200, {"status": "alive"}, {}
         elif path == READY_PATH:
             status, body = self.server.readiness()
-            headers = {} if status == 200 else {"Retry-After": "2"}
+            headers = {} if status == 200 else retry_after(RETRY_AFTER_LOADING_S)
         else:
             status, body, headers = 404, {"detail": f"the health port answers {LIVE_PATH} and {READY_PATH} "
                                                     "only"}, {}

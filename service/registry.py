@@ -34,7 +34,13 @@ from artifact.manifest import Manifest
 from service.batching import DynamicBatcher
 from service.config import Settings
 from service.consistency import check_manifest_matches_module
-from service.errors import InputError, ModelNotFoundError, ModelNotReadyError
+from service.errors import (
+    RETRY_AFTER_LOADING_S,
+    InputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    retry_after,
+)
 from service.metrics import ServiceMetrics
 from service.tasks import Interface, TaskAPI, build_task_api, interface_of
 
@@ -83,7 +89,8 @@ class ServedModel:
     def require_ready(self) -> "ServedModel":
         """This entry, or ``ModelNotReadyError`` (503) saying why not."""
         if self.state == LOADING:
-            raise ModelNotReadyError(f"model {self.name!r} is still loading", headers={"Retry-After": "2"})
+            raise ModelNotReadyError(f"model {self.name!r} is still loading",
+                                     headers=retry_after(RETRY_AFTER_LOADING_S))
         if self.state != READY:
             raise ModelNotReadyError(f"model {self.name!r} is unavailable: {self.reason}")
         return self

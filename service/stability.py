@@ -9,7 +9,7 @@ is CPU-heavy (seconds). So:
 * it stops at the request's deadline: ``stability_report`` checks it between its parts and at every
   step of its step-by-step loops, so a report past its time frees its slot within a step (504);
 * the report for the *default input* is cached per (model, sections, k), in an LRU of
-  ``stability_cache_size`` entries, and concurrent requests for the same uncomputed key share one
+  ``service.app.STABILITY_CACHE_SIZE`` entries, and concurrent requests for the same uncomputed key share one
   computation; the PNG of the figures is cached the same way;
 * a report for a caller's own input sample is computed each time (never cached).
 
@@ -118,7 +118,7 @@ class StabilityReports:
         """``fn(*args)`` in the work lane; ``kind`` names what and for which model (a report of the
         pendulum and one of CIFAR-10 differ by orders of magnitude), one unit per job."""
         if self.lane is not None:
-            return await self.lane.run(fn, *args, kind=kind, units=1.0)
+            return await self.lane.run(fn, *args, kind=kind, work=1.0)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def report(self, entry: ServedModel, sections: tuple[str, ...] | None, lyapunov_k: int,

@@ -36,7 +36,7 @@ async def submit(entry: ServedModel, job: Any) -> BatchResult:
 async def run_heavy(request: Request, fn: Callable, *args: Any, kind: str, work: float) -> Any:
     """``fn(*args)`` in the app's work lane, under the request's deadline; ``kind`` and ``work`` (its
     size, in the lane's work units) feed the lane's time estimate (``service.admission.WorkLane``)."""
-    return await request.app.state.work_lane.run(fn, *args, kind=kind, units=work)
+    return await request.app.state.work_lane.run(fn, *args, kind=kind, work=work)
 
 
 def admission_error(request: Request, exc: Exception) -> ServiceError:

@@ -11,8 +11,7 @@ The LitServe split, with everything shape- and normalisation-related taken from 
   the T pixels in row-major order and C channels per pixel (a flat list interleaves them: r₀ g₀ b₀
   r₁ …, i.e. the HWC layout, not the planar layout of the CIFAR-10 pickles). ``scale`` is the value
   of full intensity: 255 for 0–255 input, 1 for 0–1 input; a PNG is always 8-bit (scale 255).
-* **batch → predict → unbatch** (worker thread, ``run_batch``; with ``remote`` set, ``predict`` runs
-  in the model's own process, ``service.model_process``): the requests' (n_i, T, C) arrays are
+* **batch → predict → unbatch** (worker thread, ``run_batch``): the requests' (n_i, T, C) arrays are
   concatenated into one (N, T, C) tensor — sequences of one model all have length T, so a batch is a
   plain stack — and run through ``module(x, every_step=...)``; softmax gives probabilities, split
   back per request. If any request asks for per-step predictions, the whole batch runs with
@@ -81,9 +80,6 @@ class ClassifierAPI:
         self.device = device
         self.fast, self.fast_path_reason = (FastRecurrence.from_module(module) if device.type == "cpu"
                                             else (None, f"device {device} (the C loop is CPU-only)"))
-        # batches of at most this many rows run the Euler loop in one C call; larger ones keep the
-        # TorchScript forward. Every batch until ``warmup`` measures where the C loop stops winning.
-        self.fast_max_rows = 1 << 30 if self.fast is not None else 0
         self.steps = spec.sequence_length
         self.channels = spec.channels
         if len(spec.normalization_mean) != self.channels or len(spec.normalization_std) != self.channels:
@@ -97,7 +93,6 @@ class ClassifierAPI:
         names = manifest.output.class_names
         self.class_names = list(names) if names else None
         self.accepted_shapes = self._accepted_shapes()
-        self.remote = None          # a service.model_process.ModelProcess that runs predict, if set
 
     @property
     def num_classes(self) -> int:
@@ -219,32 +214,20 @@ class ClassifierAPI:
         return out
 
     def predict(self, x: torch.Tensor, every_step: bool) -> torch.Tensor:
-        if self.remote is not None:
-            return torch.from_numpy(self.remote.predict(x.numpy(), every_step))
-        if self.fast is not None and not every_step and x.shape[0] <= self.fast_max_rows:
+        if self.fast is not None and not every_step:      # every batch size: docs/performance.md
             return torch.softmax(self.fast(x), dim=-1)
         logits = self.module(x.to(self.device, non_blocking=True), None, every_step)
         return torch.softmax(logits.float(), dim=-1)
 
     def warmup(self, max_batch_size: int) -> None:
         """Real-shaped forward passes (batch 1, both modes, and a full batch) so that the first request
-        does not pay for TorchScript's profiling runs; then, with the C loop, the largest batch at
-        which it beats the TorchScript forward on this machine (``FastRecurrence.max_rows_faster_than``)."""
+        does not pay for TorchScript's profiling runs or the C loop's first call."""
         zero = self.decode_image(np.zeros((self.steps * self.channels,)), 1.0, ("warmup",))[None]
-        full = np.repeat(zero, max_batch_size, axis=0)
         with torch.inference_mode():
             for _ in range(3):
                 self.run_batch([ClassifyJob(zero)])
             self.run_batch([ClassifyJob(zero, every_step=True)])
-            if self.fast is None:
-                self.run_batch([ClassifyJob(full)])
-            else:       # its untimed and timed runs are the full-batch warm-up of both forwards
-                self.fast_max_rows = self.fast.max_rows_faster_than(self.module, torch.from_numpy(full))
-                if self.fast_max_rows < max_batch_size:
-                    self.fast_path_reason = (f"the TorchScript forward is faster above {self.fast_max_rows} "
-                                             f"rows on this CPU (measured at start-up)")
-                log.info("C Euler loop for batches of up to %d rows", self.fast_max_rows,
-                         extra={"model": self.manifest.name})
+            self.run_batch([ClassifyJob(np.repeat(zero, max_batch_size, axis=0))])
 
     # -- encode -----------------------------------------------------------------------------------
     def encode(self, probabilities: np.ndarray, top_k: int, return_sequence: bool) -> list[dict]:

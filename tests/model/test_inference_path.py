@@ -1,7 +1,6 @@
 """The compiled inference path (model.inference) against the model's own forward and a float64 loop."""
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -142,29 +141,6 @@ def test_a_batch_run_in_chunks_equals_the_forward(monkeypatch):
     torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
     with torch.no_grad():
         torch.testing.assert_close(chunked, model(x), rtol=1e-5, atol=2e-5)
-
-
-@needs_compiler
-def test_the_crossover_is_the_largest_halving_at_which_the_c_loop_is_not_slower():
-    model = make({})
-    fast, _ = FastRecurrence.from_module(model)
-    x = torch.randn(16, 200, 2)
-    calls = []
-
-    def slow(batch):                                 # a forward that costs 1 ms per row more than C
-        calls.append(len(batch))
-        time.sleep(1e-3 * len(batch))
-        return model(batch)
-
-    assert fast.max_rows_faster_than(slow, x) == 16 and set(calls) == {16}
-    instant = lambda batch: calls.append(len(batch))                # a forward that costs nothing
-    calls.clear()
-    assert fast.max_rows_faster_than(instant, x) == 0 and set(calls) == {16, 8, 4, 2, 1}
-
-    def wins_above_4(batch):                         # slower than C up to 4 rows, instant above
-        if len(batch) <= 4:
-            time.sleep(0.05)
-    assert fast.max_rows_faster_than(wins_above_4, x) == 4
 
 
 @needs_compiler

@@ -141,8 +141,8 @@ def test_retry_after_is_queue_depth_times_recent_time_per_row():
 def test_heavy_job_estimates_are_per_kind_and_follow_a_fixed_plus_per_unit_line():
     load = LoadEstimate(alpha=0.5, deviations=0.0)           # the line alone
     assert load.job_seconds("physics reference", 100) == 0.0           # not seen yet: no guess
-    load.observe_job("physics reference", units=16 * 290, seconds=9.28)
-    load.observe_job("stability report of cifar10", units=1, seconds=6.0)
+    load.observe_job("physics reference", work=16 * 290, seconds=9.28)
+    load.observe_job("stability report of cifar10", work=1, seconds=6.0)
     # one size seen: its time, for any job up to twice that size, and no guess beyond
     assert load.job_seconds("physics reference", 1 * 29) == pytest.approx(9.28)
     assert load.job_seconds("physics reference", 2 * 16 * 290) == pytest.approx(9.28)
@@ -150,7 +150,7 @@ def test_heavy_job_estimates_are_per_kind_and_follow_a_fixed_plus_per_unit_line(
     assert load.job_seconds("stability report of cifar10", 1) == 6.0
     assert load.job_seconds("stability report of pendulum", 1) == 0.0   # another model: its own kind
     # two sizes: the line through both points (equal weights at alpha ½)
-    load.observe_job("physics reference", units=10, seconds=0.06)
+    load.observe_job("physics reference", work=10, seconds=0.06)
     slope = (9.28 - 0.06) / (4640 - 10)
     assert load.job_seconds("physics reference", 1000) == pytest.approx(0.06 + slope * 990)
 
@@ -160,8 +160,8 @@ def test_small_jobs_fixed_cost_does_not_inflate_the_estimate_of_a_large_one():
     then one of 4 × 290. The old estimate, 1 160 × (mean time per unit 1.87 ms + 2 × its deviation
     0.79 ms), said 4.0 s; the line says 0.06 + 1.16 s."""
     load = LoadEstimate(deviations=0.0)
-    for units in [29, 58, 116, 29, 600, 290, 58, 116, 29, 464] * 3:
-        load.observe_job("physics reference", units=units, seconds=0.06 + 0.001 * units)
+    for work in [29, 58, 116, 29, 600, 290, 58, 116, 29, 464] * 3:
+        load.observe_job("physics reference", work=work, seconds=0.06 + 0.001 * work)
     assert load.job_seconds("physics reference", 4 * 290) == pytest.approx(0.06 + 1.16, rel=1e-6)
     assert load.job_seconds("physics reference", 1) == pytest.approx(0.061, rel=1e-6)
     assert load.job_seconds("physics reference", 2 * 600 + 1) == 0.0    # too far out: no guess
@@ -169,12 +169,12 @@ def test_small_jobs_fixed_cost_does_not_inflate_the_estimate_of_a_large_one():
 
 def test_the_line_never_goes_below_zero_cost_or_slopes_down():
     load = LoadEstimate(alpha=0.5, deviations=0.0)
-    load.observe_job("report", units=1, seconds=1.0)
-    load.observe_job("report", units=2, seconds=4.0)     # the line through both has a = −2: through 0
+    load.observe_job("report", work=1, seconds=1.0)
+    load.observe_job("report", work=2, seconds=4.0)     # the line through both has a = −2: through 0
     assert load.job_seconds("report", 1) == pytest.approx(2.5 / 1.5)
     load = LoadEstimate(alpha=0.5, deviations=0.0)
-    load.observe_job("report", units=1, seconds=3.0)
-    load.observe_job("report", units=2, seconds=1.0)     # bigger and faster (noise): a constant
+    load.observe_job("report", work=1, seconds=3.0)
+    load.observe_job("report", work=2, seconds=1.0)     # bigger and faster (noise): a constant
     assert load.job_seconds("report", 4) == pytest.approx(2.0)
 
 
@@ -182,12 +182,12 @@ def test_the_estimate_adds_twice_the_mean_relative_deviation_as_rfc_6298_does():
     """r as TCP's RTTVAR (RFC 6298 §2, α = ½ here), relative to the line: the first sample gives r = ½;
     then r ← ½r + ½|x − line(u)| / line(u), with the line before x joins it; ŝ = line(u)·(1 + 2r)."""
     load = LoadEstimate(alpha=0.5)
-    load.observe_job("report", units=1, seconds=2.0)          # line 2, r ½
+    load.observe_job("report", work=1, seconds=2.0)          # line 2, r ½
     assert load.job_seconds("report", 1) == pytest.approx(2.0 * (1 + 2 * 0.5))
-    load.observe_job("report", units=1, seconds=6.0)          # |6 − 2| / 2 = 2: r ½·½ + ½·2 = 1.25, line 4
+    load.observe_job("report", work=1, seconds=6.0)          # |6 − 2| / 2 = 2: r ½·½ + ½·2 = 1.25, line 4
     assert load.job_seconds("report", 1) == pytest.approx(4.0 * (1 + 2 * 1.25))
     for _ in range(40):                                        # steady times: r → 0, ŝ → the line
-        load.observe_job("report", units=1, seconds=4.0)
+        load.observe_job("report", work=1, seconds=4.0)
     assert load.job_seconds("report", 1) == pytest.approx(4.0, rel=1e-6)
 
 
@@ -304,7 +304,7 @@ def test_a_job_that_cannot_finish_before_its_deadline_is_refused_at_once():
 
     async def scenario():
         lane = _lane(max_concurrency=1, max_queue_length=8, retry_after=lambda: 3,
-                     job_seconds=lambda kind, units: 0.5 * units)
+                     job_seconds=lambda kind, work: 0.5 * work)
         first = asyncio.ensure_future(lane.run(release.wait))
         await asyncio.sleep(0.02)
         second = asyncio.ensure_future(lane.run(lambda: "second", deadline=time.perf_counter() + 60))
@@ -334,15 +334,15 @@ def test_a_small_job_is_admitted_where_a_large_one_of_the_same_kind_is_refused()
     release = threading.Event()
 
     async def scenario():
-        lane = _lane(max_concurrency=1, max_queue_length=8, job_seconds=lambda kind, units: 0.1 * units)
-        first = asyncio.ensure_future(lane.run(release.wait, kind="reference", units=1))
+        lane = _lane(max_concurrency=1, max_queue_length=8, job_seconds=lambda kind, work: 0.1 * work)
+        first = asyncio.ensure_future(lane.run(release.wait, kind="reference", work=1))
         await asyncio.sleep(0.02)
-        small = asyncio.ensure_future(lane.run(lambda: "small", kind="reference", units=2,
+        small = asyncio.ensure_future(lane.run(lambda: "small", kind="reference", work=2,
                                                deadline=time.perf_counter() + 1.0))
         await asyncio.sleep(0.02)
         assert 0.25 < lane.backlog_s <= 0.3                   # 0.2 waiting + what is left of the 0.1
         with pytest.raises(QueueFullError) as err:
-            await lane.run(lambda: "large", kind="reference", units=30, deadline=time.perf_counter() + 1.0)
+            await lane.run(lambda: "large", kind="reference", work=30, deadline=time.perf_counter() + 1.0)
         release.set()
         results = (await first, await small)
         await lane.close()
@@ -362,7 +362,7 @@ def test_a_waiting_job_is_refused_when_only_its_own_time_is_left_and_its_slot_go
 
     async def scenario():
         lane = _lane(max_concurrency=1, max_queue_length=8, retry_after=lambda: 2,
-                     job_seconds=lambda kind, units: 0.3 * units if kind == "timed" else 0.0)
+                     job_seconds=lambda kind, work: 0.3 * work if kind == "timed" else 0.0)
         first = asyncio.ensure_future(lane.run(release.wait))          # unknown kind: estimate 0
         await asyncio.sleep(0.02)
         t0 = time.perf_counter()
@@ -390,8 +390,8 @@ def test_the_lane_reports_each_job_by_kind_and_size():
 
     async def scenario():
         lane = _lane(max_concurrency=1, max_queue_length=2,
-                     on_job=lambda kind, units, seconds: seen.append((kind, units, seconds)))
-        await lane.run(time.sleep, 0.05, kind="physics reference", units=4 * 29)
+                     on_job=lambda kind, work, seconds: seen.append((kind, work, seconds)))
+        await lane.run(time.sleep, 0.05, kind="physics reference", work=4 * 29)
         await lane.close()
 
     asyncio.run(scenario())
@@ -410,7 +410,7 @@ def test_only_jobs_that_completed_or_were_stopped_at_their_deadline_feed_the_est
         raise ValueError("pixels: not an image")
 
     async def scenario():
-        lane = _lane(max_concurrency=1, on_job=lambda kind, units, seconds: seen.append((kind, seconds)))
+        lane = _lane(max_concurrency=1, on_job=lambda kind, work, seconds: seen.append((kind, seconds)))
         await lane.run(time.sleep, 0.02, kind="completed")
         with pytest.raises(ValueError):
             await lane.run(bad_input, kind="failed on its input")
@@ -437,7 +437,7 @@ def test_a_job_with_a_free_slot_is_refused_when_its_request_has_less_time_left_t
     ran = []
 
     async def scenario():
-        lane = _lane(max_concurrency=1, retry_after=lambda: 4, job_seconds=lambda kind, units: 0.5 * units)
+        lane = _lane(max_concurrency=1, retry_after=lambda: 4, job_seconds=lambda kind, work: 0.5 * work)
         with pytest.raises(QueueFullError) as err:
             await lane.run(ran.append, "late", kind="reference", deadline=time.perf_counter() + 0.2)
         assert lane.running == 0                      # the refused job never held the slot
@@ -461,10 +461,10 @@ def test_an_idle_lane_admits_a_large_job_after_small_ones_whose_cost_is_mostly_f
 
     async def scenario():
         lane = _lane(max_concurrency=1, job_seconds=load.job_seconds, on_job=load.observe_job)
-        for units in (29, 58, 29, 58):
-            await lane.run(time.sleep, 0.05, kind="reference", units=units)
+        for work in (29, 58, 29, 58):
+            await lane.run(time.sleep, 0.05, kind="reference", work=work)
         small = load.job_seconds("reference", 58)
-        await lane.run(ran.append, "large", kind="reference", units=4 * 290,
+        await lane.run(ran.append, "large", kind="reference", work=4 * 290,
                        deadline=time.perf_counter() + 1.0)
         await lane.close()
         return small
