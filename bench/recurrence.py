@@ -320,7 +320,8 @@ def main() -> None:
         print(f"{key:26s} {figures[key]:.3f} s   (batch {BATCH}, {steps} steps, {args.threads} threads)")
 
     rnn, autograd = figures["rnn_train_s"], figures["afrnn_train_s_autograd"]
-    compared = [k for k in figures if k.startswith("afrnn_train_s")] + ["lstm_train_s", "reference_style_train_s"]
+    compared = [k for k in figures if k.startswith("afrnn_train_s")]
+    compared += ["lstm_train_s", "reference_style_train_s"]
     for key in compared:
         figures[key.replace("_train_s", "_vs_rnn_train_ratio")] = round(figures[key] / rnn, 3)
     for key in [k for k in figures if k.startswith("afrnn_train_s_")]:

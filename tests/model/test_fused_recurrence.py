@@ -45,7 +45,9 @@ def test_values_and_gradients_equal_the_autograd_recurrence(keep_states):
             last, states = fused_euler_recurrence(*leaves, 0.2, keep_states)
         else:
             last, states = euler_recurrence(*leaves, 0.2, [0, width], False, keep_states)
-        loss = (last ** 2).sum() + (sum((w * s).sum() for w, s in zip(weights, states, strict=True)) if keep_states else 0)
+        loss = (last ** 2).sum()
+        if keep_states:
+            loss = loss + sum((w * s).sum() for w, s in zip(weights, states, strict=True))
         loss.backward()
         return [last.detach()] + [s.detach() for s in states] + [leaf.grad for leaf in leaves]
 
