@@ -40,11 +40,14 @@ class InputSpec(_Strict):
                           "(physics.encoding); absent: 'initial-then-placeholder', the paper's")
 
 
+# A model's *kind*: what it outputs, class logits ("classes") or predicted physical states ("states").
+# It alone decides which inference endpoints serve the model (/classify and the streams for "classes",
+# /pendulum/* for "states"); `Manifest.task` is a different thing, the problem it was trained on.
+OutputKind = Literal["classes", "states"]
+
+
 class OutputSpec(_Strict):
-    # What the outputs are: class logits or predicted physical states. The JSON field keeps the name
-    # `kind` because shipped manifests use it; the service API it implies is the model's *interface*
-    # ("classifier" | "pendulum", service.tasks.interface_of).
-    kind: Literal["classes", "states"]
+    kind: OutputKind                        # the model's kind (OutputKind above)
     class_names: list[str] | None = None
     state_names: list[str] | None = None
     units: list[str] | None = None          # per state variable (rad, rad, rad/s, rad/s)

@@ -30,7 +30,7 @@ import torch
 from pydantic import ValidationError
 
 from artifact.export import ArtifactIntegrityError, load_exported, read_manifest
-from artifact.manifest import Manifest
+from artifact.manifest import Manifest, OutputKind
 from service.batching import DynamicBatcher
 from service.config import Settings
 from service.consistency import check_manifest_matches_module
@@ -42,7 +42,7 @@ from service.errors import (
     retry_after,
 )
 from service.metrics import ServiceMetrics
-from service.tasks import Interface, TaskAPI, build_task_api, interface_of
+from service.tasks import TaskAPI, build_task_api
 
 log = logging.getLogger(__name__)
 
@@ -191,34 +191,37 @@ class ModelRegistry:
             raise ModelNotFoundError(f"unknown model {shown!r}; served models: {sorted(self.models)}"
                                      ) from None
 
-    def resolve(self, name: str | None, interface: Interface) -> ServedModel:
-        """The ready model of ``interface`` ('classifier' | 'pendulum') a request asks for.
+    def resolve(self, name: str | None, kind: OutputKind, default: str | None = None) -> ServedModel:
+        """The ready model a request asks for, of the ``kind`` (``output.kind``) the endpoint serves.
 
-        ``name`` may be omitted when exactly one model of that interface is served, or when one of them
-        is named after the interface (``pendulum`` among ``pendulum``, ``pendulum-10s`` and
+        ``name`` may be omitted when exactly one model of that kind is served, or when one of them is
+        called ``default`` (``/pendulum/predict``'s ``pendulum`` among ``pendulum``, ``pendulum-10s`` and
         ``pendulum-paper``).
         """
         if name is None:
-            candidates = self.names_of(interface)
+            candidates = self.names_of(kind)
             if len(candidates) == 1:
                 name = candidates[0]
-            elif interface in candidates:
-                name = interface
+            elif default is not None and default in candidates:
+                name = default
             else:
-                raise InputError(("model",), f"model is required: {len(candidates)} {interface} models are "
-                                             f"served ({sorted(candidates)})")
+                unnamed = f", none of them named {default!r}" if default is not None else ""
+                raise InputError(("model",), f"model is required: {len(candidates)} models with output.kind "
+                                             f"{kind!r} are served{unnamed} ({sorted(candidates)})")
             entry = self.models[name]
         else:
             entry = self.get(name)
-        if entry.manifest is not None and interface_of(entry.manifest) != interface:
-            raise InputError(("model",), f"model {entry.name!r} (task {entry.manifest.task}) is not a "
-                                         f"{interface} model; {interface} models: "
-                                         f"{sorted(self.names_of(interface))}")
+        if entry.manifest is not None and entry.manifest.output.kind != kind:
+            raise InputError(("model",), f"model {entry.name!r} (task {entry.manifest.task}) is not served "
+                                         f"here: its output.kind is {entry.manifest.output.kind!r}, this "
+                                         f"endpoint serves output.kind {kind!r} "
+                                         f"({sorted(self.names_of(kind))})")
         return entry.require_ready()
 
-    def names_of(self, interface: Interface) -> list[str]:
+    def names_of(self, kind: OutputKind) -> list[str]:
+        """The served models whose manifest's ``output.kind`` is ``kind``."""
         return [e.name for e in self.models.values()
-                if e.manifest is not None and interface_of(e.manifest) == interface]
+                if e.manifest is not None and e.manifest.output.kind == kind]
 
     @property
     def ready(self) -> bool:

@@ -34,7 +34,6 @@ from model.stability import SECTIONS, StabilityArgumentError, StabilityReport, s
 from service.admission import WorkLane, check_deadline, request_deadline
 from service.errors import InputError
 from service.registry import ServedModel
-from service.tasks import CLASSIFIER, PENDULUM, interface_of
 
 CacheKey = tuple[str, tuple[str, ...] | None, int, str]
 
@@ -77,7 +76,7 @@ class StabilityReports:
     @staticmethod
     def default_input(entry: ServedModel) -> torch.Tensor | None:
         api = entry.api
-        if interface_of(entry.manifest) == PENDULUM:
+        if entry.manifest.output.kind == "states":
             return api.network_input(torch.zeros(1, 4), api.trained_steps)
         return None
 
@@ -86,7 +85,7 @@ class StabilityReports:
                      units: str, steps: int | None, max_steps: int) -> torch.Tensor:
         """The network input (1, T, C) for a caller's sample, normalised as for inference."""
         api = entry.api
-        if interface_of(entry.manifest) == CLASSIFIER:
+        if entry.manifest.output.kind == "classes":
             if initial_state is not None:
                 raise InputError(("initial_state",), f"model {entry.name!r} is a classifier: give `pixels`")
             return torch.from_numpy(api.decode_image(pixels, scale, ("pixels",)))[None]

@@ -119,6 +119,7 @@ def test_model_may_be_omitted_only_when_one_classifier_is_served(client):
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "model"]
     assert "model is required" in r.json()["detail"][0]["msg"]
+    assert "output.kind 'classes'" in r.json()["detail"][0]["msg"]
 
 
 def _rule(response) -> tuple[list, str]:
@@ -153,7 +154,8 @@ def _rule(response) -> tuple[list, str]:
     ({"model": "mnist", "pixels": [0] * 784, "scale": 255, "top_k": 0}, ["body", "top_k"], "greater than"),
     ({"model": "mnist", "pixels": [0] * 784, "scale": 255, "top_k": True}, ["body", "top_k"], "integer"),
     ({"model": "mnist", "pixels": [0] * 784, "scale": 255, "colour": 1}, ["body", "colour"], "Extra inputs"),
-    ({"model": "pendulum", "pixels": [0] * 784, "scale": 255}, ["body", "model"], "not a classifier"),
+    ({"model": "pendulum", "pixels": [0] * 784, "scale": 255}, ["body", "model"],
+     "its output.kind is 'states', this endpoint serves output.kind 'classes'"),
 ])
 def test_invalid_input_gets_422_naming_field_and_rule(client, body, loc, rule):
     got_loc, msg = _rule(client.post("/classify", json=body))

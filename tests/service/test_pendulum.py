@@ -117,7 +117,8 @@ def test_a_longer_rollout_starts_with_the_shorter_one(client):
     ({"initial_state": {"theta1": 1, "theta2": 2, "omega1": 3}}, ["body", "initial_state", "omega2"],
      "required"),
     ({"initial_state": STATE, "initial_states": [STATE]}, ["body"], "exactly one"),
-    ({"initial_state": STATE, "model": "mnist"}, ["body", "model"], "not a pendulum"),
+    ({"initial_state": STATE, "model": "mnist"}, ["body", "model"],
+     "its output.kind is 'classes', this endpoint serves output.kind 'states'"),
     # strict request models: JSON true is not the number 1, nor "5" the number 5
     ({"initial_state": {**STATE, "theta1": True}}, ["body", "initial_state", "theta1"], "valid number"),
     ({"initial_state": STATE, "steps": True}, ["body", "steps"], "valid integer"),
@@ -226,3 +227,4 @@ def test_model_may_be_omitted_when_one_pendulum_model_is_named_pendulum(tmp_path
         r = client.post("/pendulum/predict", json={"initial_state": STATE})
     assert r.status_code == 422, r.text
     assert "model is required" in r.text and "pendulum-a" in r.text
+    assert "output.kind 'states'" in r.text and "none of them named 'pendulum'" in r.text

@@ -24,7 +24,7 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
     """Classify one image (`pixels`) or a batch (`images`) with a pixel-sequence classifier."""
     started = time.perf_counter()
     registry, settings = registry_of(request), settings_of(request)   # not Depends: see service.api.deps
-    entry = registry.resolve(body.model, "classifier")
+    entry = registry.resolve(body.model, "classes")
     request.state.model = entry.name
     api = entry.api
     images = body.image_list

@@ -21,7 +21,7 @@ async def predict(body: PendulumRequest, request: Request, registry: RegistryDep
                   settings: SettingsDep) -> PendulumResponse:
     """Predict the double pendulum's states at dt, 2 dt, …, steps·dt from its initial state(s)."""
     started = time.perf_counter()
-    entry = registry.resolve(body.model, "pendulum")
+    entry = registry.resolve(body.model, "states", default="pendulum")
     request.state.model = entry.name
     api = entry.api
     states = body.state_list

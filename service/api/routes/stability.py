@@ -10,7 +10,6 @@ from service.api.deps import MetricsDep, ModelDep, SettingsDep, StabilityDep
 from service.api.json_body import FastJSONRoute
 from service.errors import InputError
 from service.registry import ServedModel
-from service.tasks import CLASSIFIER, interface_of
 
 router = APIRouter(prefix="/models", tags=["stability"], route_class=FastJSONRoute)
 
@@ -35,10 +34,10 @@ async def stability(entry: ModelDep, body: StabilityRequest, reports: StabilityD
 
 
 def _reject_fields_that_do_not_apply(entry: ServedModel, body: StabilityRequest) -> None:
-    """Sample options (`scale`; `units`, `steps`) only describe a sample of the model's own interface."""
-    classifier = interface_of(entry.manifest) == CLASSIFIER
+    """Sample options (`scale`; `units`, `steps`) only describe a sample of the model's own kind."""
+    classifier = entry.manifest.output.kind == "classes"
     if body.has_sample and (body.pixels is not None) != classifier:
-        return                          # a sample for the other interface: sample_input names that field
+        return                          # a sample for the other kind: sample_input names that field
     given = body.model_fields_set
     own = {"scale"} if classifier else {"units", "steps"}
     for field in sorted(given & {"scale", "units", "steps"}):
