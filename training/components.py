@@ -16,6 +16,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from artifact.export import load_exported
 from model.afrnn import step_coupling
+from model.inference import cpu_flags
 from training.config import ConfigError, TrainConfig
 from training.distributed import DistContext
 from training.state import read_state
@@ -23,6 +24,21 @@ from training.tasks import Task, split_indices
 
 # config fields that may change when a run is resumed (everything else must match the saved run)
 RESUMABLE_FIELDS = ("epochs", "eval_every", "eval_batch_size", "data_dir", "cache_dir", "lr", "description")
+
+
+BF16_DOT_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def training_recurrence(requested: str, device: torch.device, flags: frozenset | None = None) -> str:
+    """The training path (``model.afrnn.TRAINING_PATHS``) for ``--recurrence``. ``auto`` is
+    ``fused-bf16`` on a CPU with a bf16 dot-product instruction (``BF16_DOT_FLAGS``; its bf16 GEMMs run
+    3–4× the fp32 ones), else ``fused``: elsewhere torch emulates bf16 GEMMs, and on CUDA bf16 training
+    has not been measured here. ``flags``: the CPU's (default: this machine's, ``cpu_flags``)."""
+    if requested != "auto":
+        return requested
+    if device.type != "cpu":
+        return "fused"
+    return "fused-bf16" if BF16_DOT_FLAGS & (cpu_flags()[1] if flags is None else flags) else "fused"
 
 
 def load_initial_weights(model: nn.Module, path: str) -> None:

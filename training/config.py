@@ -190,9 +190,10 @@ class RunOptions(BaseModel):
     max_minutes: float | None = Field(None, gt=0, description="total training wall time, across resumes")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps in total")
     resume: bool = False
-    recurrence: Literal["autograd", "fused", "fused-bf16"] = Field(
-        "fused", description="AFRNN family, simultaneous update: how the training recurrence runs "
-                             "(model.afrnn.TRAINING_PATHS); the sequential update always runs autograd")
+    recurrence: Literal["auto", "autograd", "fused", "fused-bf16"] = Field(
+        "auto", description="AFRNN family, simultaneous update: how the training recurrence runs "
+                            "(model.afrnn.TRAINING_PATHS; auto: fused-bf16 on a CPU with bf16 "
+                            "instructions, else fused); the sequential update always runs autograd")
     checkpoint_minutes: float = Field(5.0, gt=0)
     log_every: int = Field(50, ge=1)
     progress: bool | None = None       # tqdm bars: None = only on a terminal

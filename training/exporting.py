@@ -51,7 +51,8 @@ def manifest_fields(trainer, metrics: dict[str, float], stop_reason: str | None)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     family = "lstm" if cfg.model == "lstm" else "afrnn"
     hyper = cfg.model_dump(mode="json", exclude={"description"})
-    hyper.update(world_size=trainer.ctx.world_size, steps=p.global_step, stop_reason=stop_reason,
+    hyper.update(world_size=trainer.ctx.world_size, recurrence=trainer.recurrence, steps=p.global_step,
+                 stop_reason=stop_reason,
                  selected=("best by validation " + trainer.objective.selection[0]
                            if trainer.best_state is not None else "last"),
                  best_epoch=p.best_epoch, best_validation=p.best_value,

@@ -45,7 +45,7 @@ from artifact.export import export_torchscript, unwrap
 from artifact.manifest import Manifest
 from model.paper import build_model, count_parameters
 from training import components, pendulum_recipe
-from training.components import euler_factor, resolve_resumed_config
+from training.components import euler_factor, resolve_resumed_config, training_recurrence
 from training.config import ConfigError, RunOptions, TrainConfig
 from training.curves import plot_learning_curve
 from training.distributed import DistContext, setup_distributed, teardown_distributed
@@ -99,8 +99,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)               # identical initial weights on every rank
         self.model_config = cfg.model_config_object()
         self.model = build_model(self.model_config).to(device)
+        self.recurrence = training_recurrence(run.recurrence, device)
         if hasattr(self.model, "training_path"):               # the AFRNN family
-            self.model.training_path = run.recurrence
+            self.model.training_path = self.recurrence
         if cfg.init == "notebook":
             pendulum_recipe.notebook_init(self.model)
         if cfg.init_from is not None and state is None:       # a resumed run has its own weights
@@ -301,7 +302,7 @@ class Trainer:
                  f"{len(self.train_data)} train / {len(self.val_data) if self.val_data else 0} val / "
                  f"{len(self.test_data)} test samples, {self.steps_per_epoch} steps per epoch, "
                  f"device {self.device}, {self.ctx.world_size} process(es), "
-                 f"{torch.get_num_threads()} thread(s)")
+                 f"{torch.get_num_threads()} thread(s), recurrence {self.recurrence}")
         show_bar = self.ctx.is_main and (run.progress if run.progress is not None else sys.stderr.isatty())
         stop_reason = self._budget_spent()     # a resumed run whose budget is already used trains no step
         if stop_reason is not None:

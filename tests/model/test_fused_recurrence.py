@@ -187,3 +187,17 @@ def test_exported_models_do_not_take_the_training_path():
     x = torch.randn(2, 20, 1)
     torch.testing.assert_close(scripted(x), model(x), rtol=1e-5, atol=1e-6)
     assert scripted(x).grad_fn is not None
+
+
+def test_auto_recurrence_takes_bf16_only_where_the_cpu_has_a_bf16_dot_product():
+    from training.components import training_recurrence
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    zen4 = frozenset({"avx2", "avx512f", "avx512_bf16"})
+    sapphire_rapids = frozenset({"avx512f", "amx_bf16", "amx_tile"})
+    zen1 = frozenset({"avx2", "fma"})
+    assert training_recurrence("auto", cpu, zen4) == "fused-bf16"
+    assert training_recurrence("auto", cpu, sapphire_rapids) == "fused-bf16"
+    assert training_recurrence("auto", cpu, zen1) == "fused"
+    assert training_recurrence("auto", cuda, zen4) == "fused"
+    assert training_recurrence("autograd", cpu, zen4) == "autograd"
+    assert training_recurrence("fused", cpu, zen4) == "fused"
