@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--discretisation", default=S, choices=_choices("discretisation"),
                       help="euler: the paper's explicit step; imex: the linear part B z by the trapezoidal "
                            "rule (Cayley), tanh's remainder explicit: every step's spectral radius ≤ 1 for "
-                           "any ε (model.afrnn); measured in docs/results.md (default euler)")
+                           "any ε (model.afrnn): the paper's guarantee is for the ODE, and IMEX keeps it "
+                           "after discretisation; measured in docs/results.md, 'Issue 29' (default: the "
+                           "task's, below: imex for mnist; euler with --preset paper or --update sequential)")
     arch.add_argument("--damping", default=S, choices=_choices("damping"),
                       help=f"fixed: B = A − γI; euler: γ follows the coupling, the least damping that keeps "
                            f"the Euler step of the linear part non-expansive ({_default('damping')})")

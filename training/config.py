@@ -110,6 +110,8 @@ class TrainConfig(BaseModel):
         if model in get_args(Variant) and preset in (None, *get_args(Preset)):
             values = {**preset_values(task, preset, model), **data}
             values.setdefault("name", default_name(task, model))
+            if "discretisation" not in data and values.get("update") == "sequential":
+                values["discretisation"] = "euler"      # a tabled IMEX has no layer-by-layer form
         init = values.get("init_std")
         if isinstance(init, ReferenceInit):
             hidden = values.get("hidden_size")
