@@ -242,9 +242,11 @@ class AFRNN(nn.Module):
         self.euler_damped: bool = config.damping == "euler"
         self.step_bound: float = float(config.step_bound) if config.step_bound is not None else 0.0
         self.imex: bool = config.discretisation == "imex"
-        # how a recurrence that records gradients runs (``TRAINING_PATHS``; set by the trainer, not part
-        # of the architecture: exported models run ``euler_recurrence`` in fp32)
-        self.training_path: str = "fused"
+        # how a recurrence that records gradients runs (``TRAINING_PATHS``). "autograd" by default, so
+        # that any use of autograd works (torch.autograd.functional.jacobian backpropagates one graph
+        # many times, which the fused node's in-place sweep refuses); the trainer sets its --recurrence.
+        # Not part of the architecture: exported models run ``euler_recurrence`` in fp32.
+        self.training_path: str = "autograd"
         # Theorem 3's condition: every coupled pair is (W, −Wᵀ), so A is antisymmetric. (The 2-ARNN
         # does not meet it; its continuous system is still stable because B is block triangular, which
         # the stability report states separately.)

@@ -72,6 +72,7 @@ def test_model_gradients_equal_the_autograd_path(options, every_step):
     torch.manual_seed(0)
     options = {"input_size": 2, "output_size": 3, "epsilon": 0.1, "gamma": 0.05, **options}
     fused = AFRNN(AFRNNConfig(**options)).double()
+    fused.training_path = "fused"
     reference = copy.deepcopy(fused)
     reference.training_path = "autograd"
     x = torch.randn(4, 15, 2, dtype=torch.float64)
@@ -90,8 +91,19 @@ def test_a_second_backward_through_one_forward_is_refused():
         loss.backward()
 
 
+def test_an_eager_model_records_plain_autograd_unless_asked():
+    """The default path is autograd, so that torch.autograd.functional.jacobian (many backward passes
+    through one graph) works on an eager model; the trainer opts in to the fused node."""
+    model = paper_model("mnist", "afrnn", discretisation="imex")
+    x = torch.randn(1, 6, 1)
+    assert model.training_path == "autograd"
+    jac = torch.autograd.functional.jacobian(lambda inp: model(inp), x)
+    assert jac.shape == (1, 10, 1, 6, 1) and torch.isfinite(jac).all()
+
+
 def test_sequential_update_falls_back_to_autograd():
     model = AFRNN(AFRNNConfig(layer_sizes=(3, 4), input_size=1, output_size=2, update="sequential"))
+    model.training_path = "fused"
     x = torch.randn(2, 5, 1)
     node = model(x).grad_fn
     seen, stack = set(), [node]
@@ -131,6 +143,7 @@ def test_fifty_mnist_shaped_training_steps_match_autograd(discretisation):
     torch.manual_seed(0)
     options = {} if discretisation == "euler" else {"epsilon": 0.1, "gamma": 0.01}    # paper / IMEX recipe
     fused = paper_model("mnist", "afrnn", discretisation=discretisation, **options)
+    fused.training_path = "fused"
     reference = copy.deepcopy(fused)
     reference.training_path = "autograd"
     batches = _mnist_shaped_batches(50)
