@@ -135,11 +135,13 @@ def _standard_test_initial_states(count: int) -> np.ndarray:
     return initial[spec.train:spec.train + count]
 
 
-def test_the_10_second_pendulum_stays_bounded_where_the_paper_size_model_extrapolates():
+def test_the_10_second_pendulum_beats_the_default_beyond_its_trained_horizon():
     """On 20 standard test trajectories, integrated here with the reference solver over 10 s: beyond
     the paper's 2.9 s (steps 30 … 100), where `pendulum` (trained on 2.9 s) extrapolates,
-    `pendulum-10s` (trained on 10 s of 45 000 other simulated trajectories) has under a tenth of its
-    per-value MSE. Its manifest names the data it saw: another seed than the standard set's."""
+    `pendulum-10s` (trained on 10 s of 45 000 other simulated trajectories) has under 3/4 of its
+    per-value MSE (measured: 2.67 against 5.08). The default's IMEX step keeps its extrapolation
+    bounded (the marginal Euler model it replaced grew over ten times the 10-s model's error). Its
+    manifest names the data it saw: another seed than the standard set's."""
     from physics.pendulum import simulate
     from training.pendulum_horizon import rollout
 
@@ -152,7 +154,7 @@ def test_the_10_second_pendulum_stays_bounded_where_the_paper_size_model_extrapo
     production = read_manifest(CHECKPOINTS / "pendulum-10s.json").output
     assert "seed 2022" not in production.training_data and production.trained_horizon_s == pytest.approx(10.0)
     assert read_manifest(CHECKPOINTS / "pendulum.json").output.trained_horizon_s == pytest.approx(2.9)
-    assert late["pendulum-10s"] < 0.1 * late["pendulum"], late
+    assert late["pendulum-10s"] < 0.75 * late["pendulum"] < 0.75 * 10.0, late
 
 
 def test_the_default_pendulum_beats_the_paper_protocol_model_within_2_9_s():
