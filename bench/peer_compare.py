@@ -1,32 +1,37 @@
 """Our service against a peer server (LitServe) on the same checkpoint, quiet and with a CPU hog.
 
     pip install -e '.[bench]'                       # LitServe, for this benchmark only
-    python bench/peer_compare.py --quick            # < 45 s of measurement: 1 round of 1.5 s per point
+    python bench/peer_compare.py --quick            # < 45 s of measurement: 1 round of 1 s per point
     python bench/peer_compare.py                    # 3 rounds of 6 s per point
     python bench/peer_compare.py --server-args="--max-queue-delay-ms 2"   # our service, other settings
     python bench/peer_compare.py --versus-ours="--max-batch-size 32"     # a lever, A/B
 
 Both servers serve ``checkpoints/mnist.json`` (the TorchScript MNIST AFRNN) with max batch 64, no
 batch delay, one torch thread and one inference worker: ours is ``python -m service``, the peer is
-``bench/litserve_app.py`` (LitServe with the same decoding, batching and encoding code). One client,
-the closed loop of ``bench/service_load.py`` (N ``httpx.AsyncClient`` connections, each posting its
-next image as soon as the last is answered), drives each in turn: for each concurrency c in
-(1, 8, 64) and each round, ours then the peer's (A B A B …). While one is measured the other's
-processes are stopped (SIGSTOP), so that neither one's idle spinning loads the other.
+``bench/litserve_app.py`` (LitServe with the same decoding, batching and encoding code). Ours runs
+twice: as shipped (its forward is the C loop, ``model.inference.FastRecurrence``) and **stack-only**,
+with ``AFRNN_FAST_RECURRENCE=0``, so that it runs the same TorchScript module as the peer and the
+ratio measures the serving stack alone. One load generator, the closed loop of ``bench/loadgen.py``
+(``wrk`` with one connection thread when installed, else httpx clients; ``load_generator`` says which),
+drives each in turn: for each concurrency c in (1, 8, 64) and each round, ours, ours stack-only, then
+the peer (A B C A B C …). While one is measured the others' processes are stopped (SIGSTOP), so that
+no idle server loads the measured one. Each server's CPU per answered request (its whole process
+group, from /proc) is recorded beside its throughput.
 
 The whole comparison runs twice: "quiet" (whatever else the machine runs: say what in the record)
 and "busy", with a background CPU hog (one single-threaded busy loop in its own process, started
 and stopped here, with a hard deadline) taking one core. Figures, as the last line (JSON):
 
-* ``{quiet,busy}_c{1,8,64}_vs_peer`` — our throughput ÷ the peer's (sums over the rounds);
-* ``c1_p50_vs_peer``                  — our median single-client latency ÷ the peer's (quiet);
-* per point: requests/s, p50 and p99 of both, and errors (non-200 answers).
+* ``{quiet,busy}_c{1,8,64}_vs_peer``       — our throughput ÷ the peer's (means over the rounds);
+* ``stack_{quiet,busy}_c{1,8,64}_vs_peer`` — the same, ours stack-only (the same model code as the peer);
+* ``c1_p50_vs_peer``, ``stack_c1_p50_vs_peer`` — median single-client latency ÷ the peer's (quiet);
+* per point and server: requests/s, p50 and p99, errors (non-200 answers and transport failures) and
+  server CPU ms per request.
 
-Goals: ≥ 1.3 × the peer's throughput at c = 8 and 64 in both conditions; c = 1 p50 ≤ the peer's.
+Goals (issue 32): stack-only ≥ 1.3 × the peer's throughput at c = 8 and 64, quiet and busy.
 """
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -46,7 +51,9 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 REPO_ROOT = BENCH.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(BENCH))
 
+import loadgen  # noqa: E402, I001
 from model.inference import cpu_flags  # noqa: E402
 
 HOG_SOURCE = ("import sys, time\nend = time.monotonic() + float(sys.argv[1])\n"
@@ -110,87 +117,60 @@ class Server:
             self.proc.wait(10)
 
 
-async def closed_loop(server: Server, clients: int, seconds: float, warmup_s: float) -> dict:
-    """``clients`` connections, each posting as soon as its last answer came. Throughput counts the
-    answers completed inside the measured window (so a window shorter than one round trip still
-    counts what finished in it); latencies are those answers' round trips."""
-    latencies: list[float] = []
-    errors = 0
-    headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    pool = [httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) for _ in range(clients)]
-    try:
-        await asyncio.gather(*(c.post(server.path, content=server.body, headers=headers) for c in pool))
-        measure_from = time.perf_counter() + warmup_s
-        stop_at = measure_from + seconds
-
-        async def one_client(client: httpx.AsyncClient) -> None:
-            nonlocal errors
-            while (sent := time.perf_counter()) < stop_at:
-                try:
-                    response = await client.post(server.path, content=server.body, headers=headers)
-                except httpx.TransportError:            # a dropped connection is an error, not a crash
-                    errors += 1
-                    continue
-                done = time.perf_counter()
-                if not measure_from <= done < stop_at:      # answers completed inside the window count
-                    continue
-                if response.status_code == 200:
-                    latencies.append(done - sent)
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(one_client(client) for client in pool))
-    finally:
-        for client in pool:
-            await client.aclose()
-    lat = np.asarray(latencies) * 1000
-    return {"per_s": len(latencies) / seconds, "requests": len(latencies), "errors": errors,
-            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
-            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan")}
-
-
-def compare(ours: Server, peer: Server, concurrencies: list[int], rounds: int, seconds: float,
-            warmup_s: float, label: str) -> dict:
-    """Interleaved rounds (ours, peer, ours, peer …) per concurrency; the idle server is SIGSTOPped."""
+def compare(servers: dict[str, Server], concurrencies: list[int], rounds: int, seconds: float,
+            warmup_s: float, generator: str, label: str) -> dict:
+    """Interleaved rounds (each server in turn, per round) per concurrency; the idle servers are
+    SIGSTOPped. ``servers["peer"]`` is the reference of every ratio."""
     out = {}
     for c in concurrencies:
-        runs: dict[str, list[dict]] = {"ours": [], "peer": []}
+        runs: dict[str, list[dict]] = {key: [] for key in servers}
         for _ in range(rounds):
-            for key, active, idle in (("ours", ours, peer), ("peer", peer, ours)):
-                idle.signal(signal.SIGSTOP)
+            for key, active in servers.items():
+                for other in servers.values():
+                    if other is not active:
+                        other.signal(signal.SIGSTOP)
                 active.signal(signal.SIGCONT)
-                runs[key].append(asyncio.run(closed_loop(active, c, seconds, warmup_s)))
-        point = {}
+                runs[key].append(loadgen.closed_loop(active.url + active.path, active.body, c, seconds,
+                                                     warmup_s, generator=generator,
+                                                     server_pid=active.proc.pid))
+        point: dict = {}
         for key, rows in runs.items():
             point[key] = {"per_s": round(sum(r["per_s"] for r in rows) / len(rows), 1),
                           "p50_ms": round(statistics.median(r["p50_ms"] for r in rows), 2),
                           "p99_ms": round(statistics.median(r["p99_ms"] for r in rows), 2),
                           "errors": sum(r["errors"] for r in rows),
+                          "server_cpu_ms_per_request": round(statistics.median(
+                              r["server_cpu_ms_per_request"] for r in rows), 3),
                           "rounds_per_s": [round(r["per_s"], 1) for r in rows]}
-        point["throughput_ratio"] = round(point["ours"]["per_s"] / max(point["peer"]["per_s"], 1e-9), 3)
-        point["p50_ratio"] = round(point["ours"]["p50_ms"] / point["peer"]["p50_ms"], 3)
+        peer = point["peer"]
+        for key in servers:
+            if key != "peer":
+                point[key]["throughput_ratio"] = round(point[key]["per_s"] / max(peer["per_s"], 1e-9), 3)
+                point[key]["p50_ratio"] = round(point[key]["p50_ms"] / peer["p50_ms"], 3)
         out[f"c{c}"] = point
-        a, b = point["ours"], point["peer"]
-        print(f"{label:5s} c={c:3d}: ours {a['per_s']:7.1f} req/s (p50 {a['p50_ms']:.1f} ms), "
-              f"peer {b['per_s']:7.1f} req/s (p50 {b['p50_ms']:.1f} ms): "
-              f"throughput x{point['throughput_ratio']:.2f}, p50 x{point['p50_ratio']:.2f}; errors "
-              f"{point['ours']['errors']}/{point['peer']['errors']}", flush=True)
-    ours.signal(signal.SIGCONT)
-    peer.signal(signal.SIGCONT)
+        print(f"{label:5s} c={c:3d}: " + "; ".join(
+            f"{key} {row['per_s']:.1f} req/s p50 {row['p50_ms']:.1f} ms, "
+            f"{row['server_cpu_ms_per_request']:.2f} ms CPU/req"
+            + (f" (x{row['throughput_ratio']:.2f})" if key != "peer" else "")
+            + (f", {row['errors']} errors" if row["errors"] else "")
+            for key, row in point.items()), flush=True)
+    for server in servers.values():
+        server.signal(signal.SIGCONT)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 round of 1.5 s per point")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s per point")
     parser.add_argument("--rounds", type=int, help="rounds per point (default 3; quick 1)")
-    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 6; quick 1.5)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 6; quick 1)")
     parser.add_argument("--clients", default="1,8,64", help="comma-separated concurrencies")
     parser.add_argument("--conditions", default="quiet,busy",
                         help="comma-separated, out of quiet and busy (default both: quiet,busy)")
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "checkpoints")
     parser.add_argument("--server-args", default="", help="extra flags for python -m service")
+    parser.add_argument("--load-generator", choices=loadgen.GENERATORS, default="auto",
+                        help="wrk (auto takes it when installed) or httpx clients in this process")
     parser.add_argument("--versus-ours", metavar="ARGS",
                         help="a lever test: the peer is our service again, with these extra flags "
                              "(e.g. '--max-batch-size 32'), instead of LitServe")
@@ -198,13 +178,14 @@ def main() -> None:
                         help="extra environment of the peer (with --versus-ours)")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
-    seconds = args.seconds or (1.5 if args.quick else 6.0)
+    seconds = args.seconds or (1.0 if args.quick else 6.0)
     warmup_s = 0.3 if args.quick else 1.0
     concurrencies = [int(c) for c in args.clients.split(",")]
     conditions = [c for c in args.conditions.split(",") if c]
     unknown = sorted(set(conditions) - {"quiet", "busy"})
     if unknown or not conditions:
         parser.error(f"--conditions takes quiet and/or busy, comma-separated; got {args.conditions!r}")
+    generator = loadgen.resolve(args.load_generator)
     cpu_model, flags = cpu_flags()
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     pixels = np.random.default_rng(0).integers(0, 256, 784).tolist()
@@ -213,52 +194,60 @@ def main() -> None:
     serve_dir.mkdir()
     for suffix in (".json", ".pt"):
         (serve_dir / f"mnist{suffix}").symlink_to((args.model_dir / f"mnist{suffix}").resolve())
-    ours = peer = None
+    servers: dict[str, Server] = {}
     try:
         service = ["-m", "service", "--model-dir", str(serve_dir), "--max-batch-size", "64",
                    "--max-queue-delay-ms", "0", "--max-queue-length", "1024",
                    "--log-level", "warning"]
         body = {"model": "mnist", "pixels": pixels, "scale": 255}
-        ours = Server("ours", [*service, *shlex.split(args.server_args)], "/classify", "/health/ready",
-                      body, Path(tmp.name) / "ours.log")
+        ours_argv = [*service, *shlex.split(args.server_args)]
+        servers["ours"] = Server("ours", ours_argv, "/classify", "/health/ready", body,
+                                 Path(tmp.name) / "ours.log")
         if args.versus_ours is not None:
             peer_env = dict(kv.split("=", 1) for kv in args.peer_env.split(",") if kv)
-            peer = Server("ours-variant", [*service, *shlex.split(args.versus_ours)], "/classify",
-                          "/health/ready", body, Path(tmp.name) / "peer.log", peer_env)
+            servers["peer"] = Server("ours-variant", [*service, *shlex.split(args.versus_ours)], "/classify",
+                                     "/health/ready", body, Path(tmp.name) / "peer.log", peer_env)
         else:
-            peer = Server("litserve", [str(BENCH / "litserve_app.py"), "--model-dir", str(serve_dir),
-                                       "--max-batch-size", "64", "--threads", "1"],
-                          "/predict", "/health", {"pixels": pixels, "scale": 255},
-                          Path(tmp.name) / "peer.log")
-        print(f"{cpu_model}, {os.cpu_count()} CPUs; load average {load_before:.1f}; both servers up after "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+            servers["stack"] = Server("ours-stack-only", ours_argv, "/classify", "/health/ready", body,
+                                      Path(tmp.name) / "stack.log", {"AFRNN_FAST_RECURRENCE": "0"})
+            servers["peer"] = Server("litserve", [str(BENCH / "litserve_app.py"), "--model-dir",
+                                                  str(serve_dir), "--max-batch-size", "64", "--threads", "1"],
+                                     "/predict", "/health", {"pixels": pixels, "scale": 255},
+                                     Path(tmp.name) / "peer.log")
+        print(f"{cpu_model}, {os.cpu_count()} CPUs; load average {load_before:.1f}; "
+              f"{len(servers)} servers up after {time.perf_counter() - started:.0f} s; "
+              f"load generator {generator}", flush=True)
         results = {}
         for condition in conditions:
             hog = None
             if condition == "busy":
-                budget = 2 * len(concurrencies) * rounds * (seconds + warmup_s + 2) + 60
+                budget = len(servers) * len(concurrencies) * rounds * (seconds + warmup_s + 3) + 60
                 hog = subprocess.Popen([sys.executable, "-c", HOG_SOURCE, str(budget)])
             try:
-                results[condition] = compare(ours, peer, concurrencies, rounds, seconds, warmup_s, condition)
+                results[condition] = compare(servers, concurrencies, rounds, seconds, warmup_s, generator,
+                                             condition)
             finally:
                 if hog is not None:
                     hog.terminate()
                     hog.wait(10)
     finally:
-        for server in (ours, peer):
-            if server is not None:
-                server.stop()
+        for server in servers.values():
+            server.stop()
         tmp.cleanup()
     figures: dict = {}
-    for condition, points in results.items():
-        for point, row in points.items():
-            figures[f"{condition}_{point}_vs_peer"] = row["throughput_ratio"]
     first = results.get("quiet") or next(iter(results.values()))
     low = f"c{min(concurrencies)}"
-    figures["c1_p50_vs_peer"] = first[low]["p50_ratio"]
+    for key, prefix in (("ours", ""), ("stack", "stack_")):
+        if key not in servers:
+            continue
+        for condition, points in results.items():
+            for point, row in points.items():
+                figures[f"{prefix}{condition}_{point}_vs_peer"] = row[key]["throughput_ratio"]
+        figures[f"{prefix}c1_p50_vs_peer"] = first[low][key]["p50_ratio"]
     figures.update(peer="ours " + args.versus_ours + (f" ({args.peer_env})" if args.peer_env else "")
                    if args.versus_ours is not None else "litserve " + version("litserve"))
-    figures.update(points=results, rounds=rounds, seconds_per_run=seconds, server_args=args.server_args,
+    figures.update(load_generator=generator, points=results, rounds=rounds, seconds_per_run=seconds,
+                   server_args=args.server_args,
                    cpu_model=cpu_model, cpu_flags=sorted(f for f in flags if f.startswith(("avx", "amx"))),
                    cpus=os.cpu_count(), machine=platform.machine(), load_average_before=round(load_before, 2),
                    load_average_after=round(os.getloadavg()[0], 2),

@@ -6,19 +6,18 @@ TorchScript forward, at the best batch size up to 64 rows) as the ceiling.
     python bench/service_load.py --quick          # < 45 s: 1.2 s per setting
     python bench/service_load.py                  # 8 s per setting
     python bench/service_load.py --threads 2      # the service and the ceiling with 2 intra-op threads
-    python bench/service_load.py --client raw     # a lean load generator instead of httpx
+    python bench/service_load.py --load-generator httpx    # without wrk (the fallback when not installed)
 
 The model is the shipped ``checkpoints/mnist.json`` when present, else a freshly exported paper-size
 random MNIST AFRNN (2×128, 784 steps: the same compute; the weights do not matter here).
 
-Each setting runs a real ``python -m service`` process (uvicorn) and N closed-loop clients in this
-process, each an ``httpx.AsyncClient`` with its own connection (``--client raw``: a ``RawHTTPClient``,
-a prebuilt request on a kept-alive stream, which costs a fraction of httpx's CPU per request), sending
-its next request as soon as the last one is answered. Throughput is answered requests per second;
-latency is the client's round trip. The clients share the CPUs with the service, as in any
-single-host load test, so the CPU time per request of both is reported too (from /proc and
-``time.process_time``), as is the load average: on a shared machine the wall-clock figures move
-with the other work, the CPU figures much less.
+Each setting runs a real ``python -m service`` process (uvicorn) and N closed-loop connections of
+``bench/loadgen.py``: ``wrk`` (one C connection thread) when installed, else ``httpx`` clients in this
+process; ``load_generator`` records which ran. Throughput is answered requests per second; latency
+is the client's round trip. The load generator shares the CPUs with the service, as in any
+single-host load test, so the CPU time per request of both is reported (the service's from
+``/proc/<pid>/stat``), and the service's own ``/metrics`` split it into the forward passes' share
+and the rest, the stack's: ``stack_cpu_ms_64`` at 64 clients.
 
 Figures (the last output line is one JSON object):
 
@@ -38,14 +37,17 @@ Figures (the last output line is one JSON object):
                             httptools when installed, else asyncio and h11: ~0.15 ms CPU per request);
 * ``batched_64_per_s`` / ``unbatched_64_per_s`` — service throughput at 64 clients, batching on / off;
 * ``single_p50_ms``       — p50 round trip of one client (batching on);
-* per setting: throughput, p50 / p99 latency, mean batch size, CPU ms per request (service, clients).
+* ``stack_cpu_ms_64``     — the service's CPU per request at 64 clients minus its forward passes' time
+                            per request (from /metrics): what HTTP, validation, batching and encoding
+                            cost;
+* per setting: throughput, p50 / p99 latency, mean batch size, CPU ms per request (service, its
+  forward share, load generator).
 
-Goals on a 2-core CPU: batched_64 ≥ 0.8 × raw ceiling; batched_64 ≥ 3 × unbatched_64;
-single_p50 ≤ 1.3 × bare_forward.
+Goals (issue 32; a 2-core CPU, wrk): batched_64 ≥ 0.85 × raw ceiling; stack_cpu_ms_64 ≤ 0.3;
+single_p50 ≤ 1.3 × bare_forward; batched_64 ≥ 3 × unbatched_64.
 """
 
 import argparse
-import asyncio
 import dataclasses
 import importlib.util
 import json
@@ -59,7 +61,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -75,6 +76,9 @@ from model.inference import FastRecurrence, cpu_flags  # noqa: E402
 from service.config import Settings  # noqa: E402
 from training.data.sequences import ImageSequences  # noqa: E402
 from training.tasks import get_task  # noqa: E402
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+import loadgen  # noqa: E402
 
 
 def export_paper_mnist(out_dir: Path) -> Path:
@@ -187,132 +191,12 @@ class Service:
             time.sleep(0.1)
         raise RuntimeError("service not ready after 180 s")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the service process so far (Linux /proc; NaN elsewhere)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-
-class RawHTTPClient:
-    """A keep-alive HTTP/1.1 client on one asyncio stream that posts one fixed body to ``/classify``: the
-    request bytes are built once, and an answer is read as its status line, headers and
-    ``Content-Length`` bytes. It does a fraction of httpx's work per request (no URL, header or cookie
-    objects, no h11 state machine), so a round trip measures the service rather than the load
-    generator. Enough for this benchmark's own server, which always answers with a Content-Length; not
-    a general client."""
-
-    def __init__(self, url: str, body: bytes):
-        self.host, port = url.split("://", 1)[1].rstrip("/").rsplit(":", 1)
-        self.port = int(port)
-        self.request = self._request_bytes("POST", "/classify", body)
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    def _request_bytes(self, method: str, path: str, body: bytes = b"") -> bytes:
-        head = (f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n")
-        return head.encode() + body
-
-    async def _send(self, request: bytes) -> tuple[int, bytes]:
-        self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return int(head[9:12]), await self.reader.readexactly(length)
-
-    async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        await self._send(self._request_bytes("GET", "/health/live"))
-
-    async def classify(self) -> tuple[int, bytes]:
-        """(status, body) of one ``/classify`` round trip on the kept-alive connection."""
-        return await self._send(self.request)
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-class HttpxClient:
-    """The same interface on an ``httpx.AsyncClient`` limited to one connection."""
-
-    def __init__(self, url: str, body: bytes):
-        self.body = body
-        self.client = httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(
-            max_connections=1, max_keepalive_connections=1))
-
-    async def connect(self) -> None:
-        await self.client.get("/health/live")
-
-    async def classify(self) -> tuple[int, bytes]:
-        response = await self.client.post("/classify", content=self.body,
-                                          headers={"content-type": "application/json"})
-        return response.status_code, response.content
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-CLIENTS = {"httpx": HttpxClient, "raw": RawHTTPClient}
-
-
-async def closed_loop(client_kind: str, url: str, body: bytes, clients: int, seconds: float,
-                      warmup_s: float, service_cpu_seconds: Callable[[], float]) -> dict:
-    """``clients`` clients of ``CLIENTS[client_kind]`` (one connection each, opened before the clock
-    starts), each posting as soon as its last answer arrived. Throughput counts the answers completed
-    inside the measured window (after ``warmup_s``), so that a round trip longer than the window still
-    counts fairly."""
-    latencies: list[float] = []
-    batch_sizes: list[int] = []
-    counts = {"errors": 0, "sent": 0}
-    pool = [CLIENTS[client_kind](url, body) for _ in range(clients)]
-    try:
-        for client in pool:
-            await client.connect()
-        service_cpu, client_cpu = service_cpu_seconds(), time.process_time()
-        measure_from = time.perf_counter() + warmup_s
-        stop_at = measure_from + seconds
-
-        async def one_client(client) -> None:
-            while (sent := time.perf_counter()) < stop_at:
-                status, answer = await client.classify()
-                done = time.perf_counter()
-                counts["sent"] += 1
-                if not measure_from <= done < stop_at:    # answers completed inside the window count
-                    continue
-                if status == 200:
-                    latencies.append(done - sent)
-                    batch_sizes.append(json.loads(answer)["batch_size"])
-                else:
-                    counts["errors"] += 1
-
-        await asyncio.gather(*(one_client(client) for client in pool))
-        sent = max(1, counts["sent"])
-        service_ms = (service_cpu_seconds() - service_cpu) * 1000 / sent
-        client_ms = (time.process_time() - client_cpu) * 1000 / sent
-    finally:
-        for client in pool:
-            await client.close()
-    lat_ms = np.asarray(latencies) * 1000
-    return {"clients": clients, "requests": len(latencies), "errors": counts["errors"],
-            "throughput_per_s": len(latencies) / seconds,
-            "p50_ms": float(np.percentile(lat_ms, 50)) if len(lat_ms) else float("nan"),
-            "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat_ms) else float("nan"),
-            "mean_batch_size": float(np.mean(batch_sizes)) if batch_sizes else float("nan"),
-            "service_cpu_ms_per_request": service_ms, "client_cpu_ms_per_request": client_ms}
 
 
 def main() -> None:
@@ -327,9 +211,10 @@ def main() -> None:
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--model-dir", type=Path, help="default: checkpoints/ if it has mnist.json, else a "
                                                        "freshly exported random paper-size model")
-    parser.add_argument("--client", choices=tuple(CLIENTS), default="httpx",
-                        help="load generator: httpx.AsyncClient per connection, or RawHTTPClient (a "
-                             "prebuilt request on a kept-alive stream: a fraction of httpx's CPU)")
+    parser.add_argument("--load-generator", choices=loadgen.GENERATORS, default="auto",
+                        help="wrk (one C connection thread; auto takes it when installed) or httpx "
+                             "(an httpx.AsyncClient per connection in this process, as costly per "
+                             "request as the service)")
     parser.add_argument("--server-args", default="", help="extra flags for python -m service, e.g. "
                                                           "'--max-inflight-requests 128'")
     args = parser.parse_args()
@@ -338,6 +223,7 @@ def main() -> None:
     seconds = args.seconds or (1.2 if args.quick else 8.0)
     warmup_s = 0.25 if args.quick else 1.0
     clients = sorted(int(c) for c in args.clients.split(","))
+    generator = loadgen.resolve(args.load_generator)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     # What uvicorn ("auto") will pick in the service process, which has this environment.
@@ -358,7 +244,7 @@ def main() -> None:
             (serve_dir / f"mnist{suffix}").symlink_to((model_dir / f"mnist{suffix}").resolve())
         print(f"model: {source}; torch threads {args.threads}; {os.cpu_count()} CPUs "
               f"({platform.machine()}); load average {load_before:.1f}; uvicorn with {server_loop} loop "
-              f"and {server_http} HTTP parser", flush=True)
+              f"and {server_http} HTTP parser; load generator {generator}", flush=True)
 
         raw = raw_forward(serve_dir / "mnist.json", args.threads, max(64, max_batch_size),
                           0.6 if args.quick else 4.0)
@@ -374,14 +260,16 @@ def main() -> None:
             service = Service(serve_dir, max_batch, args.threads, args.max_queue_delay_ms, server_args)
             try:
                 for n in clients:
-                    row = asyncio.run(closed_loop(args.client, service.url, body, n, seconds, warmup_s,
-                                                  service.cpu_seconds))
+                    row = loadgen.closed_loop(service.url + "/classify", body, n, seconds, warmup_s,
+                                              generator=generator, server_pid=service.proc.pid)
                     results[f"{label}_{n}"] = row
                     print(f"{label:9s} max_batch={max_batch:3d} clients={n:3d}: "
-                          f"{row['throughput_per_s']:7.1f} req/s, p50 {row['p50_ms']:.2f} ms, "
+                          f"{row['per_s']:7.1f} req/s, p50 {row['p50_ms']:.2f} ms, "
                           f"p99 {row['p99_ms']:.2f} ms, mean batch {row['mean_batch_size']:.1f}, "
                           f"errors {row['errors']}; CPU ms/request: service "
-                          f"{row['service_cpu_ms_per_request']:.2f}, clients "
+                          f"{row['server_cpu_ms_per_request']:.2f} (forward "
+                          f"{row['forward_ms_per_request']:.2f}, the rest "
+                          f"{row['stack_cpu_ms_per_request']:.2f}), {generator} "
                           f"{row['client_cpu_ms_per_request']:.2f}", flush=True)
             finally:
                 service.stop()
@@ -397,17 +285,18 @@ def main() -> None:
         "bare_forward_cpu_ms": round(raw["bare_cpu_ms"], 3),
         "bare_forward_after_idle_ms": round(raw["bare_after_idle_ms"], 3),
         "bare_path": raw["bare_path"], "bare_torchscript_ms": round(raw["torchscript_ms"], 3),
-        f"batched_{top}_per_s": round(batched["throughput_per_s"], 1),
-        f"unbatched_{top}_per_s": round(unbatched["throughput_per_s"], 1),
+        f"batched_{top}_per_s": round(batched["per_s"], 1),
+        f"unbatched_{top}_per_s": round(unbatched["per_s"], 1),
+        f"stack_cpu_ms_{top}": round(batched.get("stack_cpu_ms_per_request", float("nan")), 3),
+        f"server_cpu_ms_{top}": round(batched["server_cpu_ms_per_request"], 3),
         "single_p50_ms": round(single["p50_ms"], 3),
-        "batched_vs_ceiling": round(batched["throughput_per_s"] / raw["ceiling"], 3),
-        "batched_vs_unbatched": round(batched["throughput_per_s"]
-                                      / max(unbatched["throughput_per_s"], 1e-9), 2),
+        "batched_vs_ceiling": round(batched["per_s"] / raw["ceiling"], 3),
+        "batched_vs_unbatched": round(batched["per_s"] / max(unbatched["per_s"], 1e-9), 2),
         "single_p50_vs_bare": round(single["p50_ms"] / raw["bare_ms"], 3),
         "raw_per_batch_size": {str(b): round(v, 1) for b, v in raw["per_batch"].items()},
         "settings": {k: {m: round(v, 3) if isinstance(v, float) else v for m, v in row.items()}
                      for k, row in results.items()},
-        "client": args.client,
+        "load_generator": generator,
         "server_loop": server_loop, "server_http": server_http, "server_args": args.server_args,
         "fast_recurrence_env": os.environ.get("AFRNN_FAST_RECURRENCE", "1"),
         "torch_threads": args.threads, "max_batch_size": max_batch_size,
