@@ -19,8 +19,12 @@ transport failures.
 Server-side figures come from outside the server: its CPU time (user + system, summed over its
 process group, so that a peer's worker processes count) from ``/proc/<pid>/stat`` before and after the
 window, and, when the server is ours, its ``/metrics`` (requests answered, batch sizes and the
-forward passes' time), so that ``server_cpu_ms_per_request − forward_ms_per_request`` is the stack's
-own CPU per request.
+forward passes' wall time). Our service answers HTTP on its main thread (the event loop: parsing,
+validation, decoding, admission, encoding, metrics) and runs each batch on a model thread, so the main
+thread's CPU per request (``loop_cpu_ms_per_request``, from ``/proc/<pid>/task/<pid>/stat``) is the
+stack's own per-request cost, what the server spends beside the forward passes. (The process's CPU
+minus the forward's wall time says the same on an idle machine, and less reliably on a busy one, where
+a forward's wall time includes the time it waited for a core.)
 """
 
 import asyncio
@@ -85,6 +89,15 @@ def process_group_cpu_s(pid: int) -> float:
             if fields[2] == group:
                 total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_s(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of one thread (default: the main thread, ``tid == pid``)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _SAMPLE = re.compile(r"^(afrnn_\w+?)(?:\{([^}]*)\})? (\S+)$", re.M)
@@ -216,12 +229,13 @@ def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmup_s: f
     generator = resolve(generator)
     base = url.split("/", 3)
     base_url = "/".join(base[:3])
-    marks: dict[str, tuple[float, dict, float]] = {}
+    marks: dict[str, tuple[float, float, dict, float]] = {}
 
     def mark(name: str) -> None:
         cpu = process_group_cpu_s(server_pid) if server_pid is not None else float("nan")
+        loop_cpu = thread_cpu_s(server_pid) if server_pid is not None else float("nan")
         client_cpu = _children_cpu_s() if generator == "wrk" else time.process_time()
-        marks[name] = (cpu, service_counters(base_url), client_cpu)
+        marks[name] = (cpu, loop_cpu, service_counters(base_url), client_cpu)
 
     if generator == "wrk":
         with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
@@ -238,7 +252,7 @@ def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmup_s: f
             os.unlink(f.name)
     else:
         row = asyncio.run(_httpx(url, body, clients, seconds, warmup_s, timeout_s, mark))
-    (cpu0, m0, c0), (cpu1, m1, c1) = marks["start"], marks["stop"]
+    (cpu0, loop0, m0, c0), (cpu1, loop1, m1, c1) = marks["start"], marks["stop"]
     # per request answered in the window; the server's own count when it has one (wrk's window and
     # the /proc marks differ by the connection set-up, a few ms)
     answered = (m1["ok_requests"] - m0["ok_requests"]) if m0 and m1 else row["requests"]
@@ -248,6 +262,6 @@ def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmup_s: f
                server_cpu_ms_per_request=(cpu1 - cpu0) * 1000 / answered)
     if m0 and m1 and m1["batches"] > m0["batches"]:
         row.update(mean_batch_size=(m1["rows"] - m0["rows"]) / (m1["batches"] - m0["batches"]),
-                   forward_ms_per_request=(m1["forward_s"] - m0["forward_s"]) * 1000 / answered)
-        row["stack_cpu_ms_per_request"] = row["server_cpu_ms_per_request"] - row["forward_ms_per_request"]
+                   forward_ms_per_request=(m1["forward_s"] - m0["forward_s"]) * 1000 / answered,
+                   loop_cpu_ms_per_request=(loop1 - loop0) * 1000 / answered)
     return row

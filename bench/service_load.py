@@ -16,8 +16,8 @@ Each setting runs a real ``python -m service`` process (uvicorn) and N closed-lo
 process; ``load_generator`` records which ran. Throughput is answered requests per second; latency
 is the client's round trip. The load generator shares the CPUs with the service, as in any
 single-host load test, so the CPU time per request of both is reported (the service's from
-``/proc/<pid>/stat``), and the service's own ``/metrics`` split it into the forward passes' share
-and the rest, the stack's: ``stack_cpu_ms_64`` at 64 clients.
+``/proc/<pid>/stat``), with its event-loop thread's share, the stack's own cost: ``stack_cpu_ms_64``
+at 64 clients.
 
 Figures (the last output line is one JSON object):
 
@@ -37,9 +37,9 @@ Figures (the last output line is one JSON object):
                             httptools when installed, else asyncio and h11: ~0.15 ms CPU per request);
 * ``batched_64_per_s`` / ``unbatched_64_per_s`` — service throughput at 64 clients, batching on / off;
 * ``single_p50_ms``       — p50 round trip of one client (batching on);
-* ``stack_cpu_ms_64``     — the service's CPU per request at 64 clients minus its forward passes' time
-                            per request (from /metrics): what HTTP, validation, batching and encoding
-                            cost;
+* ``stack_cpu_ms_64``     — the CPU per request of the service's event-loop thread at 64 clients
+                            (``bench/loadgen.py``): what HTTP, validation, decoding, admission,
+                            encoding and metrics cost beside the forward passes on the model thread;
 * per setting: throughput, p50 / p99 latency, mean batch size, CPU ms per request (service, its
   forward share, load generator).
 
@@ -267,9 +267,9 @@ def main() -> None:
                           f"{row['per_s']:7.1f} req/s, p50 {row['p50_ms']:.2f} ms, "
                           f"p99 {row['p99_ms']:.2f} ms, mean batch {row['mean_batch_size']:.1f}, "
                           f"errors {row['errors']}; CPU ms/request: service "
-                          f"{row['server_cpu_ms_per_request']:.2f} (forward "
-                          f"{row['forward_ms_per_request']:.2f}, the rest "
-                          f"{row['stack_cpu_ms_per_request']:.2f}), {generator} "
+                          f"{row['server_cpu_ms_per_request']:.2f} (event loop "
+                          f"{row['loop_cpu_ms_per_request']:.2f}; forward wall "
+                          f"{row['forward_ms_per_request']:.2f}), {generator} "
                           f"{row['client_cpu_ms_per_request']:.2f}", flush=True)
             finally:
                 service.stop()
@@ -287,7 +287,7 @@ def main() -> None:
         "bare_path": raw["bare_path"], "bare_torchscript_ms": round(raw["torchscript_ms"], 3),
         f"batched_{top}_per_s": round(batched["per_s"], 1),
         f"unbatched_{top}_per_s": round(unbatched["per_s"], 1),
-        f"stack_cpu_ms_{top}": round(batched.get("stack_cpu_ms_per_request", float("nan")), 3),
+        f"stack_cpu_ms_{top}": round(batched.get("loop_cpu_ms_per_request", float("nan")), 3),
         f"server_cpu_ms_{top}": round(batched["server_cpu_ms_per_request"], 3),
         "single_p50_ms": round(single["p50_ms"], 3),
         "batched_vs_ceiling": round(batched["per_s"] / raw["ceiling"], 3),
