@@ -28,10 +28,12 @@ import os
 from collections.abc import AsyncIterator
 
 import torch
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from starlette.routing import BaseRoute
 
 from service.admission import AdmissionGate, LoadEstimate, WorkLane
 from service.api.deps import require_api_key
+from service.api.json_body import FastJSONRoute
 from service.api.routes import classify, health, metrics, models, page, pendulum, samples, stability
 from service.api.routes import stream as stream_routes
 from service.api.routes.health import readiness_report
@@ -43,7 +45,7 @@ from service.health_port import HealthServer
 from service.log_format import configure_logging
 from service.matplotlib_env import ensure_matplotlib_config_dir
 from service.metrics import ServiceMetrics
-from service.middleware import RequestGuardMiddleware, RequestMetricsMiddleware
+from service.middleware import LeanHandler, RequestGuardMiddleware, RequestMetricsMiddleware
 from service.registry import ModelRegistry
 from service.stability import StabilityReports
 from service.streaming import StreamHub
@@ -96,6 +98,18 @@ def install_admission(app: FastAPI, settings: Settings) -> None:
     metrics.work_lane_running.set_function(lambda: lane.running)
     gate = app.state.admission = AdmissionGate(settings.max_inflight_requests)
     metrics.inflight_requests.set_function(lambda: gate.inflight)       # read at scrape, not per request
+
+
+def direct_routes(*routers: APIRouter) -> dict[tuple[str, str], tuple[BaseRoute, LeanHandler]]:
+    """The routes of ``routers`` with a lean handler (``service.api.json_body``), for the guard to call
+    directly (``service.middleware``): ``(method, path)`` → (route, handler)."""
+    table = {}
+    for router in routers:
+        for route in router.routes:
+            handler = route.lean_handler() if isinstance(route, FastJSONRoute) else None
+            if handler is not None:
+                table.update({(method, route.path): (route, handler) for method in route.methods})
+    return table
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -168,6 +182,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        body_timeout_s=settings.body_timeout_s, request_timeout_s=settings.request_timeout_s,
                        gate=app.state.admission, retry_after=app.state.retry_after,
                        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-                       metrics=app.state.metrics)
+                       metrics=app.state.metrics, direct=direct_routes(classify.router))
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

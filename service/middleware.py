@@ -15,6 +15,13 @@
   reads the body ahead of the app — ``body_timeout_s`` for the whole of it, else 408 and the
   connection is closed (a stalled body, or a ``Content-Length`` larger than what is sent); a chunked
   body over the limit is 413 as soon as the bytes received pass it. The app never sees a partial body.
+
+  **Direct routes.** A request for one of ``direct`` (``(method, path)`` → the route and its lean
+  handler, ``service.api.json_body``: ``POST /classify``) is then handed to that handler here, with
+  the app's own exception handlers for what it raises, instead of passing down FastAPI's router,
+  exception middleware and per-request exit stacks: the same response, for about half of the HTTP
+  layer's CPU (docs/performance.md, "Issue 32"). A direct route must be behind the API key check above
+  (``protected``): its handler skips the route's dependencies, the key check included.
   Non-HTTP scopes (WebSocket, lifespan) pass through untouched.
 * ``RequestMetricsMiddleware`` — per request: the latency histogram and counter by route template,
   model and status, and one structured access-log line.
@@ -24,9 +31,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
-from starlette.routing import Match, Mount
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.admission import AdmissionGate, request_deadline
@@ -72,12 +83,21 @@ def protected(path: str) -> bool:
     return path == "/classify" or path.startswith(("/pendulum/", "/models", "/samples/"))
 
 
+LeanHandler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
 class RequestGuardMiddleware:
-    """Liveness fast path, auth, body size, admission, deadline and body read timeout (see above)."""
+    """Liveness fast path, auth, body size, admission, deadline, body read timeout and the direct
+    routes (see above)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float, request_timeout_s: float,
                  gate: AdmissionGate, retry_after: Callable[[], int], api_key: str | None = None,
-                 metrics: ServiceMetrics | None = None):
+                 metrics: ServiceMetrics | None = None,
+                 direct: Mapping[tuple[str, str], tuple[BaseRoute, LeanHandler]] | None = None):
+        unguarded = [path for _, path in (direct or {}) if not protected(path)]
+        if unguarded:
+            raise ValueError(f"direct routes must be behind the API key check (protected): {unguarded}")
+        self.direct = dict(direct or {})
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
@@ -154,11 +174,34 @@ class RequestGuardMiddleware:
                     return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
                 return await receive()
 
-            await self.app(scope, replay, send)
+            direct = self.direct.get((method, path)) if chunks is not None else None
+            if direct is None:
+                await self.app(scope, replay, send)
+            else:
+                await self._run_direct(*direct, scope, replay, send)
         finally:
             request_deadline.reset(token)
             if route is not None:
                 self.gate.leave()
+
+    @staticmethod
+    async def _run_direct(route: BaseRoute, handler: LeanHandler, scope: Scope, receive: Receive,
+                          send: Send) -> None:
+        """``handler``'s response, or that of the app's exception handler for what it raised (looked up
+        as Starlette does: an HTTP exception's status code, then the exception's classes in MRO order;
+        none → raised on, to the server-error middleware)."""
+        scope["route"] = route
+        request = Request(scope, receive, send)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            handlers = scope["app"].exception_handlers
+            handle = handlers.get(exc.status_code) if isinstance(exc, HTTPException) else None
+            handle = handle or next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+            if handle is None:
+                raise
+            response = await handle(request, exc)
+        await response(scope, receive, send)
 
     async def _read_body(self, receive: Receive, send: Send, limit: int) -> list[bytes] | None | bool:
         """The body's chunks; None when the client disconnected; False after a 413 was sent."""
