@@ -25,6 +25,8 @@ thread's CPU per request (``loop_cpu_ms_per_request``, from ``/proc/<pid>/task/<
 stack's own per-request cost, what the server spends beside the forward passes. (The process's CPU
 minus the forward's wall time says the same on an idle machine, and less reliably on a busy one, where
 a forward's wall time includes the time it waited for a core.)
+
+    python bench/loadgen.py http://127.0.0.1:8000/classify --body-file body.json --clients 64 --seconds 4
 """
 
 import asyncio
@@ -265,3 +267,23 @@ def closed_loop(url: str, body: bytes, clients: int, seconds: float, warmup_s: f
                    forward_ms_per_request=(m1["forward_s"] - m0["forward_s"]) * 1000 / answered,
                    loop_cpu_ms_per_request=(loop1 - loop0) * 1000 / answered)
     return row
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="One closed-loop load run; prints its figures as JSON.")
+    parser.add_argument("url", help="the route's full URL, e.g. http://127.0.0.1:8000/classify")
+    parser.add_argument("--body-file", type=Path, required=True, help="the JSON body every request posts")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--warmup-s", type=float, default=1.0)
+    parser.add_argument("--generator", choices=GENERATORS, default="auto")
+    parser.add_argument("--server-pid", type=int, help="the server's pid, for its CPU per request")
+    args = parser.parse_args()
+    print(json.dumps(closed_loop(args.url, args.body_file.read_bytes(), args.clients, args.seconds,
+                                 args.warmup_s, generator=args.generator, server_pid=args.server_pid)))
+
+
+if __name__ == "__main__":
+    main()
