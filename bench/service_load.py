@@ -70,6 +70,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -106,6 +107,17 @@ def export_paper_mnist(out_dir: Path) -> Path:
                                   command="bench/service_load.py"),
         dataset_hash="none", code_version="bench", torch_version=torch.__version__))
     return out_dir / "mnist.json"
+
+
+def images_per_s(forward: Callable, x: torch.Tensor, seconds: float) -> float:
+    """Rows per second of ``forward(x)`` back to back for ``seconds`` (at least 3 calls), after one
+    unmeasured call."""
+    forward(x)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or count < 3:
+        forward(x)
+        count += 1
+    return x.shape[0] * count / (time.perf_counter() - start)
 
 
 def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: float) -> dict:
@@ -150,12 +162,7 @@ def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: floa
                 if forward is None:
                     continue
                 forward(x)
-                forward(x)
-                count, start = 0, time.perf_counter()
-                while time.perf_counter() - start < seconds / 4 or count < 3:
-                    forward(x)
-                    count += 1
-                rate = batch * count / (time.perf_counter() - start)
+                rate = images_per_s(forward, x, seconds / 4)
                 if name == "torchscript":
                     torchscript_per_batch[batch] = rate
                 per_batch[batch] = max(per_batch.get(batch, 0.0), rate)
@@ -170,12 +177,7 @@ def raw_forward(manifest_path: Path, threads: int, max_batch: int, seconds: floa
                 for _ in range(max(1, (os.cpu_count() or 2) - threads))]
         try:
             time.sleep(0.3)
-            forward(x)
-            count, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds / 2 or count < 3:
-                forward(x)
-                count += 1
-            busy_ceiling = best * count / (time.perf_counter() - start)
+            busy_ceiling = images_per_s(forward, x, seconds / 2)
         finally:
             for hog in hogs:
                 hog.kill()
