@@ -182,6 +182,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        body_timeout_s=settings.body_timeout_s, request_timeout_s=settings.request_timeout_s,
                        gate=app.state.admission, retry_after=app.state.retry_after,
                        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-                       metrics=app.state.metrics, direct=direct_routes(classify.router))
+                       metrics=app.state.metrics, direct=direct_routes(classify.router, pendulum.router))
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

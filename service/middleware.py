@@ -17,11 +17,12 @@
   body over the limit is 413 as soon as the bytes received pass it. The app never sees a partial body.
 
   **Direct routes.** A request for one of ``direct`` (``(method, path)`` → the route and its lean
-  handler, ``service.api.json_body``: ``POST /classify``) is then handed to that handler here, with
-  the app's own exception handlers for what it raises, instead of passing down FastAPI's router,
-  exception middleware and per-request exit stacks: the same response, for about half of the HTTP
-  layer's CPU (docs/performance.md, "Issue 32"). A direct route must be behind the API key check above
-  (``protected``): its handler skips the route's dependencies, the key check included.
+  handler, ``service.api.json_body``: ``POST /classify`` and ``POST /pendulum/predict``) is then
+  handed to that handler here, with the app's own exception handlers for what it raises, instead of
+  passing down FastAPI's router, exception middleware and per-request exit stacks: the same
+  response, for about half of the HTTP layer's CPU (docs/performance.md, "Issue 32"). A direct route
+  must be behind the API key check above (``protected``): its handler skips the route's dependencies,
+  the key check included.
   Non-HTTP scopes (WebSocket, lifespan) pass through untouched.
 * ``RequestMetricsMiddleware`` — per request: the latency histogram and counter by route template,
   model and status, and one structured access-log line.

@@ -1,13 +1,18 @@
-"""``POST /pendulum/predict``: double-pendulum rollouts with dynamic batching."""
+"""``POST /pendulum/predict``: double-pendulum rollouts with dynamic batching.
+
+Like ``POST /classify``, the handler has the lean form (``service.api.json_body``): it reads the
+registry and settings from the request instead of through dependencies and returns the response
+already serialised, so the guard middleware calls it directly.
+"""
 
 import time
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from afrnn_schemas import ERROR_RESPONSES, PendulumRequest, PendulumResponse
 from service.admission import check_deadline, request_deadline
-from service.api.deps import RegistryDep, SettingsDep
+from service.api.deps import registry_of, settings_of
 from service.api.json_body import FastJSONRoute
 from service.api.submit import run_heavy, submit
 from service.errors import InputError
@@ -17,10 +22,10 @@ router = APIRouter(prefix="/pendulum", tags=["inference"], route_class=FastJSONR
 
 
 @router.post("/predict", response_model=PendulumResponse, responses=ERROR_RESPONSES)
-async def predict(body: PendulumRequest, request: Request, registry: RegistryDep,
-                  settings: SettingsDep) -> PendulumResponse:
+async def predict(body: PendulumRequest, request: Request) -> Response:
     """Predict the double pendulum's states at dt, 2 dt, …, steps·dt from its initial state(s)."""
     started = time.perf_counter()
+    registry, settings = registry_of(request), settings_of(request)
     entry = registry.resolve(body.model, "states", default="pendulum")
     request.state.model = entry.name
     api = entry.api
@@ -46,11 +51,12 @@ async def predict(body: PendulumRequest, request: Request, registry: RegistryDep
                                        work=len(x0) * steps)
     else:
         trajectories = api.encode(result.value, np.asarray(x0), body.units, False)
-    return PendulumResponse(
+    response = PendulumResponse(
         model=entry.name, version=entry.manifest.version, units=body.units, mse_units=f"{body.units}²",
         dt=api.dt, times=api.times(steps), trained_steps=api.trained_steps,
         extrapolated=steps > api.trained_steps, trajectories=trajectories,
         latency_ms=(time.perf_counter() - started) * 1000)
+    return Response(response.model_dump_json(), media_type="application/json")
 
 
 def _encode_with_reference(api, predicted: np.ndarray, x0: np.ndarray, units: str, deadline: float | None
