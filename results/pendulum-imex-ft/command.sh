@@ -5,3 +5,7 @@ afrnn-train --task pendulum --model afrnn --name pendulum-imex-ft --init-from ch
   --init-std 1 --lr 7e-4 --lr-schedule cosine --grad-clip 5 --batch-size 64 --epochs 85 --val-size 1000 \
   --standardize --loss-weights 0.36 0.85 3.66 6.66 --pendulum-input initial-every-step --max-minutes 138 \
   --checkpoint-minutes 5 --threads 1 --log-every 200 --no-progress --out-dir results/pendulum-imex-ft "$@"
+# As run (session 13): started with the command above at 21:23, resumed twice to fit the session, each
+# time right after a 5-minute state save: `bash command.sh --resume --epochs 70` (at epoch 10) and
+# `bash command.sh --resume --epochs 52` (at epoch 17); the cosine schedule follows the last --epochs.
+# --init-from checkpoints/pendulum.json was then the model of results/pendulum-imex (the same weights).
