@@ -115,8 +115,6 @@ class ClassifierAPI:
     def decode(self, images: Sequence[Any], scale: float | None,
                locs: Sequence[Sequence[str | int]]) -> np.ndarray:
         """Images → normalised (n, T, C) float32; ``locs[i]`` names image i in ``InputError``s."""
-        if len(images) == 1:
-            return self.decode_image(images[0], scale, locs[0])[None]
         out = np.empty((len(images), self.steps, self.channels), dtype=np.float32)
         for i, (image, loc) in enumerate(zip(images, locs, strict=True)):
             out[i] = self.decode_image(image, scale, loc)
@@ -131,9 +129,7 @@ class ClassifierAPI:
                 raise InputError(("scale",), "scale is required with pixel arrays: 255 when the values "
                                              "are 0–255, 1 when they are 0–1")
             unit = self._decode_array(image, float(scale), loc)
-        unit -= self.mean                       # in place: unit is this request's own float32 array
-        unit /= self.std
-        return unit
+        return ((unit - self.mean) / self.std).astype(np.float32, copy=False)
 
     def _decode_array(self, image: Any, scale: float, loc: Sequence[str | int]) -> np.ndarray:
         try:
@@ -151,26 +147,18 @@ class ClassifierAPI:
                                   f"{self.manifest.name!r}; accepted shapes: {self._shapes_text()}")
         # checked as sent (float64): 1e308 is out of range, not the float32 "inf" it would become
         arr = arr.reshape(self.steps, self.channels)
-        low, high = self.value_range[0] * scale, self.value_range[1] * scale
-        if not (low <= arr.min() and arr.max() <= high):      # NaN fails both comparisons
-            self._reject_values(arr, low, high, scale, loc)
-        unit = arr.astype(np.float32)
-        unit /= np.float32(scale)
-        return unit
-
-    @staticmethod
-    def _reject_values(arr: np.ndarray, low: float, high: float, scale: float,
-                       loc: Sequence[str | int]) -> None:
-        """The ``InputError`` of the first non-finite value, else of the first value out of range."""
-        flat = arr.ravel()
-        bad = ~np.isfinite(flat)
+        bad = ~np.isfinite(arr)
         if bad.any():
-            index = int(np.flatnonzero(bad)[0])
-            raise InputError(loc, f"pixel values must be finite numbers; found {flat[index]} at flat "
+            index = int(np.flatnonzero(bad.ravel())[0])
+            raise InputError(loc, f"pixel values must be finite numbers; found {arr.ravel()[index]} at flat "
                                   f"index {index}")
-        index = int(np.flatnonzero((flat < low) | (flat > high))[0])
-        raise InputError(loc, f"pixel values must lie in [{low:g}, {high:g}] for scale {scale:g}; "
-                              f"found {flat[index]:g} at flat index {index}")
+        low, high = self.value_range[0] * scale, self.value_range[1] * scale
+        out_of_range = (arr < low) | (arr > high)
+        if out_of_range.any():
+            index = int(np.flatnonzero(out_of_range.ravel())[0])
+            raise InputError(loc, f"pixel values must lie in [{low:g}, {high:g}] for scale {scale:g}; "
+                                  f"found {arr.ravel()[index]:g} at flat index {index}")
+        return arr.astype(np.float32) / np.float32(scale)
 
     def _decode_png(self, text: str, loc: Sequence[str | int]) -> np.ndarray:
         payload = text
