@@ -32,7 +32,6 @@ a forward's wall time includes the time it waited for a core.)
 import asyncio
 import json
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 GENERATORS = ("auto", "wrk", "httpx")
 
@@ -102,30 +102,33 @@ def thread_cpu_s(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-_SAMPLE = re.compile(r"^(afrnn_\w+?)(?:\{([^}]*)\})? (\S+)$", re.M)
+# the sample of /metrics that feeds each counter, and a filter on its labels
+_COUNTERS = {
+    "afrnn_http_requests_total": ("ok_requests", lambda labels: labels.get("status") == "200"
+                                  and labels.get("method") == "POST"),
+    "afrnn_batch_size_count": ("batches", None),
+    "afrnn_batch_size_sum": ("rows", None),
+    "afrnn_inference_seconds_sum": ("forward_s", None),
+    "afrnn_inflight_requests": ("inflight", None),
+}
 
 
 def service_counters(url: str) -> dict[str, float]:
-    """Our service's cumulative counters from ``/metrics``: answered /classify and /predict requests
-    (status 200), forward passes, rows and forward seconds; ``{}`` for a server without them."""
+    """Our service's cumulative counters from ``/metrics``: answered POST requests (status 200),
+    forward passes, rows, forward seconds and requests in flight; ``{}`` for a server without them."""
     try:
-        text = httpx.get(url + "/metrics", timeout=10).text
+        response = httpx.get(url + "/metrics", timeout=10)
     except httpx.HTTPError:
         return {}
-    out = {"ok_requests": 0.0, "batches": 0.0, "rows": 0.0, "forward_s": 0.0, "inflight": 0.0}
-    for name, labels, value in _SAMPLE.findall(text):
-        labels = labels or ""
-        if name == "afrnn_http_requests_total" and 'status="200"' in labels and 'method="POST"' in labels:
-            out["ok_requests"] += float(value)
-        elif name == "afrnn_batch_size_count":
-            out["batches"] += float(value)
-        elif name == "afrnn_batch_size_sum":
-            out["rows"] += float(value)
-        elif name == "afrnn_inference_seconds_sum":
-            out["forward_s"] += float(value)
-        elif name == "afrnn_inflight_requests":
-            out["inflight"] += float(value)
-    return out if "afrnn_http_requests_total" in text else {}
+    if response.status_code != 200 or "afrnn_http_requests_total" not in response.text:
+        return {}
+    out = {key: 0.0 for key, _ in _COUNTERS.values()}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            key, keep = _COUNTERS.get(sample.name, (None, None))
+            if key is not None and (keep is None or keep(sample.labels)):
+                out[key] += sample.value
+    return out
 
 
 def wrk_seconds(seconds: float) -> int:
