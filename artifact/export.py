@@ -7,6 +7,11 @@ here, as another ``Artifact.format``, without touching the service, which only c
 
 A TorchScript file is code, so ``load_exported`` checks the file's SHA-256 against the manifest
 *before* ``torch.jit.load`` and refuses a mismatch.
+
+An exported model's weights are fixed: ``load_exported`` lets the module compute what depends on them
+alone (its coupling B and step coupling B̃) once (``fix_weights``, ``model.afrnn``) rather than at
+every call. To train from an artifact,
+load its ``state_dict`` into a freshly built model (``--init-from``), not the loaded module.
 """
 
 import copy
@@ -83,7 +88,11 @@ def read_manifest(path: Path | str) -> Manifest:
 
 def load_exported(manifest_path: Path | str, map_location: str | torch.device = "cpu"
                   ) -> tuple[torch.jit.ScriptModule, Manifest]:
-    """Load the artifact of a manifest after checking its SHA-256; raises ``ArtifactIntegrityError``."""
+    """Load the artifact of a manifest after checking its SHA-256; raises ``ArtifactIntegrityError``.
+
+    The module is in eval mode and, where its artifact exports ``fix_weights`` (AFRNN-family
+    models exported since it exists; ``python -m training.reexport`` adds it to older ones), holds its
+    coupling B and step coupling B̃: for the IMEX step, a D × D solve saved at every forward pass."""
     manifest_path = Path(manifest_path)
     manifest = read_manifest(manifest_path)
     artifact_path = manifest_path.parent / manifest.artifact.file
@@ -97,4 +106,7 @@ def load_exported(manifest_path: Path | str, map_location: str | torch.device = 
             f"{manifest.artifact.sha256}; refusing to load (a TorchScript file is code)")
     module = torch.jit.load(io.BytesIO(data), map_location=map_location)
     module.eval()
+    if hasattr(module, "fix_weights"):
+        with torch.no_grad():           # not inference_mode: the stability analysis differentiates the step
+            module.fix_weights()
     return module, manifest

@@ -223,6 +223,10 @@ class AFRNN(nn.Module):
     readouts are (N, output_size) at the last step or (N, T, output_size) at every step.
     """
 
+    # Held by ``fix_weights`` for weights that no longer change (serving); None: computed per call.
+    fixed_coupling_matrix: Optional[Tensor]
+    fixed_step_coupling: Optional[Tensor]
+
     def __init__(self, config: AFRNNConfig):
         super().__init__()
         self.config = config
@@ -247,6 +251,8 @@ class AFRNN(nn.Module):
         # many times, which the fused node's in-place sweep refuses); the trainer sets its --recurrence.
         # Not part of the architecture: exported models run ``euler_recurrence`` in fp32.
         self.training_path: str = "autograd"
+        self.fixed_coupling_matrix = None
+        self.fixed_step_coupling = None
         # Theorem 3's condition: every coupled pair is (W, −Wᵀ), so A is antisymmetric. (The 2-ARNN
         # does not meet it; its continuous system is still stable because B is block triangular, which
         # the stability report states separately.)
@@ -263,7 +269,11 @@ class AFRNN(nn.Module):
     # -- the pieces of the step, exported for the stability analysis --------------------------
     @torch.jit.export
     def coupling_matrix(self) -> Tensor:
-        """B = s·A − γ I, shape (D, D) (s = 1 unless ``step_bound`` is set, see ``coupling_scale``)."""
+        """B = s·A − γ I, shape (D, D) (s = 1 unless ``step_bound`` is set, see ``coupling_scale``); the
+        one held by ``fix_weights``, if any."""
+        fixed = self.fixed_coupling_matrix
+        if fixed is not None:
+            return fixed
         A = self.coupling_blocks()
         A = A * self.coupling_scale(A)
         return A - self.damping_coefficient(A) * torch.eye(self.state_size, dtype=A.dtype, device=A.device)
@@ -272,11 +282,27 @@ class AFRNN(nn.Module):
     def step_coupling(self) -> Tensor:
         """B̃, the matrix the recurrence multiplies its state by, (D, D): B for the explicit-Euler step;
         for ``discretisation="imex"``, B̃ = (I − ε/2·B)⁻¹ B, the coupling of the same step in the
-        coordinates w = (I − ε/2·B) z (module docstring)."""
+        coordinates w = (I − ε/2·B) z (module docstring). The one held by ``fix_weights``, if any."""
+        fixed = self.fixed_step_coupling
+        if fixed is not None:
+            return fixed
         B = self.coupling_matrix()
         if not self.imex:
             return B
         return torch.linalg.solve(self._implicit_matrix(B), B)
+
+    @torch.jit.export
+    def fix_weights(self) -> None:
+        """For weights that will not change again (a served model): compute B (``coupling_matrix``)
+        and B̃ (``step_coupling``) once, here, and return them from now on. Otherwise ``forward``,
+        ``readout``, ``initial_state``, ``advance`` and the analysis methods rebuild B from the weights
+        at every call and, for ``imex``, solve (I − ε/2·B) B̃ = B, a D × D solve, O(D³), which costs
+        more than the whole recurrence of a short sequence. Every method answers bit for bit as
+        before. Call it again after changing the weights. Training never calls it."""
+        self.fixed_coupling_matrix = None
+        self.fixed_step_coupling = None
+        self.fixed_coupling_matrix = self.coupling_matrix().detach()
+        self.fixed_step_coupling = self.step_coupling().detach()
 
     def _implicit_matrix(self, B: Tensor) -> Tensor:
         """I − ε/2·B, the matrix of the trapezoidal rule's implicit half (P = its inverse)."""

@@ -9,7 +9,10 @@ Lifespan:
 * start-up — logging and torch threads are configured, the manifests are discovered, and the models
   are loaded, checksum-verified and warmed up (``service.registry``) in the background:
   ``/health/live`` answers at once and ``/health/ready`` turns 200 when loading is done (under the
-  default ``readiness_policy`` "all", never while a model failed to load).
+  default ``readiness_policy`` "all", never while a model failed to load). Then the start-up heap
+  (torch, the models, the app: about 220 000 tracked objects) is moved out of the garbage collector's
+  reach (``gc.freeze``): otherwise every full collection scans it, and blocks the event loop for
+  hundreds of milliseconds under load (docs/performance.md, "Issue 32").
 * shutdown — uvicorn stops accepting connections on SIGTERM/SIGINT and waits for in-flight requests;
   then every batcher refuses new work, drains its queue and stops, and the app logs
   "shutdown complete".
@@ -23,6 +26,7 @@ policy if it must be private).
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -112,6 +116,13 @@ def direct_routes(*routers: APIRouter) -> dict[tuple[str, str], tuple[BaseRoute,
     return table
 
 
+async def load_then_freeze(registry: ModelRegistry) -> None:
+    """Load every model, then freeze the heap built so far: what start-up allocated lives as long as the
+    process, so the cyclic collector need never scan it again."""
+    await registry.load_all()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -134,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 body = readiness_report(registry, settings.readiness_policy, app.state.draining)
                 return (200 if body.reason is None else 503), body.model_dump(mode="json")
             health_server = HealthServer(settings.host, settings.health_port, probe_readiness).start()
-        loader = asyncio.create_task(registry.load_all(), name="load-models")
+        loader = asyncio.create_task(load_then_freeze(registry), name="load-models")
         try:
             yield
         finally:
@@ -152,8 +163,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("shutdown complete")
 
     # docs_url/redoc_url None: FastAPI's pages load from a CDN; service.docs serves them offline.
+    # telemetry off: the service's metrics are Prometheus (/metrics), and FastAPI's OpenTelemetry
+    # bridge, which needs an SDK the service does not ship, would look up the global providers on
+    # every request.
     app = FastAPI(title="AFRNN serving", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     install_offline_docs(app)
     app.state.settings = settings
     app.state.draining = False        # set at SIGTERM (service.connections.Server) and at shutdown

@@ -6,9 +6,10 @@ Start-up (LitServe's ``setup`` step, run from the app's lifespan):
    does not parse, or repeats a name, becomes an *unavailable* entry with the reason.
 2. ``load_all`` loads each model in a worker thread with ``artifact.export.load_exported``, which checks
    the artifact's SHA-256 against the manifest BEFORE ``torch.jit.load`` (a TorchScript file is code:
-   a file that fails the check is never loaded). The module goes to the device, its task API is built
-   from the manifest (``service.tasks``), and it is warmed up with real-shaped batches. Then its
-   ``DynamicBatcher`` starts and the entry turns *ready*.
+   a file that fails the check is never loaded), and has the module compute what depends on its weights
+   alone once (``fix_weights``). The module goes to the device, its task API is built from the manifest
+   (``service.tasks``), and it is warmed up with real-shaped batches. Then its ``DynamicBatcher``
+   starts and the entry turns *ready*.
 3. A model that fails any step is *unavailable*, with the reason; the others are still served (and under
    the default ``readiness_policy`` "all" the service does not turn ready).
 

@@ -3,9 +3,10 @@
     python -m training.reexport checkpoints/*.json
 
 An artifact holds its code as well as its weights: checkpoints exported before a method was added to
-the model (``advance``, used by streams) lack it. This rebuilds each module from its manifest's
+the model lack it (``advance``, used by streams; ``fix_weights``, with which an AFRNN computes its step
+coupling once instead of at every forward pass). This rebuilds each module from its manifest's
 architecture config, loads the artifact's own state dict into it (strict: same keys and shapes),
-checks that the rebuilt model answers as the old artifact does, exports it with
+checks that the rebuilt model, scripted, answers as the old artifact does (bit for bit), exports it with
 ``artifact.export.export_torchscript`` (new SHA-256 and size in the manifest, every other manifest
 field unchanged, byte for byte) and checks the new artifact: identical state dict, identical outputs.
 """
@@ -21,6 +22,10 @@ from artifact.export import export_torchscript, load_exported
 from artifact.manifest import Manifest
 from model import AFRNNConfig, LSTMConfig, build_model
 
+# Methods added to the models after their first exports: an artifact whose model class has one of them
+# and that lacks it is re-exported.
+ADDED_METHODS = ("advance", "fix_weights")
+
 
 def rebuild(module: torch.jit.ScriptModule, manifest: Manifest) -> torch.nn.Module:
     """The eager model of the manifest's architecture with the artifact's weights."""
@@ -29,6 +34,11 @@ def rebuild(module: torch.jit.ScriptModule, manifest: Manifest) -> torch.nn.Modu
     model = build_model(config)
     model.load_state_dict(module.state_dict(), strict=True)
     return model.eval()
+
+
+def missing_methods(artifact: torch.jit.ScriptModule, model: torch.nn.Module) -> list[str]:
+    """The methods of ``ADDED_METHODS`` that ``model``'s class has and the ``artifact`` lacks."""
+    return [name for name in ADDED_METHODS if hasattr(model, name) and not hasattr(artifact, name)]
 
 
 def _outputs(module, manifest: Manifest) -> torch.Tensor:
@@ -40,12 +50,15 @@ def _outputs(module, manifest: Manifest) -> torch.Tensor:
 
 def reexport(manifest_path: Path) -> Manifest:
     old, manifest = load_exported(manifest_path)
-    if hasattr(old, "advance"):
-        print(f"{manifest_path}: already exports advance; left as it is")
-        return manifest
     model = rebuild(old, manifest)
+    missing = missing_methods(old, model)
+    if not missing:
+        print(f"{manifest_path}: already exports {', '.join(ADDED_METHODS)} where its model has them; "
+              f"left as it is")
+        return manifest
     expected = _outputs(old, manifest)
-    if not torch.equal(_outputs(model, manifest), expected):
+    # scripted, as it will be exported (eager and TorchScript may round differently in the last bit)
+    if not torch.equal(_outputs(torch.jit.script(model), manifest), expected):
         raise SystemExit(f"{manifest_path}: the rebuilt model does not answer as the artifact does")
     original = json.loads(manifest_path.read_text())
     fields = manifest.model_dump(mode="json", exclude={"artifact"})
@@ -58,10 +71,10 @@ def reexport(manifest_path: Path) -> Manifest:
     if old_state.keys() != new_state.keys() or not all(torch.equal(old_state[k], new_state[k])
                                                        for k in old_state):
         raise SystemExit(f"{manifest_path}: the re-exported weights differ")
-    if not torch.equal(_outputs(new, manifest), expected) or not hasattr(new, "advance"):
+    if not torch.equal(_outputs(new, manifest), expected) or missing_methods(new, model):
         raise SystemExit(f"{manifest_path}: the re-exported artifact does not answer as the old one")
-    print(f"{manifest_path}: re-exported, weights identical; sha256 {manifest.artifact.sha256[:12]} → "
-          f"{new_manifest.artifact.sha256[:12]}")
+    print(f"{manifest_path}: re-exported for {', '.join(missing)}, weights identical; sha256 "
+          f"{manifest.artifact.sha256[:12]} → {new_manifest.artifact.sha256[:12]}")
     return new_manifest
 
 

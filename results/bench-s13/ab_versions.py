@@ -1,7 +1,8 @@
 """A/B of two checkouts of this repository's service (issue 32): each round starts ``python -m service``
 from checkout A, then from B (one at a time, MNIST only, max batch 32 by default), and drives each with
 ``bench/loadgen.py`` (wrk) at the given concurrencies. Prints one line per run and, last, a JSON object
-with the medians per checkout.
+with the medians per checkout. ``--route pendulum`` (session 14) serves the shipped pendulum model
+instead and posts one initial state to ``/pendulum/predict`` (its trained horizon, 29 steps).
 
     python results/bench-s13/ab_versions.py /tmp/base . --rounds 3 --seconds 4 --clients 1,64
 """
@@ -50,32 +51,40 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--clients", default="1,64")
     parser.add_argument("--server-args", default="")
+    parser.add_argument("--route", choices=("classify", "pendulum"), default="classify")
     args = parser.parse_args()
-    body = json.dumps({"model": "mnist", "scale": 255,
-                       "pixels": np.random.default_rng(0).integers(0, 256, 784).tolist()}).encode()
+    if args.route == "classify":
+        model, path = "mnist", "/classify"
+        body = json.dumps({"model": "mnist", "scale": 255,
+                           "pixels": np.random.default_rng(0).integers(0, 256, 784).tolist()}).encode()
+    else:
+        model, path = "pendulum", "/pendulum/predict"
+        body = json.dumps({"model": "pendulum", "units": "degrees", "initial_state": {
+            "theta1": 30, "theta2": -10, "omega1": 0, "omega2": 5}}).encode()
     rows: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for suffix in (".json", ".pt"):
-            (Path(tmp) / f"mnist{suffix}").symlink_to((HERE.parents[2] / "checkpoints" / f"mnist{suffix}").resolve())
+            (Path(tmp) / f"{model}{suffix}").symlink_to((HERE.parents[2] / "checkpoints" / f"{model}{suffix}").resolve())
         for _ in range(args.rounds):
             for label, root in (("A", args.a), ("B", args.b)):
                 proc, url = serve(root.resolve(), Path(tmp), args.server_args.split())
                 try:
                     for c in (int(x) for x in args.clients.split(",")):
-                        row = loadgen.closed_loop(url + "/classify", body, c, args.seconds, 1.0,
+                        row = loadgen.closed_loop(url + path, body, c, args.seconds, 1.0,
                                                   server_pid=proc.pid)
                         rows.setdefault(f"{label}_c{c}", []).append(row)
-                        print(f"{label} c={c}: {row['per_s']:.1f} req/s, p50 {row['p50_ms']:.2f} ms, server "
-                              f"{row['server_cpu_ms_per_request']:.3f} ms CPU/req, event loop "
+                        print(f"{label} c={c}: {row['per_s']:.1f} req/s, p50 {row['p50_ms']:.2f} ms, p99 "
+                              f"{row['p99_ms']:.2f} ms, server {row['server_cpu_ms_per_request']:.3f} ms CPU/req, event loop "
                               f"{row['loop_cpu_ms_per_request']:.3f}, batch {row['mean_batch_size']:.1f}",
                               flush=True)
                 finally:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait(30)
     summary = {key: {m: round(statistics.median(r[m] for r in runs), 3)
-                     for m in ("per_s", "p50_ms", "server_cpu_ms_per_request", "loop_cpu_ms_per_request")}
+                     for m in ("per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request",
+                               "loop_cpu_ms_per_request")}
                for key, runs in rows.items()}
-    summary.update(a=str(args.a), b=str(args.b), cpu=loadgen.__name__ and open("/proc/cpuinfo").read().split(
+    summary.update(a=str(args.a), b=str(args.b), route=path, cpu=loadgen.__name__ and open("/proc/cpuinfo").read().split(
         "model name\t: ", 1)[1].split("\n", 1)[0], load_average=os.getloadavg()[0])
     print(json.dumps(summary))
 

@@ -190,6 +190,44 @@ def test_torchscript_roundtrip_matches_eager(task, variant):
     assert loaded.variant == variant and loaded.state_size == model.state_size
 
 
+@pytest.mark.parametrize("discretisation", ["euler", "imex"])
+def test_fixed_weights_answer_as_the_weights_do_until_they_change(discretisation):
+    """``fix_weights`` holds B and B̃ for a served model: every method answers as before, bit for bit,
+    in the exported module too; the initial state is still a new tensor per call;
+    the state Jacobian still flows (the stability report); after a weight change the held B̃ is stale
+    until fixed again."""
+    torch.manual_seed(0)
+    model = AFRNN(AFRNNConfig(input_size=4, layer_sizes=(6, 5), output_size=4, epsilon=0.5,
+                              initial_state=1.0, discretisation=discretisation)).eval()
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buf)
+    buf.seek(0)
+    loaded = torch.jit.load(buf)
+    x, z = torch.randn(3, 9, 4), torch.randn(3, 11)
+    for module in (model, loaded):
+        with torch.no_grad():
+            before = (module(x, None, True), module.readout(z), module.advance(z, x), module.step_coupling(),
+                      module.coupling_matrix(), module.initial_state(3))
+            module.fix_weights()
+            after = (module(x, None, True), module.readout(z), module.advance(z, x), module.step_coupling(),
+                     module.coupling_matrix(), module.initial_state(3))
+            module.initial_state(3).add_(1.0)                 # a caller's in-place update stays its own
+            assert torch.equal(module.initial_state(3), before[-1])
+        assert module.fixed_step_coupling is not None and module.fixed_coupling_matrix is not None
+        assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
+        z_in = z.clone().requires_grad_(True)
+        module.step(z_in, torch.zeros(3, 11)).sum().backward()
+        assert z_in.grad is not None and torch.isfinite(z_in.grad).all()
+    held = model.fixed_step_coupling
+    with torch.no_grad():
+        model.layers[0].weight_rec.mul_(2.0)
+        assert model.step_coupling() is held                  # stale until fixed again
+        model.fix_weights()
+        refixed = model.step_coupling()
+        model.fixed_coupling_matrix = model.fixed_step_coupling = None    # from the weights again
+        assert torch.equal(refixed, model.step_coupling()) and not torch.equal(refixed, held)
+
+
 def test_sequential_scheme_scripts_too():
     model = AFRNN(AFRNNConfig(input_size=1, layer_sizes=(5, 4, 3), output_size=2, update="sequential"))
     loaded = torch.jit.script(model)

@@ -238,7 +238,7 @@ def test_concurrent_heavy_requests_are_queued_or_refused_never_500(tight_service
         if r.status_code == 503:
             detail = r.json()["detail"]         # a full queue, or a wait longer than the time left
             assert int(r.headers["retry-after"]) >= 1
-            assert "jobs queued (the limit is" in detail or "is busy: a job now would finish" in detail
+            assert "jobs queued (the limit is" in detail or "job would finish in about" in detail
     lane = httpx.get(tight_service.url + "/metrics").text
     assert "afrnn_work_lane_queue_depth 0.0" in lane
 

@@ -1,12 +1,17 @@
-"""Start-up and shutdown of the process: background loading (live before ready), graceful drain on
-SIGTERM with "shutdown complete" in a JSON-lines log."""
+"""Start-up and shutdown of the process: background loading (live before ready), the start-up heap
+frozen once loaded, graceful drain on SIGTERM with "shutdown complete" in a JSON-lines log."""
 
 import asyncio
+import gc
 import json
+import logging
 import signal
 import time
 
 import httpx
+
+from service.app import create_app
+from service.config import Settings
 
 MNIST_ZERO = {"model": "mnist", "pixels": [0] * 784, "scale": 255}
 
@@ -56,3 +61,34 @@ def test_sigterm_drains_in_flight_requests_then_logs_shutdown_complete(tmp_path,
     assert messages.index("shutdown complete") > max(
         i for i, entry in enumerate(lines) if entry.get("logger") == "service.access")
     assert all({"ts", "level", "logger", "msg"} <= set(entry) for entry in lines)
+
+
+def test_start_up_heap_leaves_the_garbage_collector_once_the_models_are_loaded(tmp_path, export_model):
+    """In process, through the app's own lifespan: nothing is frozen while models load; once every model
+    is ready, the objects tracked at start-up (torch, the modules, the app) are frozen, so that full
+    collections no longer scan them. The loaded module holds its step coupling (computed once)."""
+    export_model(tmp_path, "mnist")
+    app = create_app(Settings(model_dir=tmp_path, log_level="warning"))
+    handlers = logging.getLogger().handlers[:]
+
+    async def run() -> tuple[int, int, dict[str, str], bool]:
+        async with app.router.lifespan_context(app):
+            registry = app.state.registry
+            frozen_while_loading = gc.get_freeze_count()
+            deadline = time.monotonic() + 60
+            while gc.get_freeze_count() == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            fixed = registry.models["mnist"].module.fixed_step_coupling is not None
+            states = {n: e.state for n, e in registry.models.items()}
+            return frozen_while_loading, gc.get_freeze_count(), states, fixed
+
+    gc.unfreeze()
+    try:
+        while_loading, after, states, coupling_fixed = asyncio.run(run())
+    finally:
+        gc.unfreeze()
+        logging.getLogger().handlers[:] = handlers
+    assert states == {"mnist": "ready"}
+    assert while_loading == 0
+    assert after > 10_000          # torch alone tracks tens of thousands of objects
+    assert coupling_fixed
