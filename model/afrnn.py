@@ -298,7 +298,8 @@ class AFRNN(nn.Module):
         ``readout``, ``initial_state``, ``advance`` and the analysis methods rebuild B from the weights
         at every call and, for ``imex``, solve (I − ε/2·B) B̃ = B, a D × D solve, O(D³), which costs
         more than the whole recurrence of a short sequence. Every method answers bit for bit as
-        before. Call it again after changing the weights. Training never calls it."""
+        before. Call it again after changing the weights or moving the module to another device (B and
+        B̃ are attributes, not buffers: ``.to()`` leaves them where they are). Training never calls it."""
         self.fixed_coupling_matrix = None
         self.fixed_step_coupling = None
         self.fixed_coupling_matrix = self.coupling_matrix().detach()
