@@ -10,8 +10,8 @@ A TorchScript file is code, so ``load_exported`` checks the file's SHA-256 again
 
 An exported model's weights are fixed: ``load_exported`` lets the module compute what depends on them
 alone (its coupling B and step coupling B̃) once (``fix_weights``, ``model.afrnn``) rather than at
-every call. To train from an artifact,
-load its ``state_dict`` into a freshly built model (``--init-from``), not the loaded module.
+every call. To train from an artifact, load its ``state_dict`` into a freshly built model
+(``--init-from``), not the loaded module.
 """
 
 import copy

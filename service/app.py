@@ -10,9 +10,9 @@ Lifespan:
   are loaded, checksum-verified and warmed up (``service.registry``) in the background:
   ``/health/live`` answers at once and ``/health/ready`` turns 200 when loading is done (under the
   default ``readiness_policy`` "all", never while a model failed to load). Then the start-up heap
-  (torch, the models, the app: about 220 000 tracked objects) is moved out of the garbage collector's
-  reach (``gc.freeze``): otherwise every full collection scans it, and blocks the event loop for
-  hundreds of milliseconds under load (docs/performance.md, "Issue 32").
+  (torch, the models, the app) is moved out of the garbage collector's reach (``gc.freeze``):
+  otherwise every full collection scans all of it, with the GIL held, so the event loop and the model
+  threads stop for its whole length (docs/performance.md, "Issue 32").
 * shutdown — uvicorn stops accepting connections on SIGTERM/SIGINT and waits for in-flight requests;
   then every batcher refuses new work, drains its queue and stops, and the app logs
   "shutdown complete".
