@@ -12,7 +12,10 @@ Lifespan:
   default ``readiness_policy`` "all", never while a model failed to load). Then the start-up heap
   (torch, the models, the app) is moved out of the garbage collector's reach (``gc.freeze``):
   otherwise every full collection scans all of it, with the GIL held, so the event loop and the model
-  threads stop for its whole length (docs/performance.md, "Issue 32").
+  threads stop for its whole length. And the young generation's threshold is raised from 700 to
+  ``YOUNG_GENERATION_THRESHOLD`` net allocations: 64 requests in flight hold more than 700 containers
+  at once (parsed bodies, frames, futures), so at 700 the collector ran every few requests and scanned
+  them all, while almost none of them is ever garbage in a cycle (docs/performance.md, "Issue 32").
 * shutdown — uvicorn stops accepting connections on SIGTERM/SIGINT and waits for in-flight requests;
   then every batcher refuses new work, drains its queue and stops, and the app logs
   "shutdown complete".
@@ -63,6 +66,10 @@ any served model. Concurrent requests to one model are batched dynamically."""
 
 # The heavy-job lane (physics references, stability reports, PNG figures): jobs at once, jobs waiting;
 # and the default-input stability reports kept per process.
+# Net container allocations between two young-generation collections, once the models are loaded
+# (Python's default: 700).
+YOUNG_GENERATION_THRESHOLD = 10_000
+
 HEAVY_MAX_CONCURRENCY = 1
 HEAVY_MAX_QUEUE_LENGTH = 16
 STABILITY_CACHE_SIZE = 32
@@ -117,10 +124,12 @@ def direct_routes(*routers: APIRouter) -> dict[tuple[str, str], tuple[BaseRoute,
 
 
 async def load_then_freeze(registry: ModelRegistry) -> None:
-    """Load every model, then freeze the heap built so far: what start-up allocated lives as long as the
-    process, so the cyclic collector need never scan it again."""
+    """Load every model, then freeze the heap built so far (what start-up allocated lives as long as the
+    process, so the cyclic collector need never scan it again) and let the young generation grow to
+    ``YOUNG_GENERATION_THRESHOLD`` before it is collected."""
     await registry.load_all()
     gc.freeze()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
