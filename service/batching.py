@@ -1,11 +1,19 @@
-"""Dynamic batching: one asyncio queue per model, coalesced forward passes in a worker thread.
+"""Dynamic batching: concurrent requests to one model coalesced into forward passes on its thread.
 
-Request handlers ``await batcher.submit(payload, rows)``; a worker task takes the queued requests in
-arrival order and stacks them into one batch of at most ``max_batch_size`` rows (a request with more
-rows than that runs alone), then calls ``run_batch(payloads) -> results`` in the batcher's thread
-under ``torch.inference_mode`` and hands each caller its own result. With ``max_queue_delay_s`` = 0 a
-batch is whatever is queued when the model becomes free; with a delay, a non-full batch is held open
-until it fills up or the delay has passed since its first request was taken.
+Request handlers ``await batcher.submit(payload, rows)``. The model's thread takes the queued requests
+in arrival order and stacks them into one batch of at most ``max_batch_size`` rows (a request with more
+rows than that runs alone), calls ``run_batch(payloads) -> results`` under ``torch.inference_mode``,
+and hands the results to the event loop, one callback per batch. With ``max_queue_delay_s`` = 0 a batch
+is whatever is queued when the model becomes free; with a delay, a non-full batch is held open until it
+fills up or the delay has passed since its first request was taken.
+
+**The model's thread takes its next batch itself.** The queue is shared between the event loop, which
+appends, and the model's thread, which takes (one lock). While requests are queued the thread goes
+from one batch to the next without waiting for the event loop, which may be busy answering the last
+batch and reading the next requests: a batch never waits for its turn on the loop to be started. To
+share the thread fairly (``executor``: the model's stream steps run on the same thread, see
+``service.streaming``), each batch is one job on the executor, and a job that leaves requests queued
+submits the next job before it returns.
 
 Overload never queues forever:
 
@@ -25,6 +33,7 @@ cannot fail its neighbours; each caller then gets its own result or its own exce
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -117,32 +126,41 @@ class DynamicBatcher(Generic[P, R]):
         self._on_batch = on_batch
         self._on_queue_depth = on_queue_depth
         self._on_error = on_error
+        # Shared with the model's thread, under _lock: the queue and whether a batch job is queued or
+        # running on the executor. _ready (same lock) wakes a batch held open by max_queue_delay_s.
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
         self._pending: deque[_Pending] = deque()
-        self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task | None = None
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Event | None = None     # set while nothing is queued or running (close)
         self._closing = False
         self._last_inference_s = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker task on the running event loop."""
-        if self._worker is None:
-            self._wakeup = asyncio.Event()
-            self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+        """Bind to the running event loop (results are delivered on it)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._idle = asyncio.Event()
+            self._idle.set()
 
     async def close(self, drain_timeout_s: float | None = None) -> None:
-        """Refuse new requests, finish the queued ones (up to ``drain_timeout_s``), stop the worker."""
-        self._closing = True
-        if self._worker is not None:
-            self._wakeup.set()
+        """Refuse new requests, finish the queued ones (up to ``drain_timeout_s``), then stop."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify_all()                # a batch held open starts now
+        if self._loop is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._worker), drain_timeout_s)
+                await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
             except TimeoutError:
-                self._worker.cancel()
                 log.warning("batcher did not drain in time", extra={"model": self.name,
-                                                                     "abandoned": len(self._pending)})
-        while self._pending:
-            item = self._pending.popleft()
+                                                                     "abandoned": self.queue_depth})
+        with self._lock:
+            abandoned = list(self._pending)
+            self._pending.clear()
+            self._queue_depth_changed()
+        for item in abandoned:
             if not item.future.done():
                 item.future.set_exception(BatcherClosedError(f"model {self.name!r} is shutting down"))
         if self._own_executor:
@@ -155,16 +173,17 @@ class DynamicBatcher(Generic[P, R]):
     @property
     def queued_rows(self) -> int:
         """Rows waiting for a forward pass (for the Retry-After estimate)."""
-        return sum(item.rows for item in self._pending)
+        with self._lock:
+            return sum(item.rows for item in self._pending)
 
-    # -- the request side -------------------------------------------------------------------------
+    # -- the request side (event loop) ------------------------------------------------------------
     async def submit(self, payload: P, rows: int = 1, deadline: float | None = None) -> BatchResult[R]:
         """Queue ``payload`` (``rows`` rows of the batch) and wait for its result, at the latest until
         ``request_timeout_s`` from now or ``deadline`` (a ``time.perf_counter()`` value), whichever
         comes first."""
         if self._closing:
             raise BatcherClosedError(f"model {self.name!r} is shutting down")
-        if self._worker is None:
+        if self._loop is None:
             raise RuntimeError(f"batcher {self.name!r} was not started")
         if len(self._pending) >= self.max_queue_length:
             raise QueueFullError(f"model {self.name!r} has {len(self._pending)} requests queued (the limit "
@@ -175,13 +194,24 @@ class DynamicBatcher(Generic[P, R]):
             if timeout <= 0:
                 raise RequestTimeoutError(f"model {self.name!r}: the request's deadline (request_timeout_s "
                                           f"= {self.request_timeout_s} s) passed before it was queued")
-        loop = asyncio.get_running_loop()
-        item = _Pending(payload, rows, loop.create_future())
-        self._pending.append(item)
-        self._queue_depth_changed()
-        self._wakeup.set()
+        item = _Pending(payload, rows, self._loop.create_future())
+        with self._ready:
+            self._pending.append(item)
+            self._queue_depth_changed()
+            schedule = not self._scheduled
+            self._scheduled = True
+            self._ready.notify()
+        self._idle.clear()
+        if schedule:
+            try:
+                self._executor.submit(self._run_next)
+            except RuntimeError:                # the executor was shut down under us
+                with self._lock:
+                    self._pending.remove(item)
+                    self._scheduled = False
+                raise BatcherClosedError(f"model {self.name!r} is shutting down") from None
         # One timer on the request's own future (cheaper than asyncio.wait_for's wrapper future).
-        timer = loop.call_later(timeout, self._expire, item)
+        timer = self._loop.call_later(timeout, self._expire, item)
         try:
             return await item.future
         except asyncio.CancelledError:        # the client went away (awaiting cancelled item.future)
@@ -199,11 +229,12 @@ class DynamicBatcher(Generic[P, R]):
             f"model {self.name!r} did not answer within request_timeout_s = {self.request_timeout_s} s"))
 
     def _discard(self, item: _Pending) -> None:
-        try:
-            self._pending.remove(item)
-        except ValueError:
-            return                              # already taken into a batch
-        self._queue_depth_changed()
+        with self._lock:
+            try:
+                self._pending.remove(item)
+            except ValueError:
+                return                          # already taken into a batch
+            self._queue_depth_changed()
 
     def _retry_after(self) -> int:
         """Seconds until the queue has likely drained: batches ahead × last forward time, ≥ 1."""
@@ -211,12 +242,13 @@ class DynamicBatcher(Generic[P, R]):
         return max(1, math.ceil(batches * self._last_inference_s))
 
     def _queue_depth_changed(self) -> None:
+        """Report the queue's length (``_lock`` held, so that reports arrive in order)."""
         if self._on_queue_depth is not None:
             self._on_queue_depth(len(self._pending))
 
-    # -- the worker side --------------------------------------------------------------------------
+    # -- the model's thread -----------------------------------------------------------------------
     def _take(self, batch: list[_Pending], rows: int) -> int:
-        """Move queued requests into ``batch`` while they fit; returns the new row count."""
+        """Move queued requests into ``batch`` while they fit (``_lock`` held); returns the row count."""
         while self._pending:
             item = self._pending[0]
             if item.future.done():              # timed out or cancelled while queued
@@ -229,32 +261,22 @@ class DynamicBatcher(Generic[P, R]):
             rows += item.rows
         return rows
 
-    async def _collect(self) -> list[_Pending] | None:
-        """The next batch, or None once closing and the queue is empty."""
+    def _collect(self) -> tuple[list[_Pending], int]:
+        """The next batch and its rows (empty when nothing is queued), held open by
+        ``max_queue_delay_s`` while it is not full and nothing else is queued."""
         batch: list[_Pending] = []
-        rows = 0
-        while not batch:
-            rows = self._take(batch, rows)
-            if batch:
-                break
-            if self._closing:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        deadline = time.perf_counter() + self.max_queue_delay_s
-        while rows < self.max_batch_size and not self._pending and not self._closing:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                break
-            finally:
-                rows = self._take(batch, rows)
-        self._queue_depth_changed()
-        return batch
+        with self._ready:
+            rows = self._take(batch, 0)
+            if batch and self.max_queue_delay_s > 0:
+                deadline = time.perf_counter() + self.max_queue_delay_s
+                while rows < self.max_batch_size and not self._pending and not self._closing:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+                    rows = self._take(batch, rows)
+            self._queue_depth_changed()
+        return batch, rows
 
     def _run(self, payloads: list[P]) -> tuple[Sequence[R], float]:
         start = time.perf_counter()
@@ -265,36 +287,52 @@ class DynamicBatcher(Generic[P, R]):
                                f"{len(payloads)} requests")
         return results, time.perf_counter() - start
 
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect()
-            if batch is None:
+    def _run_next(self) -> None:
+        """One executor job: run the next batch, hand its outcomes to the event loop, and queue the next
+        job if requests are waiting (else mark the batcher idle)."""
+        try:
+            batch, rows = self._collect()
+            if batch:
+                self._run_batch_of(batch, rows)
+        finally:
+            with self._lock:
+                more = bool(self._pending)
+                self._scheduled = more
+            if more:
+                self._executor.submit(self._run_next)
+            else:
+                self._loop.call_soon_threadsafe(self._mark_idle)
+
+    def _run_batch_of(self, batch: list[_Pending], rows: int) -> None:
+        started = time.perf_counter()
+        try:
+            results, inference_s = self._run([item.payload for item in batch])
+        except Exception as batch_error:
+            if len(batch) == 1:
+                self._loop.call_soon_threadsafe(self._fail, batch[0], batch_error)
                 return
-            started = time.perf_counter()
-            rows = sum(item.rows for item in batch)
-            try:
-                results, inference_s = await loop.run_in_executor(
-                    self._executor, self._run, [item.payload for item in batch])
-            except Exception as batch_error:
-                if len(batch) == 1:
-                    self._fail(batch[0], batch_error)
+            log.warning("batched forward failed; retrying its requests one by one",
+                        extra={"model": self.name, "requests": len(batch), "error": repr(batch_error)})
+            for item in batch:
+                if item.future.done():
                     continue
-                log.warning("batched forward failed; retrying its requests one by one",
-                            extra={"model": self.name, "requests": len(batch), "error": repr(batch_error)})
-                for item in batch:
-                    if item.future.done():
-                        continue
-                    started = time.perf_counter()
-                    try:
-                        (result,), inference_s = await loop.run_in_executor(
-                            self._executor, self._run, [item.payload])
-                    except Exception as error:
-                        self._fail(item, error)
-                    else:
-                        self._answer([item], [result], started, inference_s, item.rows)
-                continue
-            self._answer(batch, results, started, inference_s, rows)
+                started = time.perf_counter()
+                try:
+                    (result,), inference_s = self._run([item.payload])
+                except Exception as error:
+                    self._loop.call_soon_threadsafe(self._fail, item, error)
+                else:
+                    self._loop.call_soon_threadsafe(self._answer, [item], [result], started, inference_s,
+                                                    item.rows)
+            return
+        self._loop.call_soon_threadsafe(self._answer, batch, results, started, inference_s, rows)
+
+    # -- outcomes (event loop) --------------------------------------------------------------------
+    def _mark_idle(self) -> None:
+        with self._lock:
+            idle = not self._scheduled
+        if idle:
+            self._idle.set()
 
     def _answer(self, batch: list[_Pending], results: Sequence[R], started: float, inference_s: float,
                 rows: int) -> None:

@@ -78,6 +78,31 @@ def test_rows_count_toward_the_batch_limit_and_an_oversized_request_runs_alone()
     assert results[3].batch_rows == 9
 
 
+def test_the_model_thread_takes_the_next_batch_while_the_event_loop_is_busy():
+    """Queued requests keep the model's thread busy without a turn of the event loop between batches:
+    with the loop blocked for 0.3 s, all three one-row batches run (0.03 s each) inside that time."""
+    async def scenario():
+        starts: list[float] = []
+
+        def run(payloads):
+            starts.append(time.perf_counter())
+            time.sleep(0.03)
+            return [p * 2 for p in payloads]
+
+        batcher = make(run, max_batch_size=1)
+        pending = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
+        await asyncio.sleep(0)                  # all three are queued, the first batch has started
+        time.sleep(0.3)                         # the event loop is busy (not awaiting)
+        unblocked = time.perf_counter()
+        results = await asyncio.gather(*pending)
+        await batcher.close()
+        return starts, unblocked, [r.value for r in results]
+
+    starts, unblocked, values = asyncio.run(scenario())
+    assert values == [0, 2, 4]
+    assert len(starts) == 3 and all(start < unblocked for start in starts)
+
+
 def test_max_queue_delay_holds_a_batch_open_for_late_requests():
     async def scenario(delay_s):
         run = Doubler()
