@@ -1,5 +1,5 @@
-/* The Euler loop of model.inference.FastRecurrence: z <- z + eps * tanh(u_t + z B^T) for all t, in one
-   call. model/inference.py builds it (-O3 -march=native, or prebuilt portable levels) and loads it with
+/* The Euler loop of model.inference.FastRecurrence: z <- z + eps * tanh(x_t U^T + b + z B^T) for all t,
+   in one call. model/inference.py builds it (-O3 -march=native, or prebuilt portable levels) and loads it with
    ctypes; its docstring explains the blocking. Plain C11 with GCC vector types, no other headers. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,16 +58,27 @@ static inline __attribute__((always_inline)) void step_group(
     }
 }
 
-/* All steps for one block of mr rows (their states stay in L1 while Bᵀ streams from L2). */
+/* All steps for one block of mr rows (their states stay in L1 while Bᵀ streams from L2). The drive
+   u_t = x_t Uᵀ + b of each row is formed in dbuf at every step (m FMAs per state entry, m ≪ d), so
+   the (rows, T, d) drive is never written to memory. */
 static inline __attribute__((always_inline)) void run_rows(
-        const int mr, const int nv, const float *restrict drive, float *restrict z,
-        const float *restrict bp, float *restrict za, float *restrict zb, float *restrict dbuf,
-        int64_t steps, int64_t d, int64_t dp, float eps) {
+        const int mr, const int nv, const float *restrict x, float *restrict z,
+        const float *restrict bp, const float *restrict ut, const float *restrict bias,
+        float *restrict za, float *restrict zb, float *restrict dbuf,
+        int64_t steps, int64_t d, int64_t m, int64_t dp, float eps) {
     const int64_t panels = dp / VL;
     for (int r = 0; r < mr; ++r) memcpy(za + r * dp, z + r * d, (size_t)d * sizeof(float));
     for (int64_t t = 0; t < steps; ++t) {
-        for (int r = 0; r < mr; ++r)
-            memcpy(dbuf + r * dp, drive + ((int64_t)r * steps + t) * d, (size_t)d * sizeof(float));
+        for (int r = 0; r < mr; ++r) {
+            const float *restrict xt = x + ((int64_t)r * steps + t) * m;
+            float *restrict db = dbuf + r * dp;
+            memcpy(db, bias, (size_t)d * sizeof(float));
+            for (int64_t i = 0; i < m; ++i) {
+                const float xi = xt[i];
+                const float *restrict u = ut + i * d;
+                for (int64_t j = 0; j < d; ++j) db[j] += xi * u[j];
+            }
+        }
         int64_t p = 0;
         for (; p + nv <= panels; p += nv) step_group(mr, nv, p, za, zb, dbuf, bp, d, dp, eps);
         for (; p < panels; ++p) step_group(mr, 1, p, za, zb, dbuf, bp, d, dp, eps);
@@ -76,11 +87,12 @@ static inline __attribute__((always_inline)) void run_rows(
     for (int r = 0; r < mr; ++r) memcpy(z + r * d, za + r * dp, (size_t)d * sizeof(float));
 }
 
-/* z (n, d) is updated in place over t steps: z <- z + eps * tanh(u_t + z bt).
-   drive (n, steps, d) batch first, bt (d, d) row-major (= B transposed), all contiguous float32.
-   Returns 0, or -1 when the scratch buffers cannot be allocated. */
-int afrnn_euler_loop(const float *restrict drive, float *restrict z, const float *restrict bt,
-                     int64_t n, int64_t steps, int64_t d, float eps) {
+/* z (n, d) is updated in place over t steps: z <- z + eps * tanh(x_t ut + bias + z bt).
+   x (n, steps, m) batch first, bt (d, d) row-major (= B transposed), ut (m, d) (= U transposed),
+   bias (d), all contiguous float32. Returns 0, or -1 when the scratch buffers cannot be allocated. */
+int afrnn_euler_loop(const float *restrict x, float *restrict z, const float *restrict bt,
+                     const float *restrict ut, const float *restrict bias,
+                     int64_t n, int64_t steps, int64_t d, int64_t m, float eps) {
     const int64_t dp = (d + VL - 1) / VL * VL, panels = dp / VL;
     const size_t bp_bytes = (size_t)(dp * d) * sizeof(float), row_bytes = (size_t)(MR * dp) * sizeof(float);
     float *restrict bp = (float *)aligned_alloc(64, (bp_bytes + 63) / 64 * 64);
@@ -93,17 +105,17 @@ int afrnn_euler_loop(const float *restrict drive, float *restrict z, const float
     memset(work, 0, 3 * row_bytes);
     float *za = work, *zb = work + MR * dp, *dbuf = work + 2 * MR * dp;
     for (int64_t r0 = 0; r0 < n; r0 += MR) {
-        const float *dr = drive + r0 * steps * d;
+        const float *xr = x + r0 * steps * m;
         float *zr = z + r0 * d;
         /* rows × panels per block: enough independent accumulators to hide the FMA latency, few
            enough (≤ 12, plus the panel loads and one broadcast) to stay within 16 vector registers */
         switch (n - r0 >= MR ? MR : (int)(n - r0)) {
-            case 6: run_rows(6, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            case 5: run_rows(5, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            case 4: run_rows(4, 2, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            case 3: run_rows(3, 3, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            case 2: run_rows(2, 4, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
-            default: run_rows(1, 8, dr, zr, bp, za, zb, dbuf, steps, d, dp, eps); break;
+            case 6: run_rows(6, 2, xr, zr, bp, ut, bias, za, zb, dbuf, steps, d, m, dp, eps); break;
+            case 5: run_rows(5, 2, xr, zr, bp, ut, bias, za, zb, dbuf, steps, d, m, dp, eps); break;
+            case 4: run_rows(4, 2, xr, zr, bp, ut, bias, za, zb, dbuf, steps, d, m, dp, eps); break;
+            case 3: run_rows(3, 3, xr, zr, bp, ut, bias, za, zb, dbuf, steps, d, m, dp, eps); break;
+            case 2: run_rows(2, 4, xr, zr, bp, ut, bias, za, zb, dbuf, steps, d, m, dp, eps); break;
+            default: run_rows(1, 8, xr, zr, bp, ut, bias, za, zb, dbuf, steps, d, m, dp, eps); break;
         }
     }
     free(bp);

@@ -11,21 +11,24 @@ about as much as the GEMM, and the GEMM is a poor shape (few rows, re-reading B 
 ``FastRecurrence`` instead hands the whole loop to a small C kernel (``model/fast_recurrence.c``)::
 
     for each block of ≤ 6 batch rows:                    (rows never interact: z_{t+1}[r] needs z_t[r])
-        for t in 0 … T−1:   a ← u_t + z Bᵀ;     z ← z + ε · tanh(a)
+        for t in 0 … T−1:   a ← b + x_t Uᵀ + z Bᵀ;     z ← z + ε · tanh(a)
 
 Bᵀ is packed once into panels of 8 columns and stays in L2 cache; the block's states stay in L1 for
 all T steps; each step is a register-blocked product (rows × panels of accumulators chosen per block
 height so that enough independent FMAs hide their latency within 16 vector registers), with the
-tanh update fused into its epilogue and the state double-buffered,
-with no per-step dispatch. Only the loop moves: the input drive u (one GEMM over all steps, per chunk of
-rows whose drive fits in cache: ``chunk_rows``), z₀ and
-the readout still come from the model's own exported methods (``input_drive``, ``initial_state``,
-``readout``), and B from ``step_coupling`` (which includes any damping rule, and is B̃ for the IMEX
-form: ``model.afrnn``), so the fast path
-cannot drift from the model's definition of the step. ``tanh`` in the kernel is a rational minimax
-approximation (the one of Eigen's ``ptanh_float``: relative error below 1e-6 on float32), so the
-result equals the reference forward to float32 rounding, not bit for bit (tested in
-``tests/model/test_inference_path.py``).
+tanh update fused into its epilogue and the state double-buffered, with no per-step dispatch. The
+drive u_t is formed inside the loop from the input x_t (m values, 1 for pixel MNIST and 3 for
+CIFAR-10, against D = 256): m multiply-adds per state entry instead of reading a precomputed
+(N, T, D) drive back from memory, and the whole batch is one call (one release of the GIL).
+
+The fast path cannot drift from the model's definition of the step: B comes from ``step_coupling``
+(which includes any damping rule, and is B̃ for the IMEX form: ``model.afrnn``); U and b are read
+from the input weights and the layers' biases and checked, when the path is built, against the
+model's own ``input_drive`` on a random input (a model whose drive is not of that form keeps its
+forward); z₀ and the readout are the model's own exported ``initial_state`` and ``readout``. ``tanh``
+in the kernel is a rational minimax approximation (the one of Eigen's ``ptanh_float``: relative error
+below 1e-6 on float32), so the result equals the reference forward to float32 rounding, not bit for
+bit (tested in ``tests/model/test_inference_path.py``).
 
 The kernel is plain C (no torch headers, no pybind), compiled at first use with the system C
 compiler (``cc``/``gcc``, ``-O3 -march=native``: it is built on the machine that runs it) into a
@@ -170,8 +173,8 @@ def load_kernel() -> Tuple[Optional[ctypes.CDLL], Optional[str]]:
         return None, _kernel_error
     fn = lib.afrnn_euler_loop
     fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                   ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float]
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                   ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float]
     _kernel = lib
     return _kernel, None
 
@@ -193,35 +196,43 @@ def cpu_flags(cpuinfo: Optional[str] = None) -> Tuple[str, frozenset]:
     return model, flags
 
 
-KERNEL_BLOCK_ROWS = 6              # MR in the kernel: the rows of one register block
-DRIVE_CHUNK_BYTES = 8 << 20        # the input drive of one chunk of rows, sized to stay in cache
+def affine_drive(module: torch.nn.Module) -> Tuple[Optional[Tuple[Tensor, Tensor]], str]:
+    """((Uᵀ (m, D), b (D)), "") of the input drive u_t = U x_t + b, or (None, why).
 
-
-def chunk_rows(steps: int, state_size: int) -> int:
-    """Rows per call of the C loop: as many as keep their input drive u (rows × T × D float32) within
-    ``DRIVE_CHUNK_BYTES``, in whole blocks of ``KERNEL_BLOCK_ROWS``, at least one block.
-
-    The drive is written by one GEMM and read back once by the loop. For a whole batch of pixel MNIST
-    (T = 784, D = 256) it is 0.8 MB a row, 51 MB at 64 rows: it leaves the cache between the two and
-    streams from memory twice. In chunks that fit, the loop reads it from cache (docs/performance.md,
-    session 11).
-    """
-    rows = DRIVE_CHUNK_BYTES // max(1, steps * state_size * 4)
-    return max(KERNEL_BLOCK_ROWS, rows - rows % KERNEL_BLOCK_ROWS)
+    U is ``weight_in`` on the first layer's rows and zero below the others, b the layers' biases in
+    order (``AFRNN.input_drive``); the pair is checked against the module's own ``input_drive`` on a
+    random input, so that a model whose drive is defined otherwise is refused, not approximated."""
+    weight_in = getattr(module, "weight_in", None)
+    layers = getattr(module, "layers", None)
+    if weight_in is None or layers is None:
+        return None, "the model has no weight_in and layers (not a block-form AFRNN)"
+    with torch.inference_mode():
+        # named_children: a loaded TorchScript ModuleList cannot be iterated from Python
+        bias = torch.cat([layer.bias for _, layer in layers.named_children()]).contiguous()
+        input_t = torch.zeros(weight_in.shape[1], bias.shape[0], dtype=weight_in.dtype, device=weight_in.device)
+        input_t[:, :weight_in.shape[0]] = weight_in.t()
+        x = torch.randn(2, 3, weight_in.shape[1], generator=torch.Generator().manual_seed(0)).to(weight_in)
+        expected = module.input_drive(x)
+        if expected.shape != (2, 3, bias.shape[0]) or not torch.allclose(x @ input_t + bias, expected,
+                                                                         rtol=1e-5, atol=1e-6):
+            return None, "input_drive is not weight_in x + the layers' biases"
+    return (input_t, bias), ""
 
 
 class FastRecurrence:
     """``forward(x)`` of a block-form AFRNN (eager or TorchScript) with the Euler loop in C.
 
-    Built by ``from_module``; holds Bᵀ and ε as they were when it was built (inference only: rebuild
-    it after the weights change). ``__call__(x)`` takes x of shape (N, T, input_size), float32 on the
-    CPU, and returns the readout at the last step, (N, output_size), as ``module(x)`` does.
+    Built by ``from_module``; holds Bᵀ, Uᵀ, b and ε as they were when it was built (inference only:
+    rebuild it after the weights change). ``__call__(x)`` takes x of shape (N, T, input_size), float32
+    on the CPU, and returns the readout at the last step, (N, output_size), as ``module(x)`` does.
     """
 
-    def __init__(self, module: torch.nn.Module, coupling_t: Tensor, epsilon: float,
-                 kernel: ctypes.CDLL):
+    def __init__(self, module: torch.nn.Module, coupling_t: Tensor, input_t: Tensor, bias: Tensor,
+                 epsilon: float, kernel: ctypes.CDLL):
         self.module = module
         self.coupling_t = coupling_t
+        self.input_t = input_t
+        self.bias = bias
         self.epsilon = epsilon
         self._loop = kernel.afrnn_euler_loop
 
@@ -239,29 +250,27 @@ class FastRecurrence:
             coupling_t = step_coupling(module).t().contiguous()
         if coupling_t.dtype != torch.float32 or coupling_t.device.type != "cpu":
             return None, f"weights are {coupling_t.dtype} on {coupling_t.device}, not float32 on the CPU"
+        drive, why = affine_drive(module)
+        if drive is None:
+            return None, why
         kernel, why = load_kernel()
         if kernel is None:
             return None, why or "kernel unavailable"
-        return cls(module, coupling_t.clone(), float(module.epsilon), kernel), ""
+        return cls(module, coupling_t.clone(), *drive, float(module.epsilon), kernel), ""
 
     def final_state(self, x: Tensor) -> Tensor:
         """z_T, shape (N, D), for x of shape (N, T, input_size)."""
-        if x.dim() != 3 or x.dtype != torch.float32 or x.device.type != "cpu":
-            raise ValueError(f"expected x of shape (batch, steps, channels), float32 on the CPU, got "
-                             f"{list(x.shape)} {x.dtype} on {x.device}")
-        n, steps, d = x.shape[0], x.shape[1], self.coupling_t.shape[0]
-        rows = chunk_rows(steps, d)
+        if (x.dim() != 3 or x.shape[2] != self.input_t.shape[0] or x.dtype != torch.float32
+                or x.device.type != "cpu"):
+            raise ValueError(f"expected x of shape (batch, steps, {self.input_t.shape[0]}), float32 on the "
+                             f"CPU, got {list(x.shape)} {x.dtype} on {x.device}")
+        n, steps = x.shape[0], x.shape[1]
+        x = x.contiguous()
         with torch.inference_mode():
             z = self.module.initial_state(n).contiguous().clone()             # (N, D), updated in place
-            for start in range(0, n, rows):
-                drive = self.module.input_drive(x[start:start + rows]).contiguous()   # (rows, T, D)
-                if drive.shape[2] != d:
-                    raise ValueError(f"input drive has {drive.shape[2]} state entries but Bᵀ is "
-                                     f"{tuple(self.coupling_t.shape)}")
-                part = z[start:start + rows]                  # contiguous: whole rows of z
-                if self._loop(drive.data_ptr(), part.data_ptr(), self.coupling_t.data_ptr(), part.shape[0],
-                              steps, d, self.epsilon) != 0:
-                    raise MemoryError("afrnn_euler_loop could not allocate its scratch buffer")
+            if self._loop(x.data_ptr(), z.data_ptr(), self.coupling_t.data_ptr(), self.input_t.data_ptr(),
+                          self.bias.data_ptr(), n, steps, z.shape[1], x.shape[2], self.epsilon) != 0:
+                raise MemoryError("afrnn_euler_loop could not allocate its scratch buffer")
         return z
 
     def __call__(self, x: Tensor) -> Tensor:

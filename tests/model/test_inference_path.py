@@ -116,31 +116,38 @@ def test_rows_of_a_batch_do_not_interact():
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
 
 
-def test_chunks_keep_the_input_drive_within_its_budget_in_whole_row_blocks():
-    assert f"#define MR {fast_inference.KERNEL_BLOCK_ROWS} " in fast_inference._KERNEL_SOURCE   # the C block
-    row = 784 * 256 * 4                                     # pixel MNIST: 0.8 MB of drive a row
-    assert fast_inference.chunk_rows(784, 256) == 6         # 10 rows fit in 8 MiB → whole blocks of 6
-    assert fast_inference.chunk_rows(784, 256) * row <= fast_inference.DRIVE_CHUNK_BYTES
-    assert fast_inference.chunk_rows(29, 160) == 450        # the pendulum: any served batch in one call
-    assert fast_inference.chunk_rows(10**6, 10**3) == fast_inference.KERNEL_BLOCK_ROWS   # at least a block
-
-
 @needs_compiler
-def test_a_batch_run_in_chunks_equals_the_forward(monkeypatch):
-    """With a drive budget of 7 rows (chunks of 6), 13 rows go through the loop as 6 + 6 + 1."""
+def test_the_whole_batch_is_one_call_of_the_loop(monkeypatch):
+    """The drive is formed inside the loop, so no batch is split: 13 rows, one call (one GIL release)."""
     model = make(dict(layer_sizes=(40, 33)))
     fast, _ = FastRecurrence.from_module(model)
     x = torch.randn(13, 25, 2, generator=torch.Generator().manual_seed(4))
-    whole = fast(x)
     calls = []
     loop = fast._loop
-    monkeypatch.setattr(fast, "_loop", lambda *args: calls.append(args[3]) or loop(*args))
-    monkeypatch.setattr(fast_inference, "DRIVE_CHUNK_BYTES", 7 * 25 * 73 * 4)
-    chunked = fast(x)
-    assert calls == [6, 6, 1]
-    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+    monkeypatch.setattr(fast, "_loop", lambda *args: calls.append(args[5:9]) or loop(*args))
+    got = fast(x)
+    assert calls == [(13, 25, 73, 2)]                        # rows, steps, state size, input size
     with torch.no_grad():
-        torch.testing.assert_close(chunked, model(x), rtol=1e-5, atol=2e-5)
+        torch.testing.assert_close(got, model(x), rtol=1e-5, atol=2e-5)
+
+
+class ShiftedDrive(AFRNN):
+    """An AFRNN whose input drive is not ``weight_in x + b`` (an extra offset): the kernel's form of the
+    drive would be wrong for it."""
+
+    def input_drive(self, x: torch.Tensor) -> torch.Tensor:
+        return super().input_drive(x) + 0.01
+
+
+def test_a_model_whose_drive_is_not_its_input_weights_keeps_its_forward():
+    model = ShiftedDrive(AFRNNConfig(input_size=2, layer_sizes=(12, 8), output_size=5)).eval()
+    fast, why = FastRecurrence.from_module(model)
+    assert fast is None and "input_drive" in why
+    drive, why = fast_inference.affine_drive(make({}))
+    assert drive is not None, why
+    input_t, bias = drive
+    assert input_t.shape == (2, 20) and bias.shape == (20,)
+    assert not input_t[:, 12:].any()                        # the input reaches the first layer only
 
 
 @needs_compiler
@@ -150,6 +157,8 @@ def test_fast_path_rejects_wrong_inputs():
         fast(torch.randn(1, 10, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="shape"):
         fast.final_state(torch.randn(10, 2))
+    with pytest.raises(ValueError, match="shape"):
+        fast.final_state(torch.randn(1, 10, 3))             # the model takes 2 input channels
 
 
 def _fresh_kernel(monkeypatch, tmp_path, compiler: str, prebuilt: str | None = None):
