@@ -117,21 +117,28 @@ class ClassifierAPI:
         """Images → normalised (n, T, C) float32; ``locs[i]`` names image i in ``InputError``s."""
         out = np.empty((len(images), self.steps, self.channels), dtype=np.float32)
         for i, (image, loc) in enumerate(zip(images, locs, strict=True)):
-            out[i] = self.decode_image(image, scale, loc)
+            self.decode_image(image, scale, loc, out=out[i])
         return out
 
-    def decode_image(self, image: Any, scale: float | None, loc: Sequence[str | int]) -> np.ndarray:
-        """One image → normalised (T, C) float32."""
+    def decode_image(self, image: Any, scale: float | None, loc: Sequence[str | int],
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """One image → normalised (T, C) float32, written into ``out`` when given. In place, in float32:
+        a few array operations per image, each of which may hand the GIL to the model's thread."""
+        out = np.empty((self.steps, self.channels), dtype=np.float32) if out is None else out
         if isinstance(image, str):
-            unit = self._decode_png(image, loc)
+            out[...] = self._decode_png(image, loc)
         else:
             if scale is None:
                 raise InputError(("scale",), "scale is required with pixel arrays: 255 when the values "
                                              "are 0–255, 1 when they are 0–1")
-            unit = self._decode_array(image, float(scale), loc)
-        return ((unit - self.mean) / self.std).astype(np.float32, copy=False)
+            out[...] = self._decode_array(image, float(scale), loc)
+            out /= np.float32(scale)
+        out -= self.mean
+        out /= self.std
+        return out
 
     def _decode_array(self, image: Any, scale: float, loc: Sequence[str | int]) -> np.ndarray:
+        """The pixel array as sent, (T, C), once its shape, types and values are checked."""
         try:
             arr = np.asarray(image)
         except (ValueError, TypeError):
@@ -145,20 +152,20 @@ class ClassifierAPI:
         if arr.shape not in self.accepted_shapes:
             raise InputError(loc, f"shape {tuple(arr.shape)} is not an image of model "
                                   f"{self.manifest.name!r}; accepted shapes: {self._shapes_text()}")
-        # checked as sent (float64): 1e308 is out of range, not the float32 "inf" it would become
+        # checked as sent (float64): 1e308 is out of range, not the float32 "inf" it would become.
+        # Both rules in two reductions: NaN fails every comparison, ±inf the range.
         arr = arr.reshape(self.steps, self.channels)
+        low, high = self.value_range[0] * scale, self.value_range[1] * scale
+        if low <= arr.min() and arr.max() <= high:
+            return arr
         bad = ~np.isfinite(arr)
         if bad.any():
             index = int(np.flatnonzero(bad.ravel())[0])
             raise InputError(loc, f"pixel values must be finite numbers; found {arr.ravel()[index]} at flat "
                                   f"index {index}")
-        low, high = self.value_range[0] * scale, self.value_range[1] * scale
-        out_of_range = (arr < low) | (arr > high)
-        if out_of_range.any():
-            index = int(np.flatnonzero(out_of_range.ravel())[0])
-            raise InputError(loc, f"pixel values must lie in [{low:g}, {high:g}] for scale {scale:g}; "
-                                  f"found {arr.ravel()[index]:g} at flat index {index}")
-        return arr.astype(np.float32) / np.float32(scale)
+        index = int(np.flatnonzero(((arr < low) | (arr > high)).ravel())[0])
+        raise InputError(loc, f"pixel values must lie in [{low:g}, {high:g}] for scale {scale:g}; "
+                              f"found {arr.ravel()[index]:g} at flat index {index}")
 
     def _decode_png(self, text: str, loc: Sequence[str | int]) -> np.ndarray:
         payload = text
