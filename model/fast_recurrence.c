@@ -87,21 +87,17 @@ static inline __attribute__((always_inline)) void run_rows(
     for (int r = 0; r < mr; ++r) memcpy(z + r * d, za + r * dp, (size_t)d * sizeof(float));
 }
 
-/* z (n, d) is updated in place over t steps: z <- z + eps * tanh(x_t ut + bias + z bt).
-   x (n, steps, m) batch first, bt (d, d) row-major (= B transposed), ut (m, d) (= U transposed),
-   bias (d), all contiguous float32. Returns 0, or -1 when the scratch buffers cannot be allocated. */
-int afrnn_euler_loop(const float *restrict x, float *restrict z, const float *restrict bt,
+/* z (n, d) is updated in place over t steps: z <- z + eps * tanh(x_t ut + bias + z B^T).
+   x (n, steps, m) batch first; bp is B^T packed in panels of VL columns, (dp/VL, d, VL) with zeros
+   beyond column d and 32-byte aligned (model.inference.pack_panels); ut (m, d) (= U transposed);
+   bias (d); all contiguous float32. Returns 0, or -1 when the scratch buffer cannot be allocated. */
+int afrnn_euler_loop(const float *restrict x, float *restrict z, const float *restrict bp,
                      const float *restrict ut, const float *restrict bias,
                      int64_t n, int64_t steps, int64_t d, int64_t m, float eps) {
-    const int64_t dp = (d + VL - 1) / VL * VL, panels = dp / VL;
-    const size_t bp_bytes = (size_t)(dp * d) * sizeof(float), row_bytes = (size_t)(MR * dp) * sizeof(float);
-    float *restrict bp = (float *)aligned_alloc(64, (bp_bytes + 63) / 64 * 64);
+    const int64_t dp = (d + VL - 1) / VL * VL;
+    const size_t row_bytes = (size_t)(MR * dp) * sizeof(float);
     float *restrict work = (float *)aligned_alloc(64, (3 * row_bytes + 63) / 64 * 64);
-    if (!bp || !work) { free(bp); free(work); return -1; }
-    for (int64_t p = 0; p < panels; ++p)           /* pack Bᵀ into panels of VL columns, 0 beyond d */
-        for (int64_t k = 0; k < d; ++k)
-            for (int64_t j = 0; j < VL; ++j)
-                bp[(p * d + k) * VL + j] = p * VL + j < d ? bt[k * d + p * VL + j] : 0.0f;
+    if (!work) return -1;
     memset(work, 0, 3 * row_bytes);
     float *za = work, *zb = work + MR * dp, *dbuf = work + 2 * MR * dp;
     for (int64_t r0 = 0; r0 < n; r0 += MR) {
@@ -118,7 +114,6 @@ int afrnn_euler_loop(const float *restrict x, float *restrict z, const float *re
             default: run_rows(1, 8, xr, zr, bp, ut, bias, za, zb, dbuf, steps, d, m, dp, eps); break;
         }
     }
-    free(bp);
     free(work);
     return 0;
 }

@@ -13,7 +13,8 @@ about as much as the GEMM, and the GEMM is a poor shape (few rows, re-reading B 
     for each block of ≤ 6 batch rows:                    (rows never interact: z_{t+1}[r] needs z_t[r])
         for t in 0 … T−1:   a ← b + x_t Uᵀ + z Bᵀ;     z ← z + ε · tanh(a)
 
-Bᵀ is packed once into panels of 8 columns and stays in L2 cache; the block's states stay in L1 for
+Bᵀ is packed once, when the path is built (``pack_panels``), into panels of 8 columns and stays in
+L2 cache; the block's states stay in L1 for
 all T steps; each step is a register-blocked product (rows × panels of accumulators chosen per block
 height so that enough independent FMAs hide their latency within 16 vector registers), with the
 tanh update fused into its epilogue and the state double-buffered, with no per-step dispatch. The
@@ -219,18 +220,34 @@ def affine_drive(module: torch.nn.Module) -> Tuple[Optional[Tuple[Tensor, Tensor
     return (input_t, bias), ""
 
 
+PANEL_COLUMNS = 8                  # VL in the kernel: the columns of one panel of Bᵀ (one AVX vector)
+
+
+def pack_panels(coupling_t: Tensor) -> Tensor:
+    """Bᵀ (D, D) as the kernel reads it: panels of ``PANEL_COLUMNS`` columns, (⌈D/8⌉, D, 8), zero past
+    column D, so that ``packed[p, k, j] = Bᵀ[k, 8p + j]``; torch's CPU allocations are 64-byte aligned,
+    which the kernel's aligned vector loads need."""
+    d = coupling_t.shape[0]
+    panels = -(-d // PANEL_COLUMNS)
+    padded = coupling_t.new_zeros(d, panels * PANEL_COLUMNS)
+    padded[:, :d] = coupling_t
+    return padded.reshape(d, panels, PANEL_COLUMNS).permute(1, 0, 2).contiguous()
+
+
 class FastRecurrence:
     """``forward(x)`` of a block-form AFRNN (eager or TorchScript) with the Euler loop in C.
 
-    Built by ``from_module``; holds Bᵀ, Uᵀ, b and ε as they were when it was built (inference only:
-    rebuild it after the weights change). ``__call__(x)`` takes x of shape (N, T, input_size), float32
+    Built by ``from_module``; holds Bᵀ (packed), Uᵀ, b and ε as they were when it was built (inference
+    only: rebuild it after the weights change). ``__call__(x)`` takes x of shape (N, T, input_size), float32
     on the CPU, and returns the readout at the last step, (N, output_size), as ``module(x)`` does.
     """
 
     def __init__(self, module: torch.nn.Module, coupling_t: Tensor, input_t: Tensor, bias: Tensor,
                  epsilon: float, kernel: ctypes.CDLL):
         self.module = module
-        self.coupling_t = coupling_t
+        self.panels = pack_panels(coupling_t)
+        if self.panels.data_ptr() % 32:
+            raise ValueError("the packed Bᵀ is not 32-byte aligned")
         self.input_t = input_t
         self.bias = bias
         self.epsilon = epsilon
@@ -256,7 +273,7 @@ class FastRecurrence:
         kernel, why = load_kernel()
         if kernel is None:
             return None, why or "kernel unavailable"
-        return cls(module, coupling_t.clone(), *drive, float(module.epsilon), kernel), ""
+        return cls(module, coupling_t, *drive, float(module.epsilon), kernel), ""
 
     def final_state(self, x: Tensor) -> Tensor:
         """z_T, shape (N, D), for x of shape (N, T, input_size)."""
@@ -268,7 +285,7 @@ class FastRecurrence:
         x = x.contiguous()
         with torch.inference_mode():
             z = self.module.initial_state(n).contiguous().clone()             # (N, D), updated in place
-            if self._loop(x.data_ptr(), z.data_ptr(), self.coupling_t.data_ptr(), self.input_t.data_ptr(),
+            if self._loop(x.data_ptr(), z.data_ptr(), self.panels.data_ptr(), self.input_t.data_ptr(),
                           self.bias.data_ptr(), n, steps, z.shape[1], x.shape[2], self.epsilon) != 0:
                 raise MemoryError("afrnn_euler_loop could not allocate its scratch buffer")
         return z

@@ -131,6 +131,18 @@ def test_the_whole_batch_is_one_call_of_the_loop(monkeypatch):
         torch.testing.assert_close(got, model(x), rtol=1e-5, atol=2e-5)
 
 
+def test_b_transposed_is_packed_in_the_kernels_panels():
+    assert f"#define VL {fast_inference.PANEL_COLUMNS} " in fast_inference._KERNEL_SOURCE
+    coupling_t = torch.randn(19, 19)
+    packed = fast_inference.pack_panels(coupling_t)
+    assert packed.shape == (3, 19, 8) and packed.is_contiguous() and packed.data_ptr() % 32 == 0
+    for p in range(3):
+        for k in range(19):
+            for j in range(8):
+                expected = coupling_t[k, 8 * p + j] if 8 * p + j < 19 else 0.0
+                assert packed[p, k, j] == expected
+
+
 class ShiftedDrive(AFRNN):
     """An AFRNN whose input drive is not ``weight_in x + b`` (an extra offset): the kernel's form of the
     drive would be wrong for it."""
