@@ -210,7 +210,7 @@ def affine_drive(module: torch.nn.Module) -> Tuple[Optional[Tuple[Tensor, Tensor
     with torch.inference_mode():
         # named_children: a loaded TorchScript ModuleList cannot be iterated from Python
         bias = torch.cat([layer.bias for _, layer in layers.named_children()]).contiguous()
-        input_t = torch.zeros(weight_in.shape[1], bias.shape[0], dtype=weight_in.dtype, device=weight_in.device)
+        input_t = weight_in.new_zeros(weight_in.shape[1], bias.shape[0])
         input_t[:, :weight_in.shape[0]] = weight_in.t()
         x = torch.randn(2, 3, weight_in.shape[1], generator=torch.Generator().manual_seed(0)).to(weight_in)
         expected = module.input_drive(x)

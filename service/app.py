@@ -6,9 +6,9 @@ process.
 
 Lifespan:
 
-* start-up — logging and torch threads are configured, the manifests are discovered, and the models
-  are loaded, checksum-verified and warmed up (``service.registry``) in the background:
-  ``/health/live`` answers at once and ``/health/ready`` turns 200 when loading is done (under the
+* start-up — logging, torch threads and the GIL's switch interval are configured, the manifests are
+  discovered, and the models are loaded, checksum-verified and warmed up (``service.registry``) in the
+  background: ``/health/live`` answers at once and ``/health/ready`` turns 200 when loading is done (under the
   default ``readiness_policy`` "all", never while a model failed to load). Then the start-up heap
   (torch, the models, the app) is moved out of the garbage collector's reach (``gc.freeze``):
   otherwise every full collection scans all of it, with the GIL held, so the event loop and the model
@@ -32,6 +32,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 
 import torch
@@ -66,6 +67,12 @@ any served model. Concurrent requests to one model are batched dynamically."""
 
 # The heavy-job lane (physics references, stability reports, PNG figures): jobs at once, jobs waiting;
 # and the default-input stability reports kept per process.
+# How long a thread may keep the GIL while another waits for it (CPython's default: 5 ms). The model
+# threads need the GIL only for a few µs between long C calls (a forward pass releases it), but while
+# the event loop is busy they wait up to the whole interval for it, once per hand-back
+# (docs/performance.md, "Issue 32").
+GIL_SWITCH_INTERVAL_S = 0.0005
+
 # Net container allocations between two young-generation collections, once the models are loaded
 # (Python's default: 700).
 YOUNG_GENERATION_THRESHOLD = 10_000
@@ -75,14 +82,15 @@ HEAVY_MAX_QUEUE_LENGTH = 16
 STABILITY_CACHE_SIZE = 32
 
 
-def configure_torch_threads() -> None:
+def configure_threads() -> None:
     """Intra-op threads for every forward pass: ``OMP_NUM_THREADS`` when set, else 1 (fastest for the
     small GEMMs of batch-1 recurrences on 2 cores, docs/performance.md); one inter-op thread (the
-    recurrence is sequential)."""
+    recurrence is sequential); and the GIL's switch interval, ``GIL_SWITCH_INTERVAL_S``."""
     if not os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):        # only settable before the first parallel work
         torch.set_num_interop_threads(1)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 def install_admission(app: FastAPI, settings: Settings) -> None:
@@ -138,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
-        configure_torch_threads()
+        configure_threads()
         registry = ModelRegistry(settings, app.state.metrics)
         app.state.registry = registry
         app.state.stability = StabilityReports(STABILITY_CACHE_SIZE, lane=app.state.work_lane)

@@ -3,9 +3,12 @@ or for a core), or because each CPU-second does less? Runs the service in this p
 ``DynamicBatcher._run`` wrapped to record, per batch, the wall time and the model thread's own CPU time
 (``time.thread_time``), and writes their sums to /tmp/gil-probe.json at exit.
     python results/bench-s15/gil_probe.py --port 8434      # then load it; SIGTERM writes the file
+``GIL_PROBE_SWITCH_S`` sets ``sys.setswitchinterval`` first (how long a thread may hold the GIL while
+another waits for it; CPython's default is 0.005 s).
 """
 import atexit
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,5 +32,8 @@ def timed_run(self, payloads):
 
 
 DynamicBatcher._run = timed_run
+if os.environ.get("GIL_PROBE_SWITCH_S"):
+    sys.setswitchinterval(float(os.environ["GIL_PROBE_SWITCH_S"]))
+totals["switch_interval_s"] = sys.getswitchinterval()
 atexit.register(lambda: Path("/tmp/gil-probe.json").write_text(json.dumps(totals)))
 entry.main(sys.argv[1:])

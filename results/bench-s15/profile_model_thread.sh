@@ -11,9 +11,9 @@ OMP_NUM_THREADS=1 AFRNN_LOG_LEVEL=warning python -m service --port $PORT > /tmp/
 SPID=$!
 trap 'kill $SPID 2>/dev/null' EXIT
 until curl -sf http://127.0.0.1:$PORT/health/ready > /dev/null; do sleep 1; done
-python bench/loadgen.py http://127.0.0.1:$PORT/classify --body-file /tmp/s15body.json --clients 64 --seconds 22 \
-    --server-pid $SPID > $OUT/profile-model-c64.loadgen.json 2>&1 &
+python bench/loadgen.py http://127.0.0.1:$PORT/classify --body-file /tmp/s15body.json --clients ${CLIENTS:-64} --seconds 22 \
+    --server-pid $SPID > $OUT/profile-model-c${CLIENTS:-64}.loadgen.json 2>&1 &
 LG=$!
 sleep 3
-py-spy record -p $SPID -d 18 -r 250 -f raw --threads --idle --nonblocking -o $OUT/profile-model-c64.raw > /dev/null 2>&1
+py-spy record -p $SPID -d 18 -r 250 -f raw --threads --idle --nonblocking -o $OUT/profile-model-c${CLIENTS:-64}.raw > /dev/null 2>&1
 wait $LG

@@ -6,11 +6,13 @@ import gc
 import json
 import logging
 import signal
+import sys
 import time
 
 import httpx
+import pytest
 
-from service.app import YOUNG_GENERATION_THRESHOLD, create_app
+from service.app import GIL_SWITCH_INTERVAL_S, YOUNG_GENERATION_THRESHOLD, create_app
 from service.config import Settings
 
 MNIST_ZERO = {"model": "mnist", "pixels": [0] * 784, "scale": 255}
@@ -66,7 +68,8 @@ def test_sigterm_drains_in_flight_requests_then_logs_shutdown_complete(tmp_path,
 def test_start_up_heap_leaves_the_garbage_collector_once_the_models_are_loaded(tmp_path, export_model):
     """In process, through the app's own lifespan: nothing is frozen while models load; once every model
     is ready, the objects tracked at start-up (torch, the modules, the app) are frozen, so that full
-    collections no longer scan them, and the young generation's threshold is raised. The loaded module
+    collections no longer scan them, and the young generation's threshold is raised; the GIL's switch
+    interval is shortened. The loaded module
     holds its step coupling (computed once)."""
     export_model(tmp_path, "mnist")
     app = create_app(Settings(model_dir=tmp_path, log_level="warning"))
@@ -84,17 +87,20 @@ def test_start_up_heap_leaves_the_garbage_collector_once_the_models_are_loaded(t
             return frozen_while_loading, gc.get_freeze_count(), states, fixed
 
     gc.unfreeze()
-    thresholds = gc.get_threshold()
+    thresholds, switch_interval = gc.get_threshold(), sys.getswitchinterval()
     gc.set_threshold(700, *thresholds[1:])
+    sys.setswitchinterval(0.005)
     try:
         while_loading, after, states, coupling_fixed = asyncio.run(run())
-        young_threshold = gc.get_threshold()[0]
+        young_threshold, served_switch_interval = gc.get_threshold()[0], sys.getswitchinterval()
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+        sys.setswitchinterval(switch_interval)
         logging.getLogger().handlers[:] = handlers
     assert states == {"mnist": "ready"}
     assert while_loading == 0
     assert after > 10_000          # torch alone tracks tens of thousands of objects
     assert young_threshold == YOUNG_GENERATION_THRESHOLD > 700
+    assert served_switch_interval == pytest.approx(GIL_SWITCH_INTERVAL_S) and GIL_SWITCH_INTERVAL_S < 0.005
     assert coupling_fixed
