@@ -38,10 +38,11 @@ def test_pixel_lists_decode_to_the_formula_bit_for_bit(api):
             np.testing.assert_array_equal(got, formula(image, scale, api))
 
 
-@pytest.mark.parametrize("value, rule", [(float("nan"), "finite numbers; found nan at flat index 5"),
-                                         (float("inf"), "finite numbers; found inf at flat index 5"),
-                                         (256, "must lie in [0, 255] for scale 255; found 256 at flat index 5"),
-                                         (-1, "must lie in [0, 255] for scale 255; found -1 at flat index 5")])
+@pytest.mark.parametrize("value, rule", [
+    (float("nan"), "finite numbers; found nan at flat index 5"),
+    (float("inf"), "finite numbers; found inf at flat index 5"),
+    (256, "must lie in [0, 255] for scale 255; found 256 at flat index 5"),
+    (-1, "must lie in [0, 255] for scale 255; found -1 at flat index 5")])
 def test_each_bad_value_is_named_with_its_rule_and_index(api, value, rule):
     pixels = [0] * (api.steps * api.channels)
     pixels[5] = value
