@@ -65,8 +65,6 @@ pixel-by-pixel MNIST and CIFAR-10 classifiers, a double-pendulum predictor, and 
 any served model. Concurrent requests to one model are batched dynamically."""
 
 
-# The heavy-job lane (physics references, stability reports, PNG figures): jobs at once, jobs waiting;
-# and the default-input stability reports kept per process.
 # How long a thread may keep the GIL while another waits for it (CPython's default: 5 ms). The model
 # threads need the GIL only for a few µs between long C calls (a forward pass releases it), but while
 # the event loop is busy they wait up to the whole interval for it, once per hand-back
@@ -77,6 +75,8 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 # (Python's default: 700).
 YOUNG_GENERATION_THRESHOLD = 10_000
 
+# The heavy-job lane (physics references, stability reports, PNG figures): jobs at once, jobs waiting;
+# and the default-input stability reports kept per process.
 HEAVY_MAX_CONCURRENCY = 1
 HEAVY_MAX_QUEUE_LENGTH = 16
 STABILITY_CACHE_SIZE = 32
