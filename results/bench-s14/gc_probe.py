@@ -1,7 +1,8 @@
 """How much time the service spends in Python's cyclic garbage collector under load, per generation:
 runs the service (``service.__main__.main``) with a ``gc.callbacks`` timer, and at exit (SIGTERM) writes
 one JSON line to the file named by GC_PROBE_OUT. ``GC_PROBE_FREEZE=1`` calls ``gc.freeze()`` once the
-models are loaded (the start-up heap leaves the collector's scans), as an A/B.
+models are loaded (the start-up heap leaves the collector's scans), as an A/B (session 14);
+``GC_PROBE_THRESHOLD=N`` sets the young generation's threshold then (session 15).
     GC_PROBE_OUT=/tmp/gc.json python results/bench-s14/gc_probe.py --port 8432"""
 import atexit
 import gc
@@ -36,6 +37,8 @@ def reset_when_ready(port: int) -> None:
             time.sleep(0.5)
     if os.environ.get("GC_PROBE_FREEZE") == "1":
         gc.freeze()
+    if os.environ.get("GC_PROBE_THRESHOLD"):
+        gc.set_threshold(int(os.environ["GC_PROBE_THRESHOLD"]), *gc.get_threshold()[1:])
     for s in stats.values():
         s.update(collections=0, ms=0.0, max_ms=0.0)
     stats["tracked_objects"] = len(gc.get_objects())

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The garbage collector's share of the service at c = 64 on POST /classify, per young-generation threshold
-# (results/bench-s15/gc_probe.py; the service freezes its start-up heap itself). Output: gc-probe.out.
+# (results/bench-s14/gc_probe.py with GC_PROBE_THRESHOLD; the service freezes its start-up heap itself). Output: gc-probe.out.
 #   bash results/bench-s15/gc_probe.sh
 set -u
 cd "$(dirname "$0")/../.." && . .venv/bin/activate
@@ -9,7 +9,7 @@ python -c "import json, numpy as np; open('/tmp/s15body.json','w').write(json.du
 for round in 1 2; do
 for threshold in 700 10000; do
   GC_PROBE_THRESHOLD=$threshold GC_PROBE_OUT=/tmp/gc-$threshold.json OMP_NUM_THREADS=1 AFRNN_LOG_LEVEL=warning \
-      python results/bench-s15/gc_probe.py --port $PORT > /tmp/gc-service.log 2>&1 &
+      python results/bench-s14/gc_probe.py --port $PORT > /tmp/gc-service.log 2>&1 &
   SPID=$!
   until curl -sf http://127.0.0.1:$PORT/health/ready > /dev/null; do sleep 1; done
   sleep 1
