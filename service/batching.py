@@ -3,17 +3,27 @@
 Request handlers ``await batcher.submit(payload, rows)``. The model's thread takes the queued requests
 in arrival order and stacks them into one batch of at most ``max_batch_size`` rows (a request with more
 rows than that runs alone), calls ``run_batch(payloads) -> results`` under ``torch.inference_mode``,
-and hands the results to the event loop, one callback per batch. With ``max_queue_delay_s`` = 0 a batch
-is whatever is queued when the model becomes free; with a delay, a non-full batch is held open until it
-fills up or the delay has passed since its first request was taken.
+and hands the results to the event loop, one callback per batch. A batch is whatever is queued when
+the model becomes free, except that it may be held open for the requests that recent traffic says are
+on their way.
 
-**The model's thread takes its next batch itself.** The queue is shared between the event loop, which
-appends, and the model's thread, which takes (one lock). While requests are queued the thread goes
-from one batch to the next without waiting for the event loop, which may be busy answering the last
-batch and reading the next requests: a batch never waits for its turn on the loop to be started. To
-share the thread fairly (``executor``: the model's stream steps run on the same thread, see
-``service.streaming``), each batch is one job on the executor, and a job that leaves requests queued
-submits the next job before it returns.
+**The batch window adapts to the traffic and to the model.** Let P be the most rows outstanding
+(submitted and not yet answered) at any moment since the previous batch was taken. Under a closed loop
+(each client waits for its answer before it sends again) the missing P − k rows of a batch of k rows
+are being answered or read, and come back within one trip through the HTTP stack. When they all fit in
+one batch (P ≤ ``max_batch_size``; beyond it the model stays busy anyway), running k rows now and the
+others in a second batch costs f(k) + f(P − k), and one batch of P rows after waiting w costs
+w + f(P). With a forward time f(n) ≈ a + b·n for n rows (a least-squares line through the batcher's
+own measurements) that is 2a + b·P against w + a + b·P: the batch is held open only when the missing
+rows are expected sooner than the fixed cost a,
+
+    (P − k) · s < a,        s: the wait per row gained in recent holds,
+
+and for at most min(a, ``max_queue_delay_s``). A recurrent forward over T steps has a large a when its
+per-step overhead dominates (TorchScript on a CPU, any GPU); the C loop's cost is nearly linear in its
+rows, and it is then rarely held. A lone client (P = 1) is never held, traffic that shrinks lowers P
+at the next batch, and s decays between holds, so that the window is tried again when the traffic
+changes. With ``max_queue_delay_s`` = 0 no batch is held.
 
 Overload never queues forever:
 
@@ -42,6 +52,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import torch
+
+# The adaptive window's moving averages: the weight of a new forward time, of a new hold's wait per
+# row, and the decay of that wait at each batch not held (so that holds are tried again).
+FORWARD_ESTIMATE_WEIGHT = 0.2
+HOLD_ESTIMATE_WEIGHT = 0.3
+HOLD_ESTIMATE_DECAY = 0.9
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -91,7 +107,8 @@ class DynamicBatcher(Generic[P, R]):
         run_batch: ``payloads -> results``, one result per payload, in order. Runs in a worker thread
             under ``torch.inference_mode``; it does the LitServe ``batch → predict → unbatch`` steps.
         max_batch_size: most rows per call of ``run_batch``.
-        max_queue_delay_s: how long a non-full batch may wait for more requests (0: never).
+        max_queue_delay_s: the longest a batch is held open for the rows recent traffic says are
+            coming, when the model's fixed cost says they are worth waiting for (0: never held).
         max_queue_length: requests waiting beyond which ``submit`` raises ``QueueFullError``.
         request_timeout_s: per-request limit on queue wait + inference.
         executor: thread pool for ``run_batch``; by default a private single thread. Share one
@@ -136,6 +153,13 @@ class DynamicBatcher(Generic[P, R]):
         self._idle: asyncio.Event | None = None     # set while nothing is queued or running (close)
         self._closing = False
         self._last_inference_s = 0.0
+        # Under _lock: rows submitted and not yet answered, and their peak since the last batch was taken.
+        self._outstanding_rows = 0
+        self._peak_rows = 0
+        # The model's thread's own (the window's cost model): the forward's seconds per batch size
+        # (moving averages), and the seconds a held batch waited per row it gained.
+        self._forward_s: dict[int, float] = {}
+        self._hold_s_per_row = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -197,6 +221,8 @@ class DynamicBatcher(Generic[P, R]):
         item = _Pending(payload, rows, self._loop.create_future())
         with self._ready:
             self._pending.append(item)
+            self._outstanding_rows += rows
+            self._peak_rows = max(self._peak_rows, self._outstanding_rows)
             self._queue_depth_changed()
             schedule = not self._scheduled
             self._scheduled = True
@@ -209,6 +235,7 @@ class DynamicBatcher(Generic[P, R]):
                 with self._lock:
                     self._pending.remove(item)
                     self._scheduled = False
+                    self._outstanding_rows -= rows
                 raise BatcherClosedError(f"model {self.name!r} is shutting down") from None
         # One timer on the request's own future (cheaper than asyncio.wait_for's wrapper future).
         timer = self._loop.call_later(timeout, self._expire, item)
@@ -219,6 +246,8 @@ class DynamicBatcher(Generic[P, R]):
             raise
         finally:
             timer.cancel()
+            with self._lock:
+                self._outstanding_rows -= rows
 
     def _expire(self, item: _Pending) -> None:
         """The request's timeout: drop it from the queue if still waiting and fail its future."""
@@ -261,20 +290,48 @@ class DynamicBatcher(Generic[P, R]):
             rows += item.rows
         return rows
 
+    def _fixed_cost_s(self) -> float:
+        """a of the least-squares line f(n) ≈ a + b·n through the measured forward times (0 while fewer
+        than two batch sizes have been measured)."""
+        if len(self._forward_s) < 2:
+            return 0.0
+        sizes, times = list(self._forward_s), list(self._forward_s.values())
+        mean_n, mean_t = sum(sizes) / len(sizes), sum(times) / len(times)
+        slope = (sum((n - mean_n) * (t - mean_t) for n, t in zip(sizes, times, strict=True))
+                 / sum((n - mean_n) ** 2 for n in sizes))
+        return max(0.0, mean_t - slope * mean_n)
+
+    def _hold_s(self, rows: int, expected: int) -> float:
+        """How long to hold a batch of ``rows`` open for ``expected`` rows (0: run it now)."""
+        if self.max_queue_delay_s <= 0 or rows >= expected or expected > self.max_batch_size:
+            return 0.0
+        saving = self._fixed_cost_s()
+        if (expected - rows) * self._hold_s_per_row >= saving:
+            self._hold_s_per_row *= HOLD_ESTIMATE_DECAY          # try again after a few batches
+            return 0.0
+        return min(saving, self.max_queue_delay_s)
+
     def _collect(self) -> tuple[list[_Pending], int]:
-        """The next batch and its rows (empty when nothing is queued), held open by
-        ``max_queue_delay_s`` while it is not full and nothing else is queued."""
+        """The next batch and its rows (empty when nothing is queued), held open while the adaptive
+        window says the missing rows are worth waiting for and nothing else is queued (module
+        docstring)."""
         batch: list[_Pending] = []
         with self._ready:
             rows = self._take(batch, 0)
-            if batch and self.max_queue_delay_s > 0:
-                deadline = time.perf_counter() + self.max_queue_delay_s
-                while rows < self.max_batch_size and not self._pending and not self._closing:
+            expected = self._peak_rows
+            self._peak_rows = self._outstanding_rows        # the peak is measured from batch to batch
+            hold_s = self._hold_s(rows, expected) if batch and not self._pending else 0.0
+            if hold_s > 0:
+                held_rows, start = rows, time.perf_counter()
+                deadline = start + hold_s
+                while rows < expected and not self._pending and not self._closing:
                     remaining = deadline - time.perf_counter()
                     if remaining <= 0:
                         break
                     self._ready.wait(remaining)
                     rows = self._take(batch, rows)
+                per_row = (time.perf_counter() - start) / max(1, rows - held_rows)
+                self._hold_s_per_row += HOLD_ESTIMATE_WEIGHT * (per_row - self._hold_s_per_row)
             self._queue_depth_changed()
         return batch, rows
 
@@ -325,6 +382,8 @@ class DynamicBatcher(Generic[P, R]):
                     self._loop.call_soon_threadsafe(self._answer, [item], [result], started, inference_s,
                                                     item.rows)
             return
+        previous = self._forward_s.get(rows, inference_s)
+        self._forward_s[rows] = previous + FORWARD_ESTIMATE_WEIGHT * (inference_s - previous)
         self._loop.call_soon_threadsafe(self._answer, batch, results, started, inference_s, rows)
 
     # -- outcomes (event loop) --------------------------------------------------------------------

@@ -6,8 +6,9 @@ the shipped checkpoints on http://127.0.0.1:8000. The 25 fields come in four gro
 
 * **server**: what to serve, where, on which device, when it is ready, how it logs, the API key;
 * **batching** (in the LitServe / Triton sense): ``max_batch_size`` rows per forward pass (32 keeps two
-  batches in flight under 64 clients: docs/performance.md, session 11); ``max_queue_delay_ms`` holds a
-  non-full batch open (0: each batch is whatever is queued when the model becomes free);
+  batches in flight under 64 clients: docs/performance.md, session 11); ``max_queue_delay_ms`` caps the
+  adaptive batch window (``service.batching``: a batch is held open only for rows that recent traffic
+  says are coming and the model's fixed cost says are worth waiting for; 0: never held);
   ``max_queue_length`` requests waiting per model before 503; ``request_timeout_s`` queue wait +
   inference, else 504;
 * **limits** (docs/reliability.md): work requests admitted at once (``max_inflight_requests``; more
@@ -60,7 +61,8 @@ class Settings(BaseSettings):
 
     # -- batching ---------------------------------------------------------------------------------
     max_batch_size: int = Field(32, ge=1, le=4096, description="rows stacked in one forward pass")
-    max_queue_delay_ms: float = Field(0.0, ge=0.0, description="hold a non-full batch open this long")
+    max_queue_delay_ms: float = Field(20.0, ge=0.0, description="the longest a batch is held open for "
+                                                               "returning rows (adaptive window; 0: never)")
     max_queue_length: int = Field(256, ge=1, description="queued requests per model before 503")
     request_timeout_s: float = Field(30.0, gt=0.0, description="queue wait + inference, else 504")
 

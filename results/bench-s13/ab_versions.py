@@ -5,6 +5,7 @@ with the medians per checkout. ``--route pendulum`` (session 14) serves the ship
 instead and posts one initial state to ``/pendulum/predict`` (its trained horizon, 29 steps).
 
     python results/bench-s13/ab_versions.py /tmp/base . --rounds 3 --seconds 4 --clients 1,64
+    python results/bench-s13/ab_versions.py . . --b-server-args="--max-queue-delay-ms 5"   # one setting
 """
 
 import argparse
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--clients", default="1,64")
     parser.add_argument("--server-args", default="")
+    parser.add_argument("--b-server-args", default="",
+                        help="extra flags for B only: an A/B of one checkout under two settings (session 16)")
     parser.add_argument("--route", choices=("classify", "pendulum"), default="classify")
     args = parser.parse_args()
     if args.route == "classify":
@@ -67,7 +70,8 @@ def main() -> None:
             (Path(tmp) / f"{model}{suffix}").symlink_to((HERE.parents[2] / "checkpoints" / f"{model}{suffix}").resolve())
         for _ in range(args.rounds):
             for label, root in (("A", args.a), ("B", args.b)):
-                proc, url = serve(root.resolve(), Path(tmp), args.server_args.split())
+                extra = args.server_args.split() + (args.b_server_args.split() if label == "B" else [])
+                proc, url = serve(root.resolve(), Path(tmp), extra)
                 try:
                     for c in (int(x) for x in args.clients.split(",")):
                         row = loadgen.closed_loop(url + path, body, c, args.seconds, 1.0,

@@ -103,19 +103,125 @@ def test_the_model_thread_takes_the_next_batch_while_the_event_loop_is_busy():
     assert len(starts) == 3 and all(start < unblocked for start in starts)
 
 
-def test_max_queue_delay_holds_a_batch_open_for_late_requests():
-    async def scenario(delay_s):
-        run = Doubler()
-        batcher = make(run, max_queue_delay_s=delay_s)
-        first = asyncio.ensure_future(batcher.submit(1))
-        await asyncio.sleep(0.02)
-        second = asyncio.ensure_future(batcher.submit(2))
-        await asyncio.gather(first, second)
-        await batcher.close()
-        return run.batches
+async def _timed(batcher, payload):
+    started = time.perf_counter()
+    result = await batcher.submit(payload)
+    return result, time.perf_counter() - started
 
-    assert asyncio.run(scenario(0.2)) == [[1, 2]]
-    assert asyncio.run(scenario(0.0)) == [[1], [2]]
+
+class Costed(Doubler):
+    """A Doubler whose forward takes ``fixed_s + per_row_s × rows``."""
+
+    def __init__(self, fixed_s: float, per_row_s: float):
+        super().__init__()
+        self.fixed_s, self.per_row_s = fixed_s, per_row_s
+
+    def __call__(self, payloads: list) -> list:
+        time.sleep(self.fixed_s + self.per_row_s * len(payloads))
+        return super().__call__(payloads)
+
+
+async def _measure_two_sizes(batcher, run) -> None:
+    """One batch of 1 row and one of 2, so that the batcher has a line through its forward times."""
+    await batcher.submit(0)
+    await batcher.submit(0, rows=2)
+    run.batches.clear()
+
+
+def test_a_lone_client_is_never_held_open():
+    """One request at a time: the recent peak is one row, so the window adds nothing to its latency,
+    although the forward's fixed cost would make waiting worth it. (The first request may be held: the
+    request before it, from the same client, had two rows.)"""
+    async def scenario():
+        run = Costed(fixed_s=0.05, per_row_s=0.001)
+        batcher = make(run, max_queue_delay_s=0.5)
+        await _measure_two_sizes(batcher, run)
+        latencies = [(await _timed(batcher, i))[1] for i in range(4)]
+        await batcher.close()
+        return run.batches, latencies
+
+    batches, latencies = asyncio.run(scenario())
+    assert batches == [[0], [1], [2], [3]]
+    assert max(latencies[1:]) < 0.051 + 0.03, latencies
+
+
+async def _closed_loop_return(batcher, run):
+    """Four requests outstanding together; then one arrives, and three more 30 ms later (closed-loop
+    clients coming back at different times). Returns the batches of the second part."""
+    await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+    run.batches.clear()
+    first = asyncio.ensure_future(batcher.submit(10))
+    await asyncio.sleep(0.03)
+    late = await asyncio.gather(*(batcher.submit(i) for i in (11, 12, 13)))
+    result = await first
+    await batcher.close()
+    assert result.value == 20 and [r.value for r in late] == [22, 24, 26]
+    return run.batches, result
+
+
+def test_a_batch_is_held_open_for_returning_rows_when_the_forward_has_a_fixed_cost():
+    """A 60-ms fixed cost per forward: waiting 30 ms for three rows saves one. The first request waits
+    for them; with max_queue_delay_s = 0 it runs alone."""
+    async def scenario(delay_s):
+        run = Costed(fixed_s=0.06, per_row_s=0.001)
+        batcher = make(run, max_queue_delay_s=delay_s)
+        await _measure_two_sizes(batcher, run)
+        return await _closed_loop_return(batcher, run)
+
+    batches, first = asyncio.run(scenario(0.5))
+    assert batches[0][0] == 10 and len(batches[0]) >= 3, batches
+    assert first.queue_wait_s >= 0.025
+    batches, _ = asyncio.run(scenario(0.0))
+    assert batches[0] == [10]
+
+
+def test_a_forward_without_a_fixed_cost_is_never_held():
+    """Forward time proportional to the rows: one batch of four costs what four batches of one do, so
+    waiting for the returning rows gains nothing, and the first request runs alone."""
+    async def scenario():
+        run = Costed(fixed_s=0.0, per_row_s=0.01)
+        batcher = make(run, max_queue_delay_s=0.5)
+        await _measure_two_sizes(batcher, run)
+        return await _closed_loop_return(batcher, run)
+
+    batches, first = asyncio.run(scenario())
+    assert batches[0] == [10], batches
+    assert first.queue_wait_s < 0.02
+
+
+def test_no_batch_is_held_when_more_rows_are_outstanding_than_a_batch_holds():
+    """Four rows outstanding and batches of two: the returning rows make a second batch anyway, so the
+    first request runs at once, fixed cost or not."""
+    async def scenario():
+        run = Costed(fixed_s=0.06, per_row_s=0.001)
+        batcher = make(run, max_batch_size=2, max_queue_delay_s=0.5)
+        await _measure_two_sizes(batcher, run)
+        return await _closed_loop_return(batcher, run)
+
+    batches, first = asyncio.run(scenario())
+    assert batches[0] == [10], batches
+    assert first.queue_wait_s < 0.02
+
+
+def test_a_held_batch_runs_at_its_deadline_and_the_window_follows_the_traffic_down():
+    """After four concurrent requests, a lone one is held for min(fixed cost, max_queue_delay_s) (the
+    others do not come back), and the next lone one is not held: the peak is measured again from batch
+    to batch."""
+    async def scenario():
+        run = Costed(fixed_s=0.1, per_row_s=0.001)
+        batcher = make(run, max_queue_delay_s=0.06)
+        await _measure_two_sizes(batcher, run)
+        await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+        run.batches.clear()
+        held = await _timed(batcher, 10)
+        lone = await _timed(batcher, 11)
+        await batcher.close()
+        return run.batches, held, lone
+
+    batches, (held, held_s), (lone, lone_s) = asyncio.run(scenario())
+    assert batches == [[10], [11]]
+    assert held.value == 20 and 0.055 <= held.queue_wait_s < 0.1
+    assert lone.value == 22 and lone.queue_wait_s < 0.02
 
 
 def test_full_queue_is_refused_at_once_with_a_retry_hint():

@@ -24,7 +24,7 @@ def test_defaults_serve_the_shipped_checkpoints_on_localhost():
     assert s.model_dir == REPO_ROOT / "checkpoints"
     assert (s.host, s.port, s.device) == ("127.0.0.1", 8000, "auto")
     assert s.api_key is None and s.readiness_policy == "all"
-    assert s.max_batch_size == 32 and s.max_queue_delay_ms == 0
+    assert s.max_batch_size == 32 and s.max_queue_delay_ms == 20
     assert s.log_format == "json"
 
 

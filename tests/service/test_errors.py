@@ -107,7 +107,7 @@ def _one_deep_slow_service(tmp_path_factory, export_model, start_service, timeou
     model_dir = tmp_path_factory.mktemp("slow-models")
     export_model(model_dir, "mnist", layer_sizes=(512, 512))
     return start_service(model_dir, "--max-batch-size", "1", "--max-queue-length", "1",
-                         "--request-timeout-s", timeout_s, api_key="k")
+                         "--request-timeout-s", timeout_s, "--max-queue-delay-ms", "0", api_key="k")
 
 
 @pytest.fixture(scope="module")
