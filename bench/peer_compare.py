@@ -3,11 +3,13 @@
     pip install -e '.[bench]'                       # LitServe, for this benchmark only
     python bench/peer_compare.py --quick            # < 45 s of measurement: 1 round of 1 s per point
     python bench/peer_compare.py                    # 3 rounds of 6 s per point
-    python bench/peer_compare.py --server-args="--max-queue-delay-ms 2"   # our service, other settings
+    python bench/peer_compare.py --server-args="--max-queue-delay-ms 0"   # our service, other settings
     python bench/peer_compare.py --versus-ours="--max-batch-size 32"     # a lever, A/B
 
-Both servers serve ``checkpoints/mnist.json`` (the TorchScript MNIST AFRNN) with max batch 64, no
-batch delay, one torch thread and one inference worker: ours is ``python -m service``, the peer is
+Both servers serve ``checkpoints/mnist.json`` (the TorchScript MNIST AFRNN) with max batch 64, their
+shipped batch formation (ours: the adaptive window of ``service.batching``; the peer: LitServe's
+default, ``batch_timeout`` 0; ``--server-args="--max-queue-delay-ms 0"`` gives ours no window either),
+one torch thread and one inference worker: ours is ``python -m service``, the peer is
 ``bench/litserve_app.py`` (LitServe with the same decoding, batching and encoding code). Ours runs
 twice: as shipped (its forward is the C loop, ``model.inference.FastRecurrence``) and **stack-only**,
 with ``AFRNN_FAST_RECURRENCE=0``, so that it runs the same TorchScript module as the peer and the
@@ -197,8 +199,7 @@ def main() -> None:
     servers: dict[str, Server] = {}
     try:
         service = ["-m", "service", "--model-dir", str(serve_dir), "--max-batch-size", "64",
-                   "--max-queue-delay-ms", "0", "--max-queue-length", "1024",
-                   "--log-level", "warning"]
+                   "--max-queue-length", "1024", "--log-level", "warning"]
         body = {"model": "mnist", "pixels": pixels, "scale": 255}
         ours_argv = [*service, *shlex.split(args.server_args)]
         servers["ours"] = Server("ours", ours_argv, "/classify", "/health/ready", body,

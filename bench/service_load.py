@@ -249,7 +249,9 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=None,
                         help="the batched service's (default: the service's own default); the raw "
                              "ceiling is searched up to 64 rows or this, whichever is larger")
-    parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
+    parser.add_argument("--max-queue-delay-ms", type=float,
+                        default=Settings.model_fields["max_queue_delay_ms"].default,
+                        help="the cap of the adaptive batch window (default: the service's)")
     parser.add_argument("--model-dir", type=Path, help="default: checkpoints/ if it has mnist.json, else a "
                                                        "freshly exported random paper-size model")
     parser.add_argument("--load-generator", choices=loadgen.GENERATORS, default="auto",

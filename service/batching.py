@@ -291,15 +291,19 @@ class DynamicBatcher(Generic[P, R]):
         return rows
 
     def _fixed_cost_s(self) -> float:
-        """a of the least-squares line f(n) ≈ a + b·n through the measured forward times (0 while fewer
-        than two batch sizes have been measured)."""
-        if len(self._forward_s) < 2:
+        """a of the least-squares line f(n) ≈ a + b·n through the measured forward times, at most the
+        cheapest measured batch's time (b ≥ 0). With one batch size measured, that time: the bound is
+        tried, and the held batch measures a second size (traffic that settles into equal half batches
+        would otherwise never show the line). 0 before any batch."""
+        if not self._forward_s:
             return 0.0
         sizes, times = list(self._forward_s), list(self._forward_s.values())
+        if len(sizes) == 1:
+            return times[0]
         mean_n, mean_t = sum(sizes) / len(sizes), sum(times) / len(times)
         slope = (sum((n - mean_n) * (t - mean_t) for n, t in zip(sizes, times, strict=True))
                  / sum((n - mean_n) ** 2 for n in sizes))
-        return max(0.0, mean_t - slope * mean_n)
+        return min(max(0.0, mean_t - slope * mean_n), min(times))
 
     def _hold_s(self, rows: int, expected: int) -> float:
         """How long to hold a batch of ``rows`` open for ``expected`` rows (0: run it now)."""

@@ -4,7 +4,7 @@
 #   bash results/bench-s15/profile_model_thread.sh
 set -u
 cd "$(dirname "$0")/../.." && . .venv/bin/activate
-OUT=results/bench-s15
+OUT=${OUT:-results/bench-s15}   # session 16: OUT=results/bench-s16
 PORT=8433
 python -c "import json, numpy as np; open('/tmp/s15body.json','w').write(json.dumps({'model': 'mnist', 'scale': 255, 'pixels': np.random.default_rng(0).integers(0, 256, 784).tolist()}))"
 OMP_NUM_THREADS=1 AFRNN_LOG_LEVEL=warning python -m service --port $PORT > /tmp/s15-service.log 2>&1 &

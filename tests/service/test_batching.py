@@ -175,6 +175,25 @@ def test_a_batch_is_held_open_for_returning_rows_when_the_forward_has_a_fixed_co
     assert batches[0] == [10]
 
 
+def test_a_hold_is_tried_when_only_one_batch_size_was_measured():
+    """Traffic that settles into equal half batches measures one size only, and no line: the cheapest
+    measured time bounds the fixed cost, so the window is tried (and then measures a second size)."""
+    async def scenario():
+        run = Costed(fixed_s=0.06, per_row_s=0.001)
+        batcher = make(run, max_queue_delay_s=0.5)
+        await batcher.submit(0, rows=4)                     # one size measured, four rows outstanding
+        run.batches.clear()
+        first = asyncio.ensure_future(batcher.submit(10))
+        await asyncio.sleep(0.03)
+        await asyncio.gather(*(batcher.submit(i) for i in (11, 12, 13)))
+        await first
+        await batcher.close()
+        return run.batches
+
+    batches = asyncio.run(scenario())
+    assert batches[0][0] == 10 and len(batches[0]) >= 3, batches
+
+
 def test_a_forward_without_a_fixed_cost_is_never_held():
     """Forward time proportional to the rows: one batch of four costs what four batches of one do, so
     waiting for the returning rows gains nothing, and the first request runs alone."""
