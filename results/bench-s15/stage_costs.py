@@ -1,7 +1,7 @@
 """Issue 32, session 15: the route's own steps for one MNIST image, in a tight loop (warm caches, no
 server): parse the 784-number JSON body, validate it, np.asarray of the pixel list, the boolean check,
 the whole decode, the encode and the response. Best of 5 repeats, µs a call.
-    python results/bench-s15/stage_costs.py"""
+    python results/bench-s15/stage_costs.py   (session 16: > results/bench-s16/stage-costs.out)"""
 import json
 import sys
 import timeit
@@ -16,7 +16,7 @@ from artifact.export import load_exported  # noqa: E402
 from model.inference import cpu_flags  # noqa: E402
 from service.api.json_body import parse_json  # noqa: E402
 from service.api.routes import classify  # noqa: E402
-from service.tasks.classifier import ClassifierAPI, _leaf_types  # noqa: E402
+from service.tasks.classifier import ClassifierAPI, _leaf_types, no_booleans  # noqa: E402
 
 pixels = np.random.default_rng(0).integers(0, 256, 784).tolist()
 raw = json.dumps({"model": "mnist", "scale": 255, "pixels": pixels}).encode()
@@ -40,6 +40,10 @@ stages = {
     "np.asarray(pixels)": lambda: np.asarray(pixels),
     "boolean check (_leaf_types)": lambda: _leaf_types(pixels),
     "decode (all of it)": lambda: api.decode(body.image_list, body.scale, body.image_locs),
+    # session 16: the route screens the body for true/false, then 8-bit integer lists take bytes()
+    "boolean screen (no_booleans)": lambda: no_booleans(raw),
+    "decode, 8-bit path": lambda: api.decode(body.image_list, body.scale, body.image_locs,
+                                             booleans_possible=False),
     "encode": lambda: api.encode(probabilities, 1, False),
     "response model + JSON": respond,
 }

@@ -5,11 +5,15 @@ the MNIST /classify body (784 integers, 3.2 kB) at c = 64. Each app adds one ste
 request path, so each row's CPU per request is a floor for the service's:
 - ``bare``: read the body, send a constant 200 JSON answer (uvicorn and the ASGI protocol alone);
 - ``parse``: + ``pydantic_core.from_json`` of the body (as the service's lean handler does);
-- ``decode``: + ``np.asarray`` of the pixel list, the boolean check and the normalisation;
-- ``fastapi``: the same as ``decode``, through a FastAPI route (the router and a pydantic body model).
+- ``decode``: + the service's own decode of the image (``ClassifierAPI.decode``, as the route calls it);
+- ``fastapi``: the same as ``decode``, through a FastAPI route (the router and a pydantic body model);
+- ``bare-paced`` and ``decode-paced``: ``bare`` and ``decode`` that answer each request ``--pace-ms``
+  after it came (an asyncio timer), so that c = 64 runs at about the service's rate (64 / 0.09 s ≈ 700/s
+  by default) instead of 10 000/s: at a low rate the load generator sleeps between answers, and each
+  answer's send must wake it (on a VM, an inter-processor interrupt), which the fast apps never pay.
 The server is one process with one thread, so its CPU per request is all stack. Rounds alternate the apps.
 
-    python results/bench-s16/http_floor.py [--rounds 3] [--seconds 4] [--clients 64]
+    python results/bench-s16/http_floor.py [--rounds 3] [--seconds 4] [--clients 64] [--pace-ms 90]
 Output: http-floor.out (the last line is the JSON of the figures).
 """
 import argparse
@@ -30,37 +34,33 @@ sys.path.insert(0, str(ROOT))
 from bench.loadgen import closed_loop  # noqa: E402
 from model.inference import cpu_flags  # noqa: E402
 
-APPS = ("bare", "parse", "decode", "fastapi")
+APPS = ("bare", "parse", "decode", "fastapi", "bare-paced", "decode-paced")
 
 SERVER = r'''
+import asyncio
 import sys
-import numpy as np
+from pathlib import Path
+
 import pydantic_core
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
 
-kind = sys.argv[1]
+kind, pace_s = sys.argv[1], float(sys.argv[3]) / 1000
+sys.path.insert(0, sys.argv[4])
+import torch
+from artifact.export import load_exported
+from service.tasks.classifier import ClassifierAPI, no_booleans
+
 ANSWER = b'{"label": 7}'
-MEAN, STD = np.float32(0.1307), np.float32(0.3081)
+module, manifest = load_exported(Path(sys.argv[4]) / "checkpoints" / "mnist.json")
+api = ClassifierAPI(manifest, module, torch.device("cpu"))
 
 
-def leaf_types(value):
-    return set(map(type, value))
-
-
-def decode(pixels):
-    arr = np.asarray(pixels)
-    if bool in leaf_types(pixels) or arr.shape != (784,):
-        raise ValueError("bad pixels")
-    if not (0 <= arr.min() and arr.max() <= 255):
-        raise ValueError("out of range")
-    out = np.empty((784, 1), np.float32)
-    out[:, 0] = arr
-    out /= np.float32(255)
-    out -= MEAN
-    out /= STD
-    return out
+def decode(value, body):
+    """The service's own decode of one image (service.tasks.classifier), as the /classify route calls it."""
+    return api.decode([value["pixels"]], value["scale"], [("pixels",)],
+                      booleans_possible=not no_booleans(body))
 
 
 async def read_body(receive):
@@ -76,10 +76,13 @@ async def asgi(scope, receive, send):
     if scope["type"] != "http":
         return
     body = await read_body(receive)
-    if kind in ("parse", "decode") and scope["method"] == "POST":     # not the load generator's GET /metrics
-        value = pydantic_core.from_json(body)
-        if kind == "decode":
-            decode(value["pixels"])
+    if kind != "bare" and scope["method"] == "POST":     # not the load generator's GET /metrics
+        if kind.endswith("-paced"):
+            await asyncio.sleep(pace_s)
+        if kind != "bare-paced":
+            value = pydantic_core.from_json(body)
+            if kind.startswith("decode"):
+                decode(value, body)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(ANSWER)).encode())]})
@@ -92,16 +95,16 @@ class Body(BaseModel):
     scale: int | None = None
 
 
-api = FastAPI()
+app = FastAPI()
 
 
-@api.post("/classify")
-async def classify(body: Body) -> Response:
-    decode(body.pixels)
+@app.post("/classify")
+async def classify(body: Body, request: Request) -> Response:
+    decode(body.model_dump(), await request.body())
     return Response(ANSWER, media_type="application/json")
 
 
-uvicorn.run(api if kind == "fastapi" else asgi, host="127.0.0.1", port=int(sys.argv[2]), log_level="error",
+uvicorn.run(app if kind == "fastapi" else asgi, host="127.0.0.1", port=int(sys.argv[2]), log_level="error",
             access_log=False, http="httptools", loop="uvloop")
 '''
 
@@ -112,13 +115,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(kind: str) -> tuple[subprocess.Popen, str]:
+def serve(kind: str, pace_ms: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, kind, str(port)], start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, kind, str(port), str(pace_ms), str(ROOT)],
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}/classify"
     for _ in range(200):
         try:
-            httpx.post(url, content=b'{"pixels": [0]}', timeout=1)
+            httpx.get(url, timeout=1)
             return proc, url
         except httpx.TransportError:
             time.sleep(0.05)
@@ -130,6 +134,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--pace-ms", type=float, default=90.0, help="the paced apps' delay per request")
     args = parser.parse_args()
     import numpy as np
     pixels = np.random.default_rng(0).integers(0, 256, 784).tolist()
@@ -140,7 +145,7 @@ def main() -> None:
     rows: dict[str, list[dict]] = {kind: [] for kind in APPS}
     for round_ in range(args.rounds):
         for kind in APPS:
-            proc, url = serve(kind)
+            proc, url = serve(kind, args.pace_ms)
             try:
                 row = closed_loop(url, body, args.clients, args.seconds, 1.0, generator="wrk",
                                   server_pid=proc.pid)
@@ -151,7 +156,7 @@ def main() -> None:
             print(f"round {round_ + 1} {kind:8s} {row['per_s']:8.1f} req/s  server CPU "
                   f"{row['server_cpu_ms_per_request']:.3f} ms/request  errors {row['errors']}", flush=True)
     result = {"cpu_model": model, "cpu_flags": flags, "clients": args.clients, "rounds": args.rounds,
-              "seconds": args.seconds}
+              "seconds": args.seconds, "pace_ms": args.pace_ms}
     for kind in APPS:
         cpu = [r["server_cpu_ms_per_request"] for r in rows[kind]]
         result[kind] = {"server_cpu_ms_per_request_median": round(statistics.median(cpu), 3),

@@ -55,6 +55,12 @@ def _leaf_types(value: Any) -> set[type]:
     return kinds
 
 
+def no_booleans(body: bytes) -> bool:
+    """True when the JSON ``body`` holds no ``true`` or ``false`` anywhere (a string may hold those
+    letters: then it says False, and the images get the full type check)."""
+    return b"true" not in body and b"false" not in body
+
+
 @dataclass
 class ClassifyJob:
     """One request's images, decoded: ``x`` is (n, T, C) float32, already normalised."""
@@ -112,16 +118,17 @@ class ClassifierAPI:
         return list(dict.fromkeys(shapes))
 
     # -- decode -----------------------------------------------------------------------------------
-    def decode(self, images: Sequence[Any], scale: float | None,
-               locs: Sequence[Sequence[str | int]]) -> np.ndarray:
-        """Images → normalised (n, T, C) float32; ``locs[i]`` names image i in ``InputError``s."""
+    def decode(self, images: Sequence[Any], scale: float | None, locs: Sequence[Sequence[str | int]],
+               booleans_possible: bool = True) -> np.ndarray:
+        """Images → normalised (n, T, C) float32; ``locs[i]`` names image i in ``InputError``s.
+        ``booleans_possible=False`` says that the request held no ``true``/``false`` (``no_booleans``)."""
         out = np.empty((len(images), self.steps, self.channels), dtype=np.float32)
         for i, (image, loc) in enumerate(zip(images, locs, strict=True)):
-            self.decode_image(image, scale, loc, out=out[i])
+            self.decode_image(image, scale, loc, out=out[i], booleans_possible=booleans_possible)
         return out
 
     def decode_image(self, image: Any, scale: float | None, loc: Sequence[str | int],
-                     out: np.ndarray | None = None) -> np.ndarray:
+                     out: np.ndarray | None = None, booleans_possible: bool = True) -> np.ndarray:
         """One image → normalised (T, C) float32, written into ``out`` when given. In place, in float32:
         a few array operations per image, each of which may hand the GIL to the model's thread."""
         out = np.empty((self.steps, self.channels), dtype=np.float32) if out is None else out
@@ -131,11 +138,26 @@ class ClassifierAPI:
             if scale is None:
                 raise InputError(("scale",), "scale is required with pixel arrays: 255 when the values "
                                              "are 0–255, 1 when they are 0–1")
-            out[...] = self._decode_array(image, float(scale), loc)
+            pixels = None if booleans_possible else self._eight_bit(image, float(scale))
+            out[...] = self._decode_array(image, float(scale), loc) if pixels is None else pixels
             out /= np.float32(scale)
         out -= self.mean
         out /= self.std
         return out
+
+    def _eight_bit(self, image: Any, scale: float) -> np.ndarray | None:
+        """A flat list of T·C integers in 0–255 that obey the value range, as (T, C) uint8, else None.
+        ``bytes`` reads the list in one C loop and refuses anything else (floats, nested lists, values
+        outside 0–255); it would take ``true`` as 1, so the caller rules booleans out first. The values
+        are the general path's exactly: integers up to 255 are exact in float32."""
+        if type(image) is not list or len(image) != self.steps * self.channels:
+            return None
+        try:
+            pixels = np.frombuffer(bytes(image), dtype=np.uint8).reshape(self.steps, self.channels)
+        except (TypeError, ValueError):
+            return None
+        low, high = self.value_range[0] * scale, self.value_range[1] * scale
+        return pixels if low <= pixels.min() and pixels.max() <= high else None
 
     def _decode_array(self, image: Any, scale: float, loc: Sequence[str | int]) -> np.ndarray:
         """The pixel array as sent, (T, C), once its shape, types and values are checked."""

@@ -15,6 +15,7 @@ from service.api.json_body import FastJSONRoute
 from service.api.submit import submit
 from service.errors import InputError
 from service.tasks import ClassifyJob
+from service.tasks.classifier import no_booleans
 
 router = APIRouter(tags=["inference"], route_class=FastJSONRoute)
 
@@ -34,7 +35,8 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
     if body.top_k > api.num_classes:
         raise InputError(("top_k",), f"top_k must be ≤ the number of classes ({api.num_classes}) of model "
                                      f"{entry.name!r}, got {body.top_k}")
-    x = api.decode(images, body.scale, body.image_locs)                  # decode
+    raw = await request.body()                          # read and parsed before: kept on the request
+    x = api.decode(images, body.scale, body.image_locs, booleans_possible=not no_booleans(raw))   # decode
     result = await submit(entry, ClassifyJob(x, body.return_sequence))   # batch → predict → unbatch
     predictions = api.encode(result.value, body.top_k, body.return_sequence)   # encode
     response = ClassifyResponse(
