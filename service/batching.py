@@ -8,22 +8,22 @@ the model becomes free, except that it may be held open for the requests that re
 on their way.
 
 **The batch window adapts to the traffic and to the model.** Let P be the most rows outstanding
-(submitted and not yet answered) at any moment since the previous batch was taken. Under a closed loop
-(each client waits for its answer before it sends again) the missing P − k rows of a batch of k rows
-are being answered or read, and come back within one trip through the HTTP stack. When they all fit in
-one batch (P ≤ ``max_batch_size``; beyond it the model stays busy anyway), running k rows now and the
-others in a second batch costs f(k) + f(P − k), and one batch of P rows after waiting w costs
-w + f(P). With a forward time f(n) ≈ a + b·n for n rows (a least-squares line through the batcher's
-own measurements) that is 2a + b·P against w + a + b·P: the batch is held open only when the missing
-rows are expected sooner than the fixed cost a,
+(submitted and not yet answered) at any moment since the previous batch was taken: under a closed loop
+(each client waits for its answer before it sends again) P rows come back, one trip through the HTTP
+stack after their answers. Taking whatever is queued, P rows settle into two batches that alternate:
+while one runs, the other's answers go out and its next requests come in. Per cycle that costs
+f(k) + f(P − k) = 2a + b·P of model time, with a forward time f(n) ≈ a + b·n for n rows (a least-
+squares line through the batcher's own measurements). Holding each batch open until all P rows are in
+costs a + b·P, plus the model's idle wait while the event loop answers and reads the P requests one
+after another, P·s, where s is the spacing of requests that arrive while the model is busy (the median
+of recent gaps between submissions). So a batch of k < P rows is held only when
 
-    (P − k) · s < a,        s: the wait per row gained in recent holds,
+    P ≤ ``max_batch_size``  and  P · s < a,
 
-and for at most min(a, ``max_queue_delay_s``). A recurrent forward over T steps has a large a when its
-per-step overhead dominates (TorchScript on a CPU, any GPU); the C loop's cost is nearly linear in its
-rows, and it is then rarely held. A lone client (P = 1) is never held, traffic that shrinks lowers P
-at the next batch, and s decays between holds, so that the window is tried again when the traffic
-changes. With ``max_queue_delay_s`` = 0 no batch is held.
+until it has P rows or min(a, ``max_queue_delay_s``) has passed. A recurrent forward over T steps has a
+large a when its per-step overhead dominates (TorchScript on a CPU, any GPU), and waiting pays; the C
+loop's a is small, and it is not held. A lone client (P = 1) is never held, and traffic that shrinks
+lowers P at the next batch. With ``max_queue_delay_s`` = 0 no batch is held.
 
 Overload never queues forever:
 
@@ -53,11 +53,10 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
-# The adaptive window's moving averages: the weight of a new forward time, of a new hold's wait per
-# row, and the decay of that wait at each batch not held (so that holds are tried again).
+# The adaptive window's estimates: the weight of a new forward time in its moving average, and how
+# many recent arrival gaps the median spacing is taken over.
 FORWARD_ESTIMATE_WEIGHT = 0.2
-HOLD_ESTIMATE_WEIGHT = 0.3
-HOLD_ESTIMATE_DECAY = 0.9
+ARRIVAL_GAPS_KEPT = 64
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -156,10 +155,12 @@ class DynamicBatcher(Generic[P, R]):
         # Under _lock: rows submitted and not yet answered, and their peak since the last batch was taken.
         self._outstanding_rows = 0
         self._peak_rows = 0
-        # The model's thread's own (the window's cost model): the forward's seconds per batch size
-        # (moving averages), and the seconds a held batch waited per row it gained.
+        # The window's cost model: the forward's seconds per batch size (moving averages; the model's
+        # thread's own), and the spacing s of requests submitted while the model is busy (under _lock).
         self._forward_s: dict[int, float] = {}
-        self._hold_s_per_row = 0.0
+        self._arrival_gaps: deque[float] = deque(maxlen=ARRIVAL_GAPS_KEPT)
+        self._last_submit = 0.0
+        self._last_submit_busy = False
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -223,6 +224,7 @@ class DynamicBatcher(Generic[P, R]):
             self._pending.append(item)
             self._outstanding_rows += rows
             self._peak_rows = max(self._peak_rows, self._outstanding_rows)
+            self._time_arrival(item.enqueued_at)
             self._queue_depth_changed()
             schedule = not self._scheduled
             self._scheduled = True
@@ -290,6 +292,20 @@ class DynamicBatcher(Generic[P, R]):
             rows += item.rows
         return rows
 
+    def _time_arrival(self, now: float) -> None:
+        """Keep the gap since the last submission when both came while the model was busy (a batch
+        queued, running or held: ``_scheduled``). ``_lock`` held."""
+        busy = self._scheduled
+        if busy and self._last_submit_busy:
+            self._arrival_gaps.append(now - self._last_submit)
+        self._last_submit, self._last_submit_busy = now, busy
+
+    def _arrival_spacing_s(self) -> float:
+        """s: the median of the recent gaps (0 before any). The median, because the gaps also span the
+        pauses between bursts of returning requests, which are not the event loop's pace."""
+        gaps = sorted(self._arrival_gaps)
+        return gaps[len(gaps) // 2] if gaps else 0.0
+
     def _fixed_cost_s(self) -> float:
         """a of the least-squares line f(n) ≈ a + b·n through the measured forward times, at most the
         cheapest measured batch's time (b ≥ 0). With one batch size measured, that time: the bound is
@@ -310,8 +326,7 @@ class DynamicBatcher(Generic[P, R]):
         if self.max_queue_delay_s <= 0 or rows >= expected or expected > self.max_batch_size:
             return 0.0
         saving = self._fixed_cost_s()
-        if (expected - rows) * self._hold_s_per_row >= saving:
-            self._hold_s_per_row *= HOLD_ESTIMATE_DECAY          # try again after a few batches
+        if expected * self._arrival_spacing_s() >= saving:
             return 0.0
         return min(saving, self.max_queue_delay_s)
 
@@ -326,16 +341,13 @@ class DynamicBatcher(Generic[P, R]):
             self._peak_rows = self._outstanding_rows        # the peak is measured from batch to batch
             hold_s = self._hold_s(rows, expected) if batch and not self._pending else 0.0
             if hold_s > 0:
-                held_rows, start = rows, time.perf_counter()
-                deadline = start + hold_s
+                deadline = time.perf_counter() + hold_s
                 while rows < expected and not self._pending and not self._closing:
                     remaining = deadline - time.perf_counter()
                     if remaining <= 0:
                         break
                     self._ready.wait(remaining)
                     rows = self._take(batch, rows)
-                per_row = (time.perf_counter() - start) / max(1, rows - held_rows)
-                self._hold_s_per_row += HOLD_ESTIMATE_WEIGHT * (per_row - self._hold_s_per_row)
             self._queue_depth_changed()
         return batch, rows
 

@@ -222,6 +222,30 @@ def test_no_batch_is_held_when_more_rows_are_outstanding_than_a_batch_holds():
     assert first.queue_wait_s < 0.02
 
 
+def test_the_hold_rule_weighs_the_returning_rows_pace_against_the_fixed_cost():
+    """The rule itself, on given measurements: f(n) = 60 ms + 1 ms·n, so a = 60 ms. Four rows whose
+    requests come 1 ms apart are worth holding for (4 ms < 60 ms); 30 ms apart they are not (120 ms);
+    a few long gaps (the pauses between bursts) do not move the median; more rows than a batch holds,
+    or a batch already complete, are never held."""
+    def unstarted(delay_s: float) -> DynamicBatcher:
+        return DynamicBatcher("test", Doubler(), max_batch_size=8, max_queue_delay_s=delay_s,
+                              max_queue_length=64, request_timeout_s=5.0)
+
+    batcher = unstarted(0.5)
+    batcher._forward_s.update({1: 0.061, 2: 0.062, 8: 0.068})
+    batcher._arrival_gaps.extend([0.001] * 5)
+    assert batcher._hold_s(1, 4) == pytest.approx(0.060)
+    batcher._arrival_gaps.extend([0.05, 0.05])
+    assert batcher._hold_s(1, 4) == pytest.approx(0.060)
+    assert batcher._hold_s(1, 9) == 0.0 and batcher._hold_s(4, 4) == 0.0
+    batcher._arrival_gaps.clear()
+    batcher._arrival_gaps.extend([0.03] * 5)
+    assert batcher._hold_s(1, 4) == 0.0
+    capped = unstarted(0.02)
+    capped._forward_s.update({1: 0.061, 2: 0.062})
+    assert capped._hold_s(1, 4) == pytest.approx(0.02)
+
+
 def test_a_held_batch_runs_at_its_deadline_and_the_window_follows_the_traffic_down():
     """After four concurrent requests, a lone one is held for min(fixed cost, max_queue_delay_s) (the
     others do not come back), and the next lone one is not held: the peak is measured again from batch
