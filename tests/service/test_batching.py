@@ -142,7 +142,7 @@ def test_a_lone_client_is_never_held_open():
 
     batches, latencies = asyncio.run(scenario())
     assert batches == [[0], [1], [2], [3]]
-    assert max(latencies[1:]) < 0.051 + 0.03, latencies
+    assert max(latencies[1:]) < 0.09, latencies             # held, it would take ≥ 0.05 + 0.051
 
 
 async def _closed_loop_return(batcher, run):
@@ -251,7 +251,7 @@ def test_a_held_batch_runs_at_its_deadline_and_the_window_follows_the_traffic_do
     others do not come back), and the next lone one is not held: the peak is measured again from batch
     to batch."""
     async def scenario():
-        run = Costed(fixed_s=0.1, per_row_s=0.001)
+        run = Costed(fixed_s=0.3, per_row_s=0.001)
         batcher = make(run, max_queue_delay_s=0.06)
         await _measure_two_sizes(batcher, run)
         await asyncio.gather(*(batcher.submit(i) for i in range(4)))
@@ -263,7 +263,7 @@ def test_a_held_batch_runs_at_its_deadline_and_the_window_follows_the_traffic_do
 
     batches, (held, held_s), (lone, lone_s) = asyncio.run(scenario())
     assert batches == [[10], [11]]
-    assert held.value == 20 and 0.055 <= held.queue_wait_s < 0.1
+    assert held.value == 20 and 0.055 <= held.queue_wait_s < 0.25      # the cap, not the fixed cost
     assert lone.value == 22 and lone.queue_wait_s < 0.02
 
 
