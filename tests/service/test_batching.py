@@ -145,79 +145,54 @@ def test_a_lone_client_is_never_held_open():
     assert max(latencies[1:]) < 0.09, latencies             # held, it would take ≥ 0.05 + 0.051
 
 
-async def _closed_loop_return(batcher, run):
-    """Four requests outstanding together; then one arrives, and three more 30 ms later (closed-loop
-    clients coming back at different times). Returns the batches of the second part."""
-    await asyncio.gather(*(batcher.submit(i) for i in range(4)))
-    run.batches.clear()
-    first = asyncio.ensure_future(batcher.submit(10))
-    await asyncio.sleep(0.03)
-    late = await asyncio.gather(*(batcher.submit(i) for i in (11, 12, 13)))
-    result = await first
-    await batcher.close()
-    assert result.value == 20 and [r.value for r in late] == [22, 24, 26]
-    return run.batches, result
+def _returning_rows(run: Costed, sizes_measured: int = 2, **options):
+    """A batcher over ``run`` measures its forward at 1 and 2 rows (``sizes_measured`` = 2), then has
+    four rows outstanding together (four requests; with ``sizes_measured`` = 1, one request of four
+    rows and no other size). Then one request arrives, and three more 30 ms later (closed-loop clients
+    coming back at different times). Returns the batches of that last part, and the first's result."""
+    async def scenario():
+        batcher = make(run, **options)
+        if sizes_measured == 2:
+            await _measure_two_sizes(batcher, run)
+            await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+        else:
+            await batcher.submit(0, rows=4)
+        run.batches.clear()
+        first = asyncio.ensure_future(batcher.submit(10))
+        await asyncio.sleep(0.03)
+        late = await asyncio.gather(*(batcher.submit(i) for i in (11, 12, 13)))
+        result = await first
+        await batcher.close()
+        assert result.value == 20 and [r.value for r in late] == [22, 24, 26]
+        return run.batches, result
+
+    return asyncio.run(scenario())
 
 
 def test_a_batch_is_held_open_for_returning_rows_when_the_forward_has_a_fixed_cost():
     """A 60-ms fixed cost per forward: waiting 30 ms for three rows saves one. The first request waits
     for them; with max_queue_delay_s = 0 it runs alone."""
-    async def scenario(delay_s):
-        run = Costed(fixed_s=0.06, per_row_s=0.001)
-        batcher = make(run, max_queue_delay_s=delay_s)
-        await _measure_two_sizes(batcher, run)
-        return await _closed_loop_return(batcher, run)
-
-    batches, first = asyncio.run(scenario(0.5))
+    batches, first = _returning_rows(Costed(fixed_s=0.06, per_row_s=0.001), max_queue_delay_s=0.5)
     assert batches[0][0] == 10 and len(batches[0]) >= 3, batches
     assert first.queue_wait_s >= 0.025
-    batches, _ = asyncio.run(scenario(0.0))
+    batches, _ = _returning_rows(Costed(fixed_s=0.06, per_row_s=0.001), max_queue_delay_s=0.0)
     assert batches[0] == [10]
 
 
 def test_a_hold_is_tried_when_only_one_batch_size_was_measured():
     """Traffic that settles into equal half batches measures one size only, and no line: the cheapest
     measured time bounds the fixed cost, so the window is tried (and then measures a second size)."""
-    async def scenario():
-        run = Costed(fixed_s=0.06, per_row_s=0.001)
-        batcher = make(run, max_queue_delay_s=0.5)
-        await batcher.submit(0, rows=4)                     # one size measured, four rows outstanding
-        run.batches.clear()
-        first = asyncio.ensure_future(batcher.submit(10))
-        await asyncio.sleep(0.03)
-        await asyncio.gather(*(batcher.submit(i) for i in (11, 12, 13)))
-        await first
-        await batcher.close()
-        return run.batches
-
-    batches = asyncio.run(scenario())
+    batches, _ = _returning_rows(Costed(fixed_s=0.06, per_row_s=0.001), sizes_measured=1,
+                                 max_queue_delay_s=0.5)
     assert batches[0][0] == 10 and len(batches[0]) >= 3, batches
 
 
-def test_a_forward_without_a_fixed_cost_is_never_held():
-    """Forward time proportional to the rows: one batch of four costs what four batches of one do, so
-    waiting for the returning rows gains nothing, and the first request runs alone."""
-    async def scenario():
-        run = Costed(fixed_s=0.0, per_row_s=0.01)
-        batcher = make(run, max_queue_delay_s=0.5)
-        await _measure_two_sizes(batcher, run)
-        return await _closed_loop_return(batcher, run)
-
-    batches, first = asyncio.run(scenario())
-    assert batches[0] == [10], batches
-    assert first.queue_wait_s < 0.02
-
-
-def test_no_batch_is_held_when_more_rows_are_outstanding_than_a_batch_holds():
-    """Four rows outstanding and batches of two: the returning rows make a second batch anyway, so the
-    first request runs at once, fixed cost or not."""
-    async def scenario():
-        run = Costed(fixed_s=0.06, per_row_s=0.001)
-        batcher = make(run, max_batch_size=2, max_queue_delay_s=0.5)
-        await _measure_two_sizes(batcher, run)
-        return await _closed_loop_return(batcher, run)
-
-    batches, first = asyncio.run(scenario())
+@pytest.mark.parametrize("fixed_s, per_row_s, max_batch_size", [
+    (0.0, 0.01, 8),       # no fixed cost: one batch of four costs what four batches of one do
+    (0.06, 0.001, 2)])    # four rows outstanding and batches of two: the returning rows make a batch anyway
+def test_the_first_request_runs_at_once_when_waiting_cannot_pay(fixed_s, per_row_s, max_batch_size):
+    batches, first = _returning_rows(Costed(fixed_s=fixed_s, per_row_s=per_row_s),
+                                     max_batch_size=max_batch_size, max_queue_delay_s=0.5)
     assert batches[0] == [10], batches
     assert first.queue_wait_s < 0.02
 
