@@ -1,7 +1,9 @@
 #!/bin/bash
 # Issue 32, session 16: the adaptive batch window (service/batching.py) at 0, 2 and 4 ms of
 # max_queue_delay, each against LitServe (batch_timeout 0) in its own peer_compare run, quiet, c = 1, 8
-# and 64. Output: adaptive-window.out.   bash results/bench-s16/adaptive_window.sh
+# and 64 (DELAYS, CLIENTS, CONDITIONS override). Its two runs were on intermediate versions of the window:
+# superseded/adaptive-window-peak-only.out and (DELAYS="0 5 20") superseded/adaptive-window-myopic-rule.out.
+#   bash results/bench-s16/adaptive_window.sh > adaptive-window.out
 set -u
 cd "$(dirname "$0")/../.." && . .venv/bin/activate
 for ms in ${DELAYS:-0 2 4}; do

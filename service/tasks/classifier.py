@@ -138,8 +138,9 @@ class ClassifierAPI:
             if scale is None:
                 raise InputError(("scale",), "scale is required with pixel arrays: 255 when the values "
                                              "are 0–255, 1 when they are 0–1")
-            pixels = None if booleans_possible else self._eight_bit(image, float(scale))
-            out[...] = self._decode_array(image, float(scale), loc) if pixels is None else pixels
+            scale = float(scale)
+            pixels = None if booleans_possible else self._eight_bit(image, scale)
+            out[...] = self._decode_array(image, scale, loc) if pixels is None else pixels
             out /= np.float32(scale)
         out -= self.mean
         out /= self.std
@@ -156,8 +157,12 @@ class ClassifierAPI:
             pixels = np.frombuffer(bytes(image), dtype=np.uint8).reshape(self.steps, self.channels)
         except (TypeError, ValueError):
             return None
-        low, high = self.value_range[0] * scale, self.value_range[1] * scale
+        low, high = self._bounds(scale)
         return pixels if low <= pixels.min() and pixels.max() <= high else None
+
+    def _bounds(self, scale: float) -> tuple[float, float]:
+        """The pixel values allowed at ``scale``: the manifest's value range, in the units sent."""
+        return self.value_range[0] * scale, self.value_range[1] * scale
 
     def _decode_array(self, image: Any, scale: float, loc: Sequence[str | int]) -> np.ndarray:
         """The pixel array as sent, (T, C), once its shape, types and values are checked."""
@@ -177,7 +182,7 @@ class ClassifierAPI:
         # checked as sent (float64): 1e308 is out of range, not the float32 "inf" it would become.
         # Both rules in two reductions: NaN fails every comparison, ±inf the range.
         arr = arr.reshape(self.steps, self.channels)
-        low, high = self.value_range[0] * scale, self.value_range[1] * scale
+        low, high = self._bounds(scale)
         if low <= arr.min() and arr.max() <= high:
             return arr
         bad = ~np.isfinite(arr)

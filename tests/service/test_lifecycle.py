@@ -69,8 +69,7 @@ def test_start_up_heap_leaves_the_garbage_collector_once_the_models_are_loaded(t
     """In process, through the app's own lifespan: nothing is frozen while models load; once every model
     is ready, the objects tracked at start-up (torch, the modules, the app) are frozen, so that full
     collections no longer scan them, and the young generation's threshold is raised; the GIL's switch
-    interval is shortened. The loaded module
-    holds its step coupling (computed once)."""
+    interval is shortened. The loaded module holds its step coupling (computed once)."""
     export_model(tmp_path, "mnist")
     app = create_app(Settings(model_dir=tmp_path, log_level="warning"))
     handlers = logging.getLogger().handlers[:]
