@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -38,6 +37,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from service.api.deps import SettingsDep, require_api_key, settings_of
 from service.config import Settings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key"
@@ -173,8 +175,8 @@ def main() -> None:
     torch.set_num_threads(1)
     rounds = 3 if args.quick else 7
     load_before = os.getloadavg()[0]
-    figures: dict[str, object] = {"quick": args.quick, "cpu": platform.processor() or platform.machine(),
-                                  "torch_threads": 1, "load_before": round(load_before, 2)}
+    figures: dict[str, object] = {"quick": args.quick, "torch_threads": 1,
+                                  "load_average_before": round(load_before, 2)}
     figures.update(route_costs(rounds, 1000 if args.quick else 2000))
     print(f"per request: plain {figures['plain_request_us']} µs; one dependency "
           f"+{figures['dependency_us']} µs; require_api_key +{figures['api_key_us']} µs", flush=True)
@@ -187,7 +189,7 @@ def main() -> None:
     figures.update(eigvals_ratio(rounds))
     print(f"256×256 eigvals: float64 {figures['eigvals_float64_ms']} ms, "
           f"float32 {figures['eigvals_float32_ms']} ms", flush=True)
-    figures["load_after"] = round(os.getloadavg()[0], 2)
+    figures["machine"] = machine.describe()
     print(json.dumps(figures))
 
 

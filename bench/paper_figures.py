@@ -25,6 +25,7 @@ The last line of the output is one JSON object with the summary figures.
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,9 @@ from model.stability.plots import (
     figure_to_png,
     plot_eigenvalues,
 )
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402
 
 VARIANTS = ("arnn", "2-arnn", "frnn", "afrnn", "lstm")
 LABELS = {"arnn": "ARNN", "2-arnn": "2-ARNN", "frnn": "FRNN", "afrnn": "AFRNN", "lstm": "LSTM"}
@@ -127,7 +131,7 @@ def main() -> None:
                           "top_lyapunov_exponent": s["top_lyapunov_exponent"],
                           "max_real_eigenvalue": s["max_real_eigenvalue"],
                           "report_s": s["report_s"]} for v, s in summaries.items()}
-                     | {"quick": args.quick, "load": round(os.getloadavg()[0], 2)}))
+                     | {"quick": args.quick, "machine": machine.describe()}))
 
 
 if __name__ == "__main__":

@@ -30,13 +30,12 @@ and stopped here, with a hard deadline) taking one core. Figures, as the last li
 * per point and server: requests/s, p50 and p99, errors (non-200 answers and transport failures) and
   server CPU ms per request.
 
-Goals (issue 32): stack-only ≥ 1.3 × the peer's throughput at c = 8 and 64, quiet and busy.
+Goals: stack-only ≥ 1.3 × the peer's throughput at c = 8 and 64, quiet and busy.
 """
 
 import argparse
 import json
 import os
-import platform
 import shlex
 import signal
 import statistics
@@ -56,7 +55,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(BENCH))
 
 import loadgen  # noqa: E402, I001
-from model.inference import cpu_flags  # noqa: E402
+import machine  # noqa: E402
 
 HOG_SOURCE = ("import sys, time\nend = time.monotonic() + float(sys.argv[1])\n"
               "while time.monotonic() < end:\n    pass\n")
@@ -188,7 +187,7 @@ def main() -> None:
     if unknown or not conditions:
         parser.error(f"--conditions takes quiet and/or busy, comma-separated; got {args.conditions!r}")
     generator = loadgen.resolve(args.load_generator)
-    cpu_model, flags = cpu_flags()
+    cpu_model, _ = machine.cpu()
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     pixels = np.random.default_rng(0).integers(0, 256, 784).tolist()
     tmp = tempfile.TemporaryDirectory(prefix="peer-compare-")
@@ -249,10 +248,8 @@ def main() -> None:
                    if args.versus_ours is not None else "litserve " + version("litserve"))
     figures.update(load_generator=generator, points=results, rounds=rounds, seconds_per_run=seconds,
                    server_args=args.server_args,
-                   cpu_model=cpu_model, cpu_flags=sorted(f for f in flags if f.startswith(("avx", "amx"))),
-                   cpus=os.cpu_count(), machine=platform.machine(), load_average_before=round(load_before, 2),
-                   load_average_after=round(os.getloadavg()[0], 2),
-                   wall_s=round(time.perf_counter() - started, 1))
+                   load_average_before=round(load_before, 2),
+                   wall_s=round(time.perf_counter() - started, 1), machine=machine.describe())
     print(json.dumps(figures))
 
 

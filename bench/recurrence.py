@@ -33,7 +33,6 @@ The last line of the output is one JSON object with the figures.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,9 @@ from torch import nn
 from model import paper_model  # noqa: E402
 from model.afrnn import TRAINING_PATHS  # noqa: E402
 from model.inference import FastRecurrence, cpu_flags  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402
 
 STEPS, BATCH, HIDDEN = 784, 128, 128
 QUICK_STEPS = 196                # --quick: a quarter of the sequence (ratios hold, times scale)
@@ -306,7 +308,7 @@ def main() -> None:
     if args.peak_memory_of:                       # the child process of step_peak_memory_mb
         _peak_memory_child(args.peak_memory_of, args.train_steps, args.threads)
         return
-    cpu_model, flags = cpu_flags()
+    _, flags = cpu_flags()
     load_before = os.getloadavg()[0]
     repeats = 1 if args.quick else 5
     steps = QUICK_STEPS if args.quick else STEPS
@@ -381,12 +383,9 @@ def main() -> None:
     for key in sorted(figures):
         if "ratio" in key or "ms" in key:
             print(f"{key:36s} {figures[key]}")
-    figures.update(quick=args.quick, train_steps=steps, train_threads=args.threads, torch=torch.__version__,
-                   machine=platform.machine(), cpu_model=cpu_model,
-                   cpu_flags=sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))),
+    figures.update(quick=args.quick, train_steps=steps, train_threads=args.threads,
                    thp=os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"),
-                   load_average_before=round(load_before, 2),
-                   load_average_1min=round(os.getloadavg()[0], 2))
+                   load_average_before=round(load_before, 2), machine=machine.describe())
     print(json.dumps(figures))
 
 

@@ -52,7 +52,7 @@ Figures (the last output line is one JSON object):
 * per setting: throughput, p50 / p99 latency, mean batch size, CPU ms per request (service, its
   forward share, load generator).
 
-Goals (issue 32; a 2-core CPU, wrk): batched_64 ≥ 0.85 × raw ceiling; stack_cpu_ms_64 ≤ 0.3;
+Goals (a 2-core CPU, wrk): batched_64 ≥ 0.85 × raw ceiling; stack_cpu_ms_64 ≤ 0.3;
 single_p50 ≤ 1.3 × bare_forward; batched_64 ≥ 3 × unbatched_64.
 """
 
@@ -82,13 +82,14 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from artifact.export import export_torchscript, load_exported  # noqa: E402
 from model import count_parameters, paper_model  # noqa: E402
-from model.inference import FastRecurrence, cpu_flags  # noqa: E402
+from model.inference import FastRecurrence  # noqa: E402
 from service.config import Settings  # noqa: E402
 from training.data.sequences import ImageSequences  # noqa: E402
 from training.tasks import get_task  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 import loadgen  # noqa: E402
+import machine  # noqa: E402
 
 
 def export_paper_mnist(out_dir: Path) -> Path:
@@ -349,10 +350,7 @@ def main() -> None:
         "fast_recurrence_env": os.environ.get("AFRNN_FAST_RECURRENCE", "1"),
         "torch_threads": args.threads, "max_batch_size": max_batch_size,
         "max_queue_delay_ms": args.max_queue_delay_ms, "seconds_per_setting": seconds,
-        "cpus": os.cpu_count(), "cpu_model": cpu_flags()[0],
-        "cpu_flags": sorted(f for f in cpu_flags()[1] if f.startswith(("avx", "amx"))),
-        "load_average_before": round(load_before, 2),
-        "load_average_after": round(os.getloadavg()[0], 2), "model": source,
+        "load_average_before": round(load_before, 2), "model": source, "machine": machine.describe(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(figures))

@@ -33,7 +33,7 @@ every 10 ms, each on a fresh connection in a thread of its own, while the burst 
 arriving during the overload would; and in the server, from its latency histogram in ``/metrics``
 between two scrapes: from the request's first byte in the app to the 503), whether every 503 carried
 Retry-After, the server's RSS after warm-up
-and at the end, and the goals of issue 14 (0 × 5xx, Retry-After on every 503, RSS growth ≤ 10 %,
+and at the end, and the goals (0 × 5xx, Retry-After on every 503, RSS growth ≤ 10 %,
 liveness p99 < 100 ms and median 503 < 50 ms during the burst, /classify p50 under 16 heavy
 requests within 2× idle).
 The last line of output is one JSON object with every figure.
@@ -64,6 +64,9 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import machine  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,8 +150,8 @@ async def isolation(url: str, headers: dict, models: dict[str, str], n_heavy: in
 
     heavy_bodies = []
     if models.get("pendulum"):
-        # degrees spread inside the pendulum models' training range [-90, 90] (outside it is a 422,
-        # which until session 8 made these "heavy" requests cheap refusals)
+        # degrees spread inside the pendulum models' training range [-90, 90] (outside it the answer
+        # is a 422, a cheap refusal rather than a heavy request)
         states = [{"theta1": -75.0 + 150.0 * i / max(1, states_n - 1), "theta2": -20.0, "omega1": 5.0,
                    "omega2": -5.0} for i in range(states_n)]
         heavy_bodies.append(("POST", "/pendulum/predict",
@@ -548,6 +551,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{result['rss_growth_pct_after_warmup']} % (right after recovery), "
           f"{result['rss_growth_pct_idle']} % (idle to idle)")
     print(f"goals: {result['goals']}")
+    result["machine"] = machine.describe()
     print(json.dumps(result))
 
 

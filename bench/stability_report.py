@@ -25,8 +25,8 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -34,6 +34,9 @@ import torch
 from model import paper_model
 from model.stability import stability_report
 from model.stability.plots import render_report_png
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402
 
 STEPS = 784
 PARTS = ("forward", "jacobians", "spectrum", "discrete", "gradients", "lyapunov", "trajectory")
@@ -127,9 +130,8 @@ def main() -> None:
     print(f"one 256×256 eigensolve: {eig_s * 1e3:.1f} ms; exact spectra of D_t B and ∂z_T/∂z_t at "
           f"all {STEPS} steps would take ≈ {2 * STEPS * eig_s:.0f} s")
 
-    figures.update(quick=args.quick, repeats=repeats, load_before=round(load_before, 2),
-                   load_after=round(os.getloadavg()[0], 2), torch=torch.__version__,
-                   machine=platform.machine(), cpus=os.cpu_count())
+    figures.update(quick=args.quick, repeats=repeats, load_average_before=round(load_before, 2),
+                   machine=machine.describe())
     print(json.dumps(figures))
 
 

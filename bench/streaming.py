@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -45,22 +44,10 @@ sys.path.insert(0, str(REPO))
 from artifact.export import load_exported  # noqa: E402
 from service.streaming import SequenceBatcher, StreamStepper  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+import machine  # noqa: E402
+
 MANIFEST = REPO / "checkpoints" / "mnist.json"
-
-
-def cpu_model() -> tuple[str, list[str]]:
-    """The CPU's model name and its vector-extension flags (avx*, amx*, fma)."""
-    name, flags = platform.processor() or "unknown", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = sorted(f for f in line.split(":", 1)[1].split()
-                               if f.startswith(("avx", "amx", "fma")))
-    except OSError:
-        pass
-    return name, flags
 
 
 def summary(latencies: list[float], steps: int, seconds: float, **extra) -> dict:
@@ -161,9 +148,7 @@ def main() -> None:
     quick = args.quick
     module, _ = load_exported(MANIFEST)
     stepper = StreamStepper("mnist", module, torch.device("cpu"))
-    cpu, flags = cpu_model()
-    figures: dict = {"cpu": cpu, "cpu_flags": flags, "cpus": os.cpu_count(),
-                     "load_avg": round(os.getloadavg()[0], 2), "torch": torch.__version__, "quick": quick,
+    figures: dict = {"load_average_before": round(os.getloadavg()[0], 2), "quick": quick,
                      "native_advance": stepper.native}
     steps = {1: 100 if quick else 400, 64: 20 if quick else 100, 256: 10 if quick else 40}
     with torch.inference_mode():
@@ -195,6 +180,7 @@ def main() -> None:
         figures["ws_streams_256_batched_vs_unbatched"] = round(
             figures["ws_256"]["steps_per_s"] / figures["ws_256_unbatched"]["steps_per_s"], 1)
     figures["goal_met"] = figures["streams_256_batched_vs_unbatched"] >= 5
+    figures["machine"] = machine.describe()
     print(json.dumps(figures))
 
 
