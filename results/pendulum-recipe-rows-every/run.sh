@@ -1,5 +1,5 @@
 #!/bin/bash
-# Session 7: the other rows of Table 3 with the session-6 recipe and s0 at every step (issue 12 §2).
+# The other rows of the paper's Table 3 with the same recipe as the AFRNN rows and s0 at every input step.
 R="--lr 2e-3 --lr-schedule cosine --grad-clip 5 --batch-size 32 --epochs 400 --val-size 90 --threads 1 --max-minutes 6.5 --no-progress --resume"
 AF="--update sequential --epsilon 0.2 --gamma 0.05 --init-std 1"
 E="--pendulum-input initial-every-step"
