@@ -25,7 +25,7 @@ TORCH_PIN = $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 LOCKS = requirements/runtime.txt requirements/dev.txt requirements/torch-cuda.txt
 LOCK_FLAGS = --quiet --generate-hashes --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
 
-.PHONY: install serve test lint lock image clean
+.PHONY: install serve test lint lock image clean bench
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ test: install
 
 lint: install
 	$(BIN)/ruff check model artifact physics training service afrnn_client afrnn_schemas tests bench
+
+# Every benchmark's --quick (each under 45 s), one after the other, each one's JSON figures in
+# $(BENCH_OUT)/<name>.json; `python bench/render_tables.py $(BENCH_OUT)` then writes the tables of
+# docs/performance.md from them (the committed tables show the full runs in docs/performance-data/).
+BENCH_OUT ?= bench/out
+bench: install
+	$(BIN)/python bench/run_all.py --quick --out $(BENCH_OUT)
 
 # Re-resolve the three locks from pyproject.toml (newest versions that fit; needs PyPI). Run it after
 # every dependency change, commit the requirements/ files, then `make install`.
