@@ -246,7 +246,8 @@ def main() -> None:
         figures[f"{prefix}c1_p50_vs_peer"] = first[low][key]["p50_ratio"]
     figures.update(peer="ours " + args.versus_ours + (f" ({args.peer_env})" if args.peer_env else "")
                    if args.versus_ours is not None else "litserve " + version("litserve"))
-    figures.update(load_generator=generator, points=results, rounds=rounds, seconds_per_run=seconds,
+    figures.update(quick=args.quick, load_generator=generator, points=results, rounds=rounds,
+                   seconds_per_run=seconds,
                    server_args=args.server_args,
                    load_average_before=round(load_before, 2),
                    wall_s=round(time.perf_counter() - started, 1), machine=machine.describe())

@@ -350,7 +350,8 @@ def main() -> None:
         "fast_recurrence_env": os.environ.get("AFRNN_FAST_RECURRENCE", "1"),
         "torch_threads": args.threads, "max_batch_size": max_batch_size,
         "max_queue_delay_ms": args.max_queue_delay_ms, "seconds_per_setting": seconds,
-        "load_average_before": round(load_before, 2), "model": source, "machine": machine.describe(),
+        "quick": args.quick, "load_average_before": round(load_before, 2), "model": source,
+        "machine": machine.describe(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(figures))
