@@ -12,13 +12,17 @@ Distributed (DistributedDataParallel; gloo on the CPU, nccl on CUDA)::
 
 Outputs go to ``--out-dir`` (default ``checkpoints``): ``<name>.pt`` + ``<name>.json`` (TorchScript
 artifact and manifest), ``<name>.metrics.jsonl``, ``<name>.curve.png`` and the training state
-``<name>.train.pt`` used by ``--resume``.
+``<name>.train.pt`` used by ``--resume``. With ``--signing-key``, ``--out-dir`` is a model version folder
+``<models>/<name>/<version>`` and the run ends by signing it as one unit (``model.sig``,
+``artifact.signing``; docs/signing.md).
 """
 
 import argparse
+import os
 import shlex
 import sys
 import types
+from pathlib import Path
 from typing import Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -31,6 +35,7 @@ from training.presets import describe_defaults, describe_paper_preset
 
 S = argparse.SUPPRESS
 RUN_FIELDS = set(RunOptions.model_fields)
+SIGNING_FIELDS = {"signing_key", "signing_key_password_env"}     # used by main() after training only
 
 
 def _choices(field: str, schema: type[BaseModel] = TrainConfig) -> tuple:
@@ -71,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n", 1)[0].replace("``", ""),
         epilog=("Values: a flag given on the command line wins over --preset, which wins over the task's\n"
                 "defaults. Sources: [paper] = the ACML 2022 text, [reference code] = the authors' public\n"
-                "notebooks, [measured] = runs of this trainer, recorded where named (docs/results.md, the\n"
-                "science notes), [choice] = ours.\n\n"
+                "notebooks, [measured] = runs of this trainer, recorded where named (docs/results.md),\n"
+                "[choice] = ours.\n\n"
                 "Defaults per task (training/presets.py), and what they rest on:\n" + describe_defaults()
                 + "\n\nWidths and depths default to the paper's (model/paper.py):" + _paper_sizes() + "\n\n"
                 "--preset paper, with the source of every value:\n" + describe_paper_preset()))
@@ -107,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="euler: the paper's explicit step; imex: the linear part B z by the trapezoidal "
                            "rule (Cayley), tanh's remainder explicit: every step's spectral radius ≤ 1 for "
                            "any ε (model.afrnn): the paper's guarantee is for the ODE, and IMEX keeps it "
-                           "after discretisation; measured in docs/results.md, 'Issue 29' (default: the "
+                           "after discretisation; measured in docs/results.md, 'Pixel MNIST' (default: the "
                            "task's, below: imex for mnist; euler with --preset paper or --update sequential)")
     arch.add_argument("--damping", default=S, choices=_choices("damping"),
                       help=f"fixed: B = A − γI; euler: γ follows the coupling, the least damping that keeps "
@@ -193,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"log a line every N steps ({_default('log_every', RunOptions)})")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=S,
                      help="tqdm progress bars (default: only on a terminal)")
+    sign = parser.add_argument_group("signing (docs/signing.md)")
+    sign.add_argument("--signing-key", default=S, metavar="PEM",
+                      help="sign the exported model with this EC private key (model.sig, as afrnn-sign): "
+                           "--out-dir must then be a version folder <models>/<name>/<version>, signed as one "
+                           "unit with everything the run writes into it")
+    sign.add_argument("--signing-key-password-env", default=S, metavar="VAR",
+                      help="the signing key's password is in environment variable VAR")
     return parser
 
 
@@ -200,6 +212,8 @@ def resolve(argv: list[str] | None = None) -> tuple[TrainConfig, RunOptions, set
     """Parse ``argv`` into (config, run options, names of the explicitly given fields)."""
     parser = build_parser()
     args = vars(parser.parse_args(argv))
+    for field in SIGNING_FIELDS:
+        args.pop(field, None)
     explicit = set(args) - {"task"}
     try:            # TrainConfig fills the rest: the task's defaults and preset (training.presets)
         cfg = TrainConfig(**{k: v for k, v in args.items() if k not in RUN_FIELDS})
@@ -224,15 +238,52 @@ def _explain(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def signing_request(argv: list[str] | None, cfg: TrainConfig, run: RunOptions
+                    ) -> tuple[Path, bytes | None] | None:
+    """(key, password) of ``--signing-key``, checked before training: the key loads and ``--out-dir``
+    is a version folder ``<models>/<name>/<version>``; exits 2 otherwise. None without the option."""
+    from artifact.signing import check_signing_key, is_version_folder
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    key, variable = getattr(args, "signing_key", None), getattr(args, "signing_key_password_env", None)
+    if key is None:
+        if variable is not None:
+            parser.error("--signing-key-password-env needs --signing-key")
+        return None
+    if not is_version_folder(run.out_dir, cfg.name):
+        parser.error(f"--signing-key signs a model version folder as one unit, and --out-dir "
+                     f"{run.out_dir} is not one: a flat directory holds several models side by side. "
+                     f"Export into --out-dir <models>/{cfg.name}/<version> (a positive integer), or sign "
+                     f"such a folder later with afrnn-sign")
+    password = None
+    if variable is not None:
+        if variable not in os.environ:
+            parser.error(f"--signing-key-password-env {variable}: the environment variable is not set")
+        password = os.environ[variable].encode()
+    try:
+        check_signing_key(Path(key), password)
+    except (OSError, ValueError) as err:
+        parser.error(f"--signing-key: {err}")
+    return Path(key), password
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg, run, explicit = resolve(argv)
+    signing = signing_request(argv, cfg, run)
     from training.trainer import train  # heavy imports after argument errors are reported
 
     try:
-        train(cfg, run, explicit)
+        manifest = train(cfg, run, explicit)
     except (ConfigError, DataFormatError, FileNotFoundError) as err:
         print(f"afrnn-train: error: {err}", file=sys.stderr)
         return 2
+    if signing is not None and manifest is not None:      # manifest: the process that exported
+        from artifact.signing import folder_label, sign_folder
+
+        signature = sign_folder(run.out_dir, signing[0], password=signing[1])
+        print(f"afrnn-train: signed {folder_label(run.out_dir)} ({signature.name} covers every other file "
+              f"of the folder)")
     return 0
 
 

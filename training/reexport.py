@@ -1,6 +1,7 @@
 """Re-export TorchScript checkpoints with the current model code, keeping their weights bit for bit.
 
     python -m training.reexport checkpoints/*.json
+    python -m training.reexport models/mnist/3/mnist.json --signing-key signing-key.pem
 
 An artifact holds its code as well as its weights: checkpoints exported before a method was added to
 the model lack it (``advance``, used by streams; ``fix_weights``, with which an AFRNN computes its step
@@ -9,17 +10,23 @@ architecture config, loads the artifact's own state dict into it (strict: same k
 checks that the rebuilt model, scripted, answers as the old artifact does (bit for bit), exports it with
 ``artifact.export.export_torchscript`` (new SHA-256 and size in the manifest, every other manifest
 field unchanged, byte for byte) and checks the new artifact: identical state dict, identical outputs.
+
+A re-exported artifact invalidates its version folder's signature (``model.sig``): with
+``--signing-key`` every manifest must sit in a version folder ``<name>/<version>/``, which is signed
+again afterwards (``artifact.signing``); without it, a signed folder whose artifact changed is reported.
 """
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from artifact.export import export_torchscript, load_exported
+from artifact.export import export_torchscript, load_exported, read_manifest
 from artifact.manifest import Manifest
+from artifact.signing import SIGNATURE_FILE, check_signing_key, folder_label, is_version_folder, sign_folder
 from model import AFRNNConfig, LSTMConfig, build_model
 
 # Methods added to the models after their first exports: an artifact whose model class has one of them
@@ -81,10 +88,38 @@ def reexport(manifest_path: Path) -> Manifest:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("manifests", nargs="+", type=Path)
+    parser.add_argument("--signing-key", type=Path, metavar="PEM",
+                        help="sign each manifest's version folder <name>/<version>/ afterwards with this EC "
+                             "private key (model.sig, as afrnn-sign; docs/signing.md)")
+    parser.add_argument("--signing-key-password-env", metavar="VAR",
+                        help="the signing key's password is in environment variable VAR")
     args = parser.parse_args(argv)
+    password = None
+    if args.signing_key_password_env is not None:
+        if args.signing_key is None:
+            parser.error("--signing-key-password-env needs --signing-key")
+        if args.signing_key_password_env not in os.environ:
+            parser.error(f"--signing-key-password-env {args.signing_key_password_env}: not set")
+        password = os.environ[args.signing_key_password_env].encode()
+    if args.signing_key is not None:
+        flat = [str(p) for p in args.manifests if not is_version_folder(p.parent, p.stem)]
+        if flat:
+            parser.error(f"--signing-key signs a model version folder <name>/<version>/ as one unit; not in "
+                         f"one (a flat directory holds several models): {', '.join(flat)}")
+        try:
+            check_signing_key(args.signing_key, password)
+        except (OSError, ValueError) as err:
+            parser.error(f"--signing-key: {err}")
     torch.set_num_threads(1)
     for path in args.manifests:
-        reexport(path)
+        before = read_manifest(path).artifact.sha256
+        after = reexport(path).artifact.sha256
+        if args.signing_key is not None:
+            sign_folder(path.parent, args.signing_key, password=password)
+            print(f"{path}: signed {folder_label(path.parent)}")
+        elif after != before and (path.parent / SIGNATURE_FILE).exists():
+            print(f"{path}: the artifact changed, so {folder_label(path.parent)}/{SIGNATURE_FILE} no longer "
+                  f"verifies: re-sign it (--signing-key, or afrnn-sign)", file=sys.stderr)
 
 
 if __name__ == "__main__":
