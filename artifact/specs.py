@@ -1,7 +1,7 @@
 """The input and output specs each task writes into its manifest (``Manifest.input`` / ``.output``).
 
 One place for what a served model of each task expects and returns: the image normalisation
-constants (the paper's, science notes "Experimental protocols"), the class names, and the pendulum's
+constants (the paper's protocols; docs/results.md, "Protocols"), the class names, and the pendulum's
 state names, units and time step (``physics.pendulum``). ``training`` builds manifests from these
 functions and the test fixtures build theirs from the same functions, so the two cannot drift.
 """

@@ -68,7 +68,7 @@ class TrainConfig(BaseModel):
     epochs: int = Field(ge=1)
     grad_clip: float | None = Field(gt=0)               # None: no clipping
     seed: int = 0
-    # levers of issue 12 (training.pendulum_recipe); the defaults change nothing
+    # the pendulum's training levers (training.pendulum_recipe); the defaults change nothing
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
     init: Literal["default", "notebook"] = "default"
     init_from: str | None = Field(

@@ -1,7 +1,7 @@
 """The authors' notebook protocol for the double pendulum, run on our AFRNN: a **test-selected** score.
 
 ``double_pendulum.ipynb`` (the paper's public reference code) does not follow the paper's text
-(science notes, "The pendulum's 19.4 is not reproducible"): it generates 100 trajectories, splits
+(docs/results.md, "The pendulum's 19.4 is not reproduced"): it generates 100 trajectories, splits
 them 90/10 at random, trains with batch 8 (``shuffle=False``) and Adam lr 1e-3 on
 ``MSELoss(reduction='sum')``, and reports ``np.amin(Val_Losses)``: the **minimum over all epochs of
 the loss on the test split** (the summed squared error of each test batch of 8, averaged over the

@@ -1,4 +1,4 @@
-"""Training levers for the double-pendulum AFRNN (issue 12), kept out of the generic training loop.
+"""Training levers for the double-pendulum AFRNN, kept out of the generic training loop.
 
 Each lever is a ``TrainConfig`` option, off by default, so that old runs and presets are unchanged:
 
@@ -20,9 +20,9 @@ Each lever is a ``TrainConfig`` option, off by default, so that old runs and pre
   de-normalisation, in rad and rad/s, so it is comparable with unstandardised runs.
 * ``loss_weights`` (pendulum): per-variable weights w (θ1, θ2, ω1, ω2) of the training loss
   Σ w_v (ŷ_v − y_v)², in whatever space the network is trained in. The metrics are never weighted.
-* ``init = "notebook"`` (AFRNN family): the reference notebook's initialisation as issue 12
-  describes it: recurrent and coupling weights (R_n, W, F) ~ N(0, 0.25²), input weights E ~ N(0, 1),
-  readout weights ~ N(0, (1/H)²) for a top layer of H units, biases 0.
+* ``init = "notebook"`` (AFRNN family): the reference notebook's initialisation: recurrent and
+  coupling weights (R_n, W, F) ~ N(0, 0.25²), input weights E ~ N(0, 1), readout weights
+  ~ N(0, (1/H)²) for a top layer of H units, biases 0.
 """
 
 import math

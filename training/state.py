@@ -37,7 +37,7 @@ class Progress:
     epoch: int = 0                  # the current epoch, 0-based (== epochs when training is done)
     step_in_epoch: int = 0          # optimizer steps already done in the current epoch
     global_step: int = 0
-    elapsed_s: float = 0.0          # training wall time accumulated over all sessions
+    elapsed_s: float = 0.0          # training wall time accumulated over all resumed runs
     sessions: int = 0
     best_value: float | None = None
     best_epoch: float | None = None

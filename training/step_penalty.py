@@ -17,8 +17,7 @@ map at the states the batch reaches, not the trajectory that led there, whose de
 expansive recurrence is what explodes. The spectral norm is used rather than the spectral radius:
 it is never smaller (‖J‖₂ ≥ ρ(J)), it equals the radius for the linear part of an antisymmetric A
 (D_t = I, J normal), and unlike the radius it bounds the product over steps — a per-step radius
-≤ 1.0088 still let ‖∂z_T/∂z_0‖ reach 1 351 on MNIST (``docs/results.md``, the ``--step-bound 0.14``
-probe).
+≤ 1 + δ per step still compounds to a growth of (1 + δ)^T over T steps (784 on MNIST).
 
 The penalty only changes the training loss; exports and the served model are the plain AFRNN.
 """
@@ -40,7 +39,8 @@ def step_jacobians(model: nn.Module, states: list[Tensor], drive: Tensor, rows: 
     """
     coupling = model.step_coupling()                                     # B̃, (D, D)
     # the states are data here: differentiating them would backpropagate through every earlier step
-    # of a recurrence that the penalty exists because it may be expansive (attempt 1 in docs/results.md)
+    # of a recurrence that the penalty exists because it may be expansive (a first version did, and its
+    # gradients exploded)
     z = torch.stack([states[int(t)][int(n)] for n, t in zip(rows, steps, strict=True)]).detach()  # (K, D)
     u = drive[rows, steps]
     slope = 1.0 - torch.tanh(z @ coupling.t() + u).pow(2)               # diag of D_t, (K, D)

@@ -420,7 +420,7 @@ def _gradient_section(run: _Run) -> GradientSection:
             log_norm[t] = log_of(sigma, scale)
             exact_norm[t] = log_norm[t]
             # eigenvalues only for their mean modulus: float32 suffices, and is cheaper
-            # (docs/performance.md, "Fixed costs")
+            # (docs/performance.md)
             peak = float(product.abs().max())
             moduli = torch.linalg.eigvals((product / peak).to(torch.float32)).abs()
             mean_abs[t] = log_of(float(moduli.to(torch.float64).mean()) * peak, scale)
