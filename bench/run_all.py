@@ -68,7 +68,8 @@ def main() -> None:
         names = [n for n in names if BENCHMARKS[n] is not None]
     timeout_s = args.timeout_s or (300.0 if args.quick else 1800.0)
     args.out.mkdir(parents=True, exist_ok=True)
-    record: dict[str, dict] = {}
+    run_record = args.out / "run.json"            # earlier runs into the same folder stay recorded
+    record: dict[str, dict] = json.loads(run_record.read_text()) if run_record.is_file() else {}
     for name in names:
         argv = command(name, args.quick)
         shown = " ".join(["python", str(Path(argv[1]).relative_to(REPO_ROOT)), *argv[2:]])
@@ -89,10 +90,10 @@ def main() -> None:
             print(f"   FAILED (exit {rc}; last line not a JSON object):\n{tail}", flush=True)
         print(f"   {wall_s} s", flush=True)
         record[name] = {"command": shown, "exit": rc, "json": figures is not None, "wall_s": wall_s}
-    (args.out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
-    total = sum(r["wall_s"] for r in record.values())
-    print(f"{len(record)} benchmarks in {total:.0f} s; JSON in {args.out}")
-    if not all(r["json"] for r in record.values()):
+    run_record.write_text(json.dumps(record, indent=1) + "\n")
+    total = sum(record[name]["wall_s"] for name in names)
+    print(f"{len(names)} benchmarks in {total:.0f} s; JSON in {args.out}")
+    if not all(record[name]["json"] for name in names):
         sys.exit(1)
 
 
