@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, list[str] | None] = {
     "http_floor": [],
     "peer_compare": ["--rounds", "2", "--seconds", "4"],
     "soak": [],
+    "signing_verify": [],
     "paper_figures": None,
 }
 
