@@ -113,7 +113,7 @@ def http_floor(d: dict) -> str:
         span = num(min(rates), 0) if len(rates) == 1 else f"{num(min(rates), 0)}–{num(max(rates), 0)}"
         rows.append([label, span, f"{num(d[app]['server_cpu_ms_per_request_median'], 3)} ms"])
     return block(d, table(["app", "req/s", "server CPU a request (median)"], rows)
-                 + ["", f"{d['clients']} clients, {d['rounds']} round(s) of {num(d['seconds'], 0)} s an app; "
+                 + ["", f"{d['clients']} clients; {d['rounds']} × {num(d['seconds'], 0)} s for each app; "
                         f"paced apps answer {num(d['pace_ms'], 0)} ms after the request."])
 
 
@@ -138,7 +138,7 @@ def recurrence_training(d: dict) -> str:
         f", bf16 {num(d['gemm_peak_gflops_bf16'], 1)}" if "gemm_peak_gflops_bf16" in d else "")
     return block(d, table(["training step, batch 128", "step", "÷ autograd", "÷ `nn.RNN`",
                            "fraction of GEMM peak", "peak step memory"], rows)
-                 + ["", f"{d['train_steps']} steps, {d['train_threads']} thread(s), "
+                 + ["", f"{d['train_steps']} steps, intra-op threads: {d['train_threads']}; "
                         f"{num(d['afrnn_train_gflop'], 2)} GFLOP of recurrence GEMMs a step; GEMM peak "
                         f"(`torch.mm`, 1024²) {peaks} GFLOP/s."])
 
@@ -207,7 +207,7 @@ def stability_report(d: dict) -> str:
             ["one 256 × 256 float64 eigensolve", f"{num(d['eigvals_256_ms'], 1)} ms",
              f"exact spectra at all 784 steps ≈ {num(d['exact_every_step_estimate_s'], 0)} s"]]
     return block(d, table(["report (random paper-size weights, 784 steps, k = 16)", "time", "of which"], rows)
-                 + ["", f"{t} intra-op thread(s), median of {d['repeats']}; goal: AFRNN report < 5 s."])
+                 + ["", f"Intra-op threads: {t}; median of {d['repeats']}; goal: AFRNN report < 5 s."])
 
 
 def overheads(d: dict) -> str:
