@@ -15,16 +15,17 @@ Lifespan:
   threads stop for its whole length. And the young generation's threshold is raised from 700 to
   ``YOUNG_GENERATION_THRESHOLD`` net allocations: 64 requests in flight hold more than 700 containers
   at once (parsed bodies, frames, futures), so at 700 the collector ran every few requests and scanned
-  them all, while almost none of them is ever garbage in a cycle (docs/performance.md, "Issue 32").
+  them all, while almost none of them is ever garbage in a cycle (docs/decisions/0005-gc-freeze.md).
 * shutdown — uvicorn stops accepting connections on SIGTERM/SIGINT and waits for in-flight requests;
   then every batcher refuses new work, drains its queue and stops, and the app logs
   "shutdown complete".
 
-Security: when ``api_key`` is set, ``/classify``, ``/pendulum/*``, ``/models*`` and ``/samples/*``
-need the ``X-API-Key`` header (and only then does the OpenAPI document declare it); the health probes,
-``/metrics``, the OpenAPI docs and the demo page (``/``, ``/static/*``; the page's API calls send the
-key) stay open (probes and scrapers run inside the deployment; put ``/metrics`` behind the network
-policy if it must be private).
+Security: every route declares its class (``service.api.route_classes``). When ``api_key`` is set, the
+read, work and heavy routes (``/classify``, ``/pendulum/*``, ``/models*``, ``/samples/*``, ``/v2/models/*``)
+need the ``X-API-Key`` header (and only then does the OpenAPI document declare it); the repository routes
+(``/v2/repository/*``) need ``admin_key``; the health probes, ``/metrics``, the OpenAPI docs and the demo
+page (``/``, ``/static/*``; the page's API calls send the key) stay open (probes and scrapers run inside
+the deployment; put ``/metrics`` behind the network policy if it must be private).
 """
 
 import asyncio
@@ -42,7 +43,8 @@ from starlette.routing import BaseRoute
 from service.admission import AdmissionGate, LoadEstimate, WorkLane
 from service.api.deps import require_api_key
 from service.api.json_body import FastJSONRoute
-from service.api.routes import classify, health, metrics, models, page, pendulum, samples, stability
+from service.api.route_classes import RouteTable
+from service.api.routes import classify, health, metrics, models, page, pendulum, samples, stability, v2
 from service.api.routes import stream as stream_routes
 from service.api.routes.health import readiness_report
 from service.api.submit import install_admission_handlers
@@ -55,6 +57,7 @@ from service.matplotlib_env import ensure_matplotlib_config_dir
 from service.metrics import ServiceMetrics
 from service.middleware import LeanHandler, RequestGuardMiddleware, RequestMetricsMiddleware
 from service.registry import ModelRegistry
+from service.signatures import signature_policy
 from service.stability import StabilityReports
 from service.streaming import StreamHub
 
@@ -68,7 +71,7 @@ any served model. Concurrent requests to one model are batched dynamically."""
 # How long a thread may keep the GIL while another waits for it (CPython's default: 5 ms). The model
 # threads need the GIL only for a few µs between long C calls (a forward pass releases it), but while
 # the event loop is busy they wait up to the whole interval for it, once per hand-back
-# (docs/performance.md, "Issue 32").
+# (docs/decisions/0005-gc-freeze.md).
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 # Net container allocations between two young-generation collections, once the models are loaded
@@ -108,7 +111,7 @@ def install_admission(app: FastAPI, settings: Settings) -> None:
 
     def retry_after() -> int:
         registry = getattr(app.state, "registry", None)
-        rows = sum(e.batcher.queued_rows for e in registry.models.values() if e.batcher) if registry else 0
+        rows = registry.queued_rows if registry else 0
         return load.retry_after_s(rows, lane.backlog_s, HEAVY_MAX_CONCURRENCY)
 
     app.state.load = load
@@ -147,7 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
         configure_threads()
-        registry = ModelRegistry(settings, app.state.metrics)
+        registry = ModelRegistry(settings, app.state.metrics, streams=app.state.streams,
+                                 verifier=signature_policy(settings, app.state.metrics))
         app.state.registry = registry
         app.state.stability = StabilityReports(STABILITY_CACHE_SIZE, lane=app.state.work_lane)
         ensure_matplotlib_config_dir()
@@ -205,15 +209,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(page.router)         # the demo page and its assets: no key (they hold no data)
     app.include_router(stream_routes.router, dependencies=protected)
     app.include_router(stream_routes.ws_router)        # checks the API key itself (see the route)
+    app.include_router(v2.router)       # classes per route; the API key is checked by the guard
+    app.include_router(v2.repository_router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     install_exception_handlers(app)
     install_admission_handlers(app)
     # The last added middleware is the outermost: metrics see every response, 413s included.
-    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes,
+    app.add_middleware(RequestGuardMiddleware, routes=RouteTable.of(app.routes, open_paths=[app.openapi_url]),
+                       max_body_bytes=settings.max_body_bytes,
                        body_timeout_s=settings.body_timeout_s, request_timeout_s=settings.request_timeout_s,
                        gate=app.state.admission, retry_after=app.state.retry_after,
                        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+                       admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
                        metrics=app.state.metrics, direct=direct_routes(classify.router, pendulum.router))
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

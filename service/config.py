@@ -2,11 +2,12 @@
 file), overridden by command-line flags (see ``service.__main__``).
 
 Every field has a documented default, so ``afrnn-serve`` with no arguments and no environment serves
-the shipped checkpoints on http://127.0.0.1:8000. The 25 fields come in four groups:
+the shipped checkpoints on http://127.0.0.1:8000. The fields come in five groups:
 
 * **server**: what to serve, where, on which device, when it is ready, how it logs, the API key;
+* **the model repository**: explicit load and unload, its admin key, the trusted signing key;
 * **batching** (in the LitServe / Triton sense): ``max_batch_size`` rows per forward pass (32 keeps two
-  batches in flight under 64 clients: docs/performance.md, session 11); ``max_queue_delay_ms`` caps the
+  batches in flight under 64 clients: docs/performance.md); ``max_queue_delay_ms`` caps the
   adaptive batch window (``service.batching``: a batch is held open only for rows that recent traffic
   says are coming and the model's fixed cost says are worth waiting for; 0: never held);
   ``max_queue_length`` requests waiting per model before 503; ``request_timeout_s`` queue wait +
@@ -41,7 +42,8 @@ class Settings(BaseSettings):
                                       protected_namespaces=())
 
     # -- server -----------------------------------------------------------------------------------
-    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="directory of <name>.json manifests + <name>.pt")
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="the model repository: <name>/<version>/ folders, "
+                                                           "or <name>.json manifests + <name>.pt (version 1)")
     host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in a container)")
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
     health_port: int | None = Field(
@@ -58,6 +60,17 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="'json' = one JSON object per line")
     api_key: SecretStr | None = Field(None, description="when set, every inference and model route "
                                                         "needs the header X-API-Key")
+
+    # -- the model repository (docs/open-inference-protocol.md) ----------------------------------
+    model_control: Literal["none", "explicit"] = Field(
+        "none", description="'none': the model dir is read at start; 'explicit': also "
+                            "POST /v2/repository/index and /v2/repository/models/{name}/load|unload")
+    admin_key: SecretStr | None = Field(None, description="X-API-Key value of the repository routes "
+                                                          "(/v2/repository/*); required with "
+                                                          "model_control 'explicit'")
+    trusted_key: Path | None = Field(None, description="PEM public key (or certificate chain): when set, a "
+                                                       "model version is served only if its folder's "
+                                                       "model.sig verifies against it")
 
     # -- batching ---------------------------------------------------------------------------------
     max_batch_size: int = Field(32, ge=1, le=4096, description="rows stacked in one forward pass")
@@ -93,12 +106,12 @@ class Settings(BaseSettings):
     stream_max_batch: int | None = Field(None, ge=1, description="streams advanced in one batched step "
                                                                  "(default: all that have a chunk ready)")
 
-    @field_validator("log_level", "log_format", "device", "readiness_policy", mode="before")
+    @field_validator("log_level", "log_format", "device", "readiness_policy", "model_control", mode="before")
     @classmethod
     def _lower(cls, value):
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("api_key", "health_port", mode="before")
+    @field_validator("api_key", "admin_key", "trusted_key", "health_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value in ("", None) else value
@@ -108,6 +121,16 @@ class Settings(BaseSettings):
         if self.max_queue_delay_ms / 1000.0 >= self.request_timeout_s:
             raise ValueError(f"max_queue_delay_ms ({self.max_queue_delay_ms} ms) must be shorter than "
                              f"request_timeout_s ({self.request_timeout_s} s)")
+        return self
+
+    @model_validator(mode="after")
+    def _explicit_control_needs_admin_key(self) -> "Settings":
+        if self.model_control == "explicit" and self.admin_key is None:
+            raise ValueError("model_control 'explicit' needs admin_key (AFRNN_ADMIN_KEY): the repository "
+                             "routes load code into the server and are never open")
+        if (self.admin_key is not None and self.api_key is not None
+                and self.admin_key.get_secret_value() == self.api_key.get_secret_value()):
+            raise ValueError("admin_key must differ from api_key")
         return self
 
     @model_validator(mode="after")

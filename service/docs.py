@@ -13,6 +13,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.api.route_classes import RouteClass, classed
+
 ASSETS_URL = "/docs-assets"
 ASSETS_DIR = files("fastapi_offline") / "static"
 ASSET_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
@@ -26,6 +28,7 @@ def install_offline_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str =
     oauth2_redirect_url = app.swagger_ui_oauth2_redirect_url
 
     @app.get(docs_url, include_in_schema=False)
+    @classed(RouteClass.OPEN)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
@@ -38,10 +41,12 @@ def install_offline_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str =
 
     if oauth2_redirect_url:
         @app.get(oauth2_redirect_url, include_in_schema=False)
+        @classed(RouteClass.OPEN)
         async def swagger_ui_redirect() -> HTMLResponse:
             return get_swagger_ui_oauth2_redirect_html()
 
     @app.get(redoc_url, include_in_schema=False)
+    @classed(RouteClass.OPEN)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(

@@ -11,6 +11,8 @@ code   category            when
 410    not_found           a stream closed after its idle timeout
 413    body_too_large      body over ``max_body_bytes`` (see ``service.middleware``)
 401    unauthorized        API key missing or wrong, when one is configured
+403    forbidden           the inference key on an admin route, or the repository API is off
+400    validation          an Open Inference Protocol request that breaks a rule (``{"error": ...}``)
 503    not_ready           model still loading, or unavailable (with the reason), or shutting down
 503    overloaded          queue full, or too many work requests or streams (Retry-After)
 504    timeout             the request outlived ``request_timeout_s``
@@ -43,7 +45,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
-CATEGORY_OF_STATUS = {401: "unauthorized", 404: "not_found", 408: "slow_client", 410: "not_found",
+CATEGORY_OF_STATUS = {400: "validation", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                      408: "slow_client", 410: "not_found",
                       413: "body_too_large", 422: "validation", 503: "not_ready", 504: "timeout"}
 
 RETRY_AFTER_LOADING_S = 2       # a model still loading or unavailable; /health/ready while not ready

@@ -5,7 +5,8 @@ as in tests, never share or double-register collectors).
 name                                   type       labels / meaning
 =====================================  =========  ======================================================
 afrnn_http_requests_total              counter    route, method, status
-afrnn_http_request_duration_seconds    histogram  route, model, status — wall time of the whole request
+afrnn_http_request_duration_seconds    histogram  route, model, version, status — wall time of the whole
+                                                  request (version: the repository version that served it)
 afrnn_inference_seconds                histogram  model — one batched forward pass (worker thread)
 afrnn_queue_wait_seconds               histogram  model — enqueue → start of the request's forward
 afrnn_batch_size                       histogram  model — rows stacked in one forward pass
@@ -14,12 +15,18 @@ afrnn_models_loaded                    gauge      — models loaded and warm
 afrnn_model_ready                      gauge      model — 1 when served, 0 while loading or unavailable
 afrnn_errors_total                     counter    kind — validation, not_found, body_too_large,
                                                   unauthorized, overloaded, timeout, not_ready, internal,
-                                                  slow_client (408), other (e.g. 405 method not allowed)
+                                                  slow_client (408), client_disconnected (499: the
+                                                  client left before its body was complete), other
 afrnn_inference_errors_total           counter    model — forward passes that raised (their callers get 500)
 afrnn_inflight_requests                gauge      — work requests admitted and not yet answered
 afrnn_work_lane_queue_depth            gauge      — heavy jobs (physics references, stability) waiting
 afrnn_work_lane_running                gauge      — heavy jobs running
 afrnn_stability_reports_total          counter    model, cache (hit | miss | custom)
+afrnn_model_loads_total                counter    model, outcome (loaded | failed | not_found) — one per
+                                                  version loaded at start or by the repository API
+afrnn_model_unloads_total              counter    model, outcome (unloaded | not_found)
+afrnn_model_signature_refusals_total   counter    reason (unsigned | wrong_key | mismatch | flat_layout |
+                                                  invalid_signature) — versions refused under a trusted key
 =====================================  =========  ======================================================
 
 ``route`` is the route's path template (``/models/{name}``; a mounted directory ``/docs-assets/{path}``),
@@ -34,7 +41,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 ERROR_KINDS = ("validation", "not_found", "body_too_large", "unauthorized", "overloaded", "timeout",
-               "not_ready", "internal", "slow_client")
+               "not_ready", "internal", "slow_client", "client_disconnected", "forbidden")
 
 
 class ServiceMetrics:
@@ -47,7 +54,8 @@ class ServiceMetrics:
                                 ["route", "method", "status"], registry=r)
         self.request_seconds = Histogram("afrnn_http_request_duration_seconds",
                                          "Wall time of a request, from first byte to response",
-                                         ["route", "model", "status"], buckets=LATENCY_BUCKETS, registry=r)
+                                         ["route", "model", "version", "status"], buckets=LATENCY_BUCKETS,
+                                         registry=r)
         self.inference_seconds = Histogram("afrnn_inference_seconds", "Time of one batched forward pass",
                                            ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_wait_seconds = Histogram("afrnn_queue_wait_seconds",
@@ -74,6 +82,13 @@ class ServiceMetrics:
         self.batch_observers: list = []
         self.stability_reports = Counter("afrnn_stability_reports", "Stability reports served",
                                          ["model", "cache"], registry=r)
+        self.model_loads = Counter("afrnn_model_loads", "Model versions loaded, by outcome",
+                                   ["model", "outcome"], registry=r)
+        self.model_unloads = Counter("afrnn_model_unloads", "Models unloaded, by outcome",
+                                     ["model", "outcome"], registry=r)
+        self.signature_refusals = Counter("afrnn_model_signature_refusals",
+                                          "Model versions refused by the signature check, by reason",
+                                          ["reason"], registry=r)
 
     def observe_batch(self, model: str, rows: int, inference_s: float, queue_waits_s: list[float]) -> None:
         children = self._batch_children.get(model)

@@ -70,7 +70,7 @@ async def require_api_key(request: Request, key: Annotated[str | None, Security(
 async def get_model(name: str, registry: RegistryDep, request: Request) -> ServedModel:
     """The model named in the path (any state), or 404; tags the request's metrics with it."""
     entry = registry.get(name)
-    request.state.model = entry.name
+    request.state.model, request.state.model_version = entry.name, str(entry.version)
     return entry
 
 

@@ -71,12 +71,22 @@ class ClassifierStream:
             raise StreamRuleError("invalid_input", f"values must be finite and lie in [{low:g}, {high:g}] "
                                   f"for scale {scale:g}; found {arr.ravel()[index]:g} at flat index {index}",
                                   loc=["values", index])
+        return self.normalise(arr, scale)
+
+    def normalise(self, arr: np.ndarray, scale: float) -> np.ndarray:
+        """Checked raw values (n, C) float32 → the network's input, x = (v / scale − mean) / std."""
         return ((arr / np.float32(scale) - self.api.mean) / self.api.std).astype(np.float32, copy=False)
 
     # -- advance and encode -----------------------------------------------------------------------
     async def chunk(self, chunk: StreamChunk) -> StreamUpdate:
+        return await self.advance(self.decode(chunk))
+
+    async def advance(self, x: np.ndarray) -> StreamUpdate:
+        """Advance by the normalised steps ``x`` (n, C) float32 (``decode``, or a V2 sequence's pixels,
+        normalised alike); the answer is the anytime prediction after the last of them."""
         started = time.perf_counter()
-        result = await self.batcher.advance(self.stream, self.decode(chunk))
+        self.batcher.check_chunk(self.stream, x.shape[0])
+        result = await self.batcher.advance(self.stream, x)
         probs = result.output
         self.probabilities = probs
         label = int(probs.argmax())

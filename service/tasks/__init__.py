@@ -4,7 +4,9 @@
 the model's batcher thread.
 
 Which API serves a model follows from its *kind*, the manifest's ``output.kind``
-(``artifact.manifest.OutputKind``): ``ClassifierAPI`` for "classes", ``PendulumAPI`` for "states".
+(``artifact.manifest.OutputKind``): ``ClassifierAPI`` for "classes", ``PendulumAPI`` for "states". Each
+API class is the one place of its kind: ``KIND``, its decode and encode, its Open Inference Protocol
+tensors (``V2_INPUT``, ``v2_signature``) and whether it streams (``STREAMS``).
 """
 
 import torch
@@ -14,13 +16,14 @@ from service.tasks.classifier import ClassifierAPI, ClassifyJob
 from service.tasks.pendulum import PendulumAPI, PendulumJob
 
 TaskAPI = ClassifierAPI | PendulumAPI
-_API_OF_KIND: dict[OutputKind, type[ClassifierAPI] | type[PendulumAPI]] = {
-    "classes": ClassifierAPI, "states": PendulumAPI}
+TASK_APIS: dict[OutputKind, type[ClassifierAPI] | type[PendulumAPI]] = {
+    api.KIND: api for api in (ClassifierAPI, PendulumAPI)}
 
 
 def build_task_api(manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device) -> TaskAPI:
     """The task API of the manifest's kind (``ClassifierAPI`` or ``PendulumAPI``)."""
-    return _API_OF_KIND[manifest.output.kind](manifest, module, device)
+    return TASK_APIS[manifest.output.kind](manifest, module, device)
 
 
-__all__ = ["ClassifierAPI", "ClassifyJob", "PendulumAPI", "PendulumJob", "TaskAPI", "build_task_api"]
+__all__ = ["TASK_APIS", "ClassifierAPI", "ClassifyJob", "PendulumAPI", "PendulumJob", "TaskAPI",
+           "build_task_api"]

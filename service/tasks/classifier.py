@@ -18,6 +18,13 @@ The LitServe split, with everything shape- and normalisation-related taken from 
   ``every_step=True`` and the others take its last step.
 * **encode** (request handler): label, class name, probabilities, top-k and, with
   ``return_sequence``, the per-step label and confidence (anytime classification).
+
+The same model over the Open Inference Protocol (``v2_*``, ``service.api.routes.v2``): input ``pixels``,
+UINT8 grey values 0–255 (scale 255) or FP32 values in [0, 1] (scale 1), shape [n, T·C] in the flat
+order above; outputs ``label`` (INT64 [n]), ``probabilities`` (FP32 [n, classes]) and, when asked for
+by name, the anytime outputs ``sequence_labels`` (INT64 [n, T]) and ``sequence_confidence``
+(FP32 [n, T]). The normalisation is the same array operations in the same order as ``decode_image``,
+so a V2 row and a JSON row of the same pixels are the same float32 input, bit for bit.
 """
 
 import base64
@@ -75,6 +82,11 @@ class ClassifyJob:
 
 class ClassifierAPI:
     """Decode, batch, predict, unbatch and encode for one loaded classifier."""
+
+    KIND = "classes"                # the manifests' ``output.kind`` this API serves
+    STREAMS = True                  # a stream (and a V2 sequence) can feed it its pixels step by step
+    V2_INPUT = "pixels"
+    V2_SEQUENCE_OUTPUTS = ("sequence_labels", "sequence_confidence")
 
 
     def __init__(self, manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device):
@@ -262,6 +274,58 @@ class ClassifierAPI:
                 self.run_batch([ClassifyJob(zero)])
             self.run_batch([ClassifyJob(zero, every_step=True)])
             self.run_batch([ClassifyJob(np.repeat(zero, max_batch_size, axis=0))])
+
+    # -- the Open Inference Protocol -----------------------------------------------------------------
+    def v2_signature(self) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
+        """(inputs, outputs) as (name, datatype, shape); −1 is the batch."""
+        t = self.steps
+        return ([(self.V2_INPUT, "UINT8", [-1, t * self.channels])],
+                [("label", "INT64", [-1]), ("probabilities", "FP32", [-1, self.num_classes]),
+                 ("sequence_labels", "INT64", [-1, t]), ("sequence_confidence", "FP32", [-1, t])])
+
+    def v2_pixels(self, array: np.ndarray, datatype: str, where: str, max_rows: int) -> np.ndarray:
+        """``pixels`` [n, T·C] (UINT8 0–255 or FP32 in [0, 1]) → normalised (n, T, C) float32."""
+        width = self.steps * self.channels
+        if array.ndim != 2 or array.shape[1] != width or array.shape[0] < 1:
+            raise InputError((where,), f"shape {list(array.shape)} is not a batch of images of model "
+                                       f"{self.manifest.name!r}: [n, {width}] (n ≥ 1, {self.steps} steps × "
+                                       f"{self.channels} channels, flat)")
+        if array.shape[0] > max_rows:
+            raise InputError((where,), f"at most classify_max_batch = {max_rows} images per request, got "
+                                       f"{array.shape[0]}")
+        if datatype == "UINT8":
+            scale = 255.0
+        elif datatype == "FP32":
+            scale = 1.0
+        else:
+            raise InputError((where,), f"datatype {datatype} is not accepted: UINT8 (grey values 0–255) or "
+                                       "FP32 (values in [0, 1])")
+        low, high = self._bounds(scale)
+        if not (low <= array.min() and array.max() <= high):       # NaN fails both comparisons
+            bad = ~np.isfinite(array) | (array < low) | (array > high)
+            index = int(np.flatnonzero(bad.ravel())[0])
+            raise InputError((where,), f"{datatype} pixel values must be finite and lie in "
+                                       f"[{low:g}, {high:g}]; found {array.ravel()[index]} at flat index "
+                                       f"{index}")
+        out = np.empty((array.shape[0], self.steps, self.channels), dtype=np.float32)
+        out[...] = array.reshape(out.shape)
+        out /= np.float32(scale)
+        out -= self.mean
+        out /= self.std
+        return out
+
+    def v2_outputs(self, probabilities: np.ndarray, requested: set[str] | None
+                   ) -> list[tuple[str, np.ndarray]]:
+        """The requested outputs (all four when ``requested`` is None, the per-step ones only when the
+        job ran every step) from ``run_batch``'s probabilities."""
+        final = probabilities[:, -1] if probabilities.ndim == 3 else probabilities
+        outputs = {"label": final.argmax(axis=1).astype(np.int64), "probabilities": final}
+        if probabilities.ndim == 3:
+            labels = probabilities.argmax(axis=2)
+            outputs["sequence_labels"] = labels.astype(np.int64)
+            outputs["sequence_confidence"] = np.take_along_axis(probabilities, labels[..., None], 2)[..., 0]
+        names = list(outputs) if requested is None else [n for n in outputs if n in requested]
+        return [(name, outputs[name]) for name in names]
 
     # -- encode -----------------------------------------------------------------------------------
     def encode(self, probabilities: np.ndarray, top_k: int, return_sequence: bool) -> list[dict]:

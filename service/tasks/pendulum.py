@@ -16,6 +16,10 @@ The manifest's ``input.normalization_mean/std`` are applied to s₀ (identity fo
 checkpoints) and its optional ``output.scale/offset`` undo a standardised output (ŝ = ŷ · scale +
 offset, per variable in the model's output order); ``output.state_names`` orders the outputs,
 ``output.dt`` is the time step.
+
+Over the Open Inference Protocol (``v2_*``): input ``initial_state``, FP32 [n, 4] in radians (wire
+order θ₁, θ₂, ω₁, ω₂), request parameter ``steps`` (default: the trained horizon); outputs ``trajectory``
+(FP32 [n, steps, 4], radians) and ``times`` (FP64 [steps], seconds).
 """
 
 import math
@@ -49,6 +53,11 @@ class PendulumJob:
 
 class PendulumAPI:
     """Decode, batch, predict, unbatch and encode for one loaded pendulum model."""
+
+    KIND = "states"                 # the manifests' ``output.kind`` this API serves
+    STREAMS = False                 # a rollout is one request: no streams, no V2 sequences
+    V2_INPUT = "initial_state"
+    V2_SEQUENCE_OUTPUTS = ()
 
 
     def __init__(self, manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device):
@@ -96,6 +105,11 @@ class PendulumAPI:
                locs: Sequence[Sequence[str | int]]) -> np.ndarray:
         """Initial states (wire names, ``units``) → (n, 4) radians in wire order, range-checked."""
         x0 = np.array([[s[name] for name in WIRE_STATE_NAMES] for s in states], dtype=np.float64)
+        return self.check_range(x0, units, locs, x0)
+
+    def check_range(self, x0: np.ndarray, units: str, locs: Sequence[Sequence[str | int]],
+                    sent: Sequence[Sequence[float]]) -> np.ndarray:
+        """(n, 4) states in ``units``, wire order → radians, each value inside the training range."""
         if units == "degrees":
             x0 = x0 / DEGREES_PER_RADIAN
         low, high = self.value_range
@@ -106,10 +120,31 @@ class PendulumAPI:
                     scale = DEGREES_PER_RADIAN if units == "degrees" else 1.0
                     suffix = "/s" if name.startswith("omega") else ""
                     bounds = f"[{low * scale:g}, {high * scale:g}] {unit}{suffix}"
-                    raise InputError((*loc, name), f"{states[i][name]:g} {unit}{suffix} is outside the "
+                    raise InputError((*loc, name), f"{sent[i][j]:g} {unit}{suffix} is outside the "
                                                    f"range {bounds} of the training data of model "
                                                    f"{self.manifest.name!r}")
         return x0
+
+    # -- the Open Inference Protocol -----------------------------------------------------------------
+    def v2_signature(self) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
+        """(inputs, outputs) as (name, datatype, shape); −1 is the batch (and the steps)."""
+        return ([(self.V2_INPUT, "FP32", [-1, 4])],
+                [("trajectory", "FP32", [-1, -1, 4]), ("times", "FP64", [-1])])
+
+    def v2_states(self, array: np.ndarray, datatype: str, where: str, max_rows: int) -> np.ndarray:
+        """``initial_state`` [n, 4] FP32 radians → (n, 4) float64 radians, range-checked."""
+        if datatype not in ("FP32", "FP64"):
+            raise InputError((where,), f"datatype {datatype} is not accepted: FP32 radians (FP64 too)")
+        if array.ndim != 2 or array.shape[1] != 4 or array.shape[0] < 1:
+            raise InputError((where,), f"shape {list(array.shape)} is not a batch of initial states: [n, 4] "
+                                       f"(θ₁, θ₂, ω₁, ω₂ in radians)")
+        if array.shape[0] > max_rows:
+            raise InputError((where,), f"at most pendulum_max_batch = {max_rows} initial states per request, "
+                                       f"got {array.shape[0]}")
+        x0 = array.astype(np.float64)
+        if not np.isfinite(x0).all():
+            raise InputError((where,), "initial states must be finite numbers")
+        return self.check_range(x0, "radians", [(where, i) for i in range(len(x0))], x0.tolist())
 
     # -- batch → predict → unbatch (worker thread, under torch.inference_mode) ---------------------
     def run_batch(self, jobs: list[PendulumJob]) -> list[np.ndarray]:

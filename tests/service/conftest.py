@@ -83,14 +83,17 @@ def free_port() -> int:
 class ServiceProcess:
     """``python -m service`` in a subprocess, its stderr (JSON-lines log) captured in a file."""
 
-    def __init__(self, model_dir: Path, log_path: Path, *args: str, api_key: str | None = None):
+    def __init__(self, model_dir: Path, log_path: Path, *args: str, api_key: str | None = None,
+                 env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        extra_env = env
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         env.pop("AFRNN_API_KEY", None)
         if api_key is not None:
             env["AFRNN_API_KEY"] = api_key
+        env.update(extra_env or {})
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--port", str(self.port),
@@ -142,13 +145,15 @@ def export_model():
 
 @pytest.fixture(scope="session")
 def start_service(tmp_path_factory):
-    """``start_service(model_dir, *cli_args, api_key=None, wait=True)``: a started ServiceProcess; every
+    """``start_service(model_dir, *cli_args, api_key=None, wait=True, env=None)``: a started ServiceProcess
+    (``env``: extra environment variables, e.g. ``AFRNN_ADMIN_KEY``); every
     one still running at the end of the session is stopped."""
     started: list[ServiceProcess] = []
 
-    def start(model_dir: Path, *args: str, api_key: str | None = None, wait: bool = True) -> ServiceProcess:
+    def start(model_dir: Path, *args: str, api_key: str | None = None, wait: bool = True,
+              env: dict[str, str] | None = None) -> ServiceProcess:
         log_path = tmp_path_factory.mktemp("logs") / "service.log"
-        proc = ServiceProcess(model_dir, log_path, *args, api_key=api_key)
+        proc = ServiceProcess(model_dir, log_path, *args, api_key=api_key, env=env)
         started.append(proc)
         return proc.wait_ready() if wait else proc
 

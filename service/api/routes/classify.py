@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from afrnn_schemas import ERROR_RESPONSES, ClassifyRequest, ClassifyResponse
 from service.api.deps import registry_of, settings_of
 from service.api.json_body import FastJSONRoute
+from service.api.route_classes import RouteClass, classed
 from service.api.submit import submit
 from service.errors import InputError
 from service.tasks import ClassifyJob
@@ -21,12 +22,13 @@ router = APIRouter(tags=["inference"], route_class=FastJSONRoute)
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
+@classed(RouteClass.WORK)
 async def classify(body: ClassifyRequest, request: Request) -> Response:
     """Classify one image (`pixels`) or a batch (`images`) with a pixel-sequence classifier."""
     started = time.perf_counter()
     registry, settings = registry_of(request), settings_of(request)   # not Depends: see service.api.deps
     entry = registry.resolve(body.model, "classes")
-    request.state.model = entry.name
+    request.state.model, request.state.model_version = entry.name, str(entry.version)
     api = entry.api
     images = body.image_list
     if len(images) > settings.classify_max_batch:

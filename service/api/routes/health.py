@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 
 from afrnn_schemas import DeviceInfo, Liveness, Readiness
 from service.api.deps import RegistryDep, SettingsDep
+from service.api.route_classes import RouteClass, classed
 from service.errors import RETRY_AFTER_LOADING_S, retry_after
 from service.registry import LOADING, READY, ModelRegistry
 
@@ -48,6 +49,7 @@ def readiness(registry: ModelRegistry, policy: str) -> str | None:
 
 
 @router.get("/live", response_model=Liveness)
+@classed(RouteClass.PROBE)
 async def live() -> Liveness:
     """The process is up."""
     return Liveness()
@@ -63,6 +65,7 @@ def readiness_report(registry: ModelRegistry, policy: str, draining: bool = Fals
 
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+@classed(RouteClass.PROBE)
 async def ready(request: Request, registry: RegistryDep, settings: SettingsDep):
     """The models meant to be served are loaded and warm, by `readiness_policy` (else 503)."""
     body = readiness_report(registry, settings.readiness_policy, request.app.state.draining)

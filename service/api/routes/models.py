@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from afrnn_schemas import ERROR_RESPONSES, ModelDetail, ModelList, ModelSummary
 from service.api.deps import ModelDep, RegistryDep
+from service.api.route_classes import RouteClass, classed
 from service.registry import LOADING, READY, UNAVAILABLE, ServedModel
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -25,12 +26,14 @@ def _summary(entry: ServedModel) -> dict:
 
 
 @router.get("", response_model=ModelList, responses=ERROR_RESPONSES)
+@classed(RouteClass.READ)
 async def list_models(registry: RegistryDep) -> ModelList:
     """Every model found in the model dir, served or not (then with the reason)."""
     return ModelList(models=[ModelSummary(**_summary(e)) for e in registry.models.values()])
 
 
 @router.get("/{name}", response_model=ModelDetail, responses=ERROR_RESPONSES)
+@classed(RouteClass.READ)
 async def get_model(entry: ModelDep) -> ModelDetail:
     """One model: its full manifest, load status, device and whether its checksum was verified."""
     return ModelDetail(

@@ -12,6 +12,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
+from service.api.route_classes import RouteClass, classed
+
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
@@ -37,12 +39,14 @@ def _asset(name: str) -> Response:
 
 
 @router.get("/")
+@classed(RouteClass.OPEN)
 async def page() -> Response:
     """The demo page: classify a drawn digit, run the pendulum, read stability reports."""
     return _asset("index.html")
 
 
 @router.get("/static/{name}")
+@classed(RouteClass.OPEN)
 async def static_asset(name: str) -> Response:
     """One of the page's assets (CSS, JavaScript)."""
     return _asset(name)

@@ -14,6 +14,7 @@ from afrnn_schemas import ERROR_RESPONSES, PendulumRequest, PendulumResponse
 from service.admission import check_deadline, request_deadline
 from service.api.deps import registry_of, settings_of
 from service.api.json_body import FastJSONRoute
+from service.api.route_classes import RouteClass, classed
 from service.api.submit import run_heavy, submit
 from service.errors import InputError
 from service.tasks import PendulumJob
@@ -22,12 +23,13 @@ router = APIRouter(prefix="/pendulum", tags=["inference"], route_class=FastJSONR
 
 
 @router.post("/predict", response_model=PendulumResponse, responses=ERROR_RESPONSES)
+@classed(RouteClass.WORK)
 async def predict(body: PendulumRequest, request: Request) -> Response:
     """Predict the double pendulum's states at dt, 2 dt, …, steps·dt from its initial state(s)."""
     started = time.perf_counter()
     registry, settings = registry_of(request), settings_of(request)
     entry = registry.resolve(body.model, "states", default="pendulum")
-    request.state.model = entry.name
+    request.state.model, request.state.model_version = entry.name, str(entry.version)
     api = entry.api
     states = body.state_list
     if len(states) > settings.pendulum_max_batch:

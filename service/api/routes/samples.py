@@ -17,6 +17,7 @@ from afrnn_schemas import ERROR_RESPONSES
 from afrnn_schemas.common import Response
 from artifact import specs
 from artifact.samples import Sample, load_sample
+from service.api.route_classes import RouteClass, classed
 from service.errors import InputError
 
 SampleTask = Literal["mnist", "cifar10"]
@@ -71,6 +72,7 @@ def _entry(task: str, sample: Sample, index: int) -> dict:
 
 
 @router.get("/{task}", response_model=SampleList, responses=ERROR_RESPONSES)
+@classed(RouteClass.READ)
 async def list_samples(task: SampleTask) -> SampleList:
     """The shipped test images of `task`: their labels and test-split positions (no pixels)."""
     sample = _sample(task)
@@ -80,6 +82,7 @@ async def list_samples(task: SampleTask) -> SampleList:
 
 
 @router.get("/{task}/{index}", response_model=SampleImage, responses=ERROR_RESPONSES)
+@classed(RouteClass.READ)
 async def get_sample(task: SampleTask, index: Annotated[int, Path(ge=0)]) -> SampleImage:
     """One shipped test image with its label, as 0–255 pixels."""
     sample = _sample(task)

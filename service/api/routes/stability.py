@@ -8,6 +8,7 @@ from afrnn_schemas import ERROR_RESPONSES, StabilityRequest
 from model.stability import FIGURE_SECTIONS, StabilityReport
 from service.api.deps import MetricsDep, ModelDep, SettingsDep, StabilityDep
 from service.api.json_body import FastJSONRoute
+from service.api.route_classes import RouteClass, classed
 from service.errors import InputError
 from service.registry import ServedModel
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/models", tags=["stability"], route_class=FastJSONRou
 
 
 @router.post("/{name}/stability", response_model=StabilityReport, responses=ERROR_RESPONSES)
+@classed(RouteClass.HEAVY)
 async def stability(entry: ModelDep, body: StabilityRequest, reports: StabilityDep, metrics: MetricsDep,
                     settings: SettingsDep) -> StabilityReport:
     """The model's stability report (Theorem 3, Jacobian spectra, gradient propagation, Lyapunov
@@ -52,6 +54,7 @@ def _reject_fields_that_do_not_apply(entry: ServedModel, body: StabilityRequest)
 
 @router.get("/{name}/stability.png", response_class=Response, responses={
     **ERROR_RESPONSES, 200: {"content": {"image/png": {}}, "description": "the report's figures"}})
+@classed(RouteClass.HEAVY)
 async def stability_png(entry: ModelDep, reports: StabilityDep, metrics: MetricsDep,
                         sections: Annotated[list[str] | None, Query()] = None,
                         lyapunov_k: Annotated[int, Query(ge=1)] = 16) -> Response:

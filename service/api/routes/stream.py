@@ -29,6 +29,7 @@ from afrnn_schemas.stream import (
     StreamUpdate,
 )
 from service.api.json_body import FastJSONRoute
+from service.api.route_classes import RouteClass, classed
 from service.errors import (
     RETRY_AFTER_LOADING_S,
     InputError,
@@ -166,6 +167,7 @@ def _http_error(err: StreamRuleError) -> Exception:
 
 
 @router.post("/{name}/streams", status_code=201, response_model=StreamOpened, responses=ERROR_RESPONSES)
+@classed(RouteClass.READ)
 async def open_stream(name: str, body: StreamOpen, request: Request) -> StreamOpened:
     """Open a stream (the HTTP fallback of the WebSocket): POST chunks to the returned id."""
     request.state.model = name
@@ -176,6 +178,7 @@ async def open_stream(name: str, body: StreamOpen, request: Request) -> StreamOp
 
 
 @router.post("/{name}/streams/{stream_id}", response_model=StreamUpdate, responses=ERROR_RESPONSES)
+@classed(RouteClass.READ)
 async def send_chunk(name: str, stream_id: str, body: StreamChunk, request: Request) -> StreamUpdate:
     """Advance the stream by a chunk; the answer is the prediction after its last step. A chunk that
     breaks a rule closes the stream."""
@@ -196,6 +199,7 @@ async def send_chunk(name: str, stream_id: str, body: StreamChunk, request: Requ
 
 
 @router.post("/{name}/streams/{stream_id}/end", response_model=StreamFinal, responses=ERROR_RESPONSES)
+@classed(RouteClass.READ)
 async def end_stream(name: str, stream_id: str, request: Request) -> StreamFinal:
     """The full-sequence answer after the last chunk; closes the stream."""
     request.state.model = name
@@ -206,6 +210,7 @@ async def end_stream(name: str, stream_id: str, request: Request) -> StreamFinal
 
 
 @router.delete("/{name}/streams/{stream_id}", status_code=204, responses=ERROR_RESPONSES)
+@classed(RouteClass.READ)
 async def delete_stream(name: str, stream_id: str, request: Request) -> Response:
     """Close the stream without an answer."""
     request.state.model = name
