@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, list[str] | None] = {
     "peer_compare": ["--rounds", "2", "--seconds", "4"],
     "soak": [],
     "signing_verify": [],
+    "v2_vs_json": [],
     "paper_figures": None,
 }
 
