@@ -44,14 +44,15 @@ import asyncio
 import logging
 import math
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import torch
+
+from service.clock import SYSTEM_CLOCK, Clock
 
 # The adaptive window's estimates: the weight of a new forward time in its moving average, and how
 # many recent arrival gaps the median spacing is taken over.
@@ -62,6 +63,42 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
+
+
+def fixed_cost_s(forward_s: Mapping[int, float]) -> float:
+    """a of the least-squares line f(n) ≈ a + b·n through the measured forward times ``{rows:
+    seconds}``, at most the cheapest measured batch's time (b ≥ 0). With one batch size measured, that
+    time: the bound is tried, and the held batch measures a second size (traffic that settles into
+    equal half batches would otherwise never show the line). 0 before any batch."""
+    if not forward_s:
+        return 0.0
+    sizes, times = list(forward_s), list(forward_s.values())
+    if len(sizes) == 1:
+        return times[0]
+    mean_n, mean_t = sum(sizes) / len(sizes), sum(times) / len(times)
+    slope = (sum((n - mean_n) * (t - mean_t) for n, t in zip(sizes, times, strict=True))
+             / sum((n - mean_n) ** 2 for n in sizes))
+    return min(max(0.0, mean_t - slope * mean_n), min(times))
+
+
+def median_spacing_s(gaps: Iterable[float]) -> float:
+    """s: the median of the recent gaps between submissions (0 before any). The median, because the
+    gaps also span the pauses between bursts of returning requests, which are not the event loop's
+    pace."""
+    ordered = sorted(gaps)
+    return ordered[len(ordered) // 2] if ordered else 0.0
+
+
+def hold_window_s(rows: int, expected: int, *, max_batch_size: int, max_queue_delay_s: float,
+                  fixed_cost_s: float, spacing_s: float) -> float:
+    """How long a batch of ``rows`` is held open for ``expected`` rows (P) to arrive: 0 when it is
+    complete, when P does not fit one batch, or when waiting for them costs at least the forward
+    pass it saves (P·s ≥ a); else min(a, ``max_queue_delay_s``) (module docstring)."""
+    if max_queue_delay_s <= 0 or rows >= expected or expected > max_batch_size:
+        return 0.0
+    if expected * spacing_s >= fixed_cost_s:
+        return 0.0
+    return min(fixed_cost_s, max_queue_delay_s)
 
 
 class QueueFullError(RuntimeError):
@@ -95,7 +132,7 @@ class _Pending:
     payload: Any
     rows: int
     future: asyncio.Future
-    enqueued_at: float = field(default_factory=time.perf_counter)
+    enqueued_at: float                  # the batcher's clock at submission
 
 
 class DynamicBatcher(Generic[P, R]):
@@ -116,6 +153,9 @@ class DynamicBatcher(Generic[P, R]):
         on_queue_depth: optional observer of the number of waiting requests.
         on_error: optional observer ``(error)`` of each failed forward pass whose error reaches a
             caller (a batched failure retried one by one counts once per failing request).
+        clock: what the batcher reads the time from and holds a batch open with (``service.clock``;
+            the system's ``time.perf_counter`` by default). ``submit``'s ``deadline`` is a time of
+            this clock; the request timeout's timer runs on the event loop's own time.
     """
 
     def __init__(self, name: str, run_batch: Callable[[list[P]], Sequence[R]], *, max_batch_size: int,
@@ -123,7 +163,8 @@ class DynamicBatcher(Generic[P, R]):
                  executor: ThreadPoolExecutor | None = None,
                  on_batch: Callable[[int, float, list[float]], None] | None = None,
                  on_queue_depth: Callable[[int], None] | None = None,
-                 on_error: Callable[[BaseException], None] | None = None):
+                 on_error: Callable[[BaseException], None] | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be ≥ 1, got {max_batch_size}")
         if max_queue_length < 1:
@@ -142,6 +183,8 @@ class DynamicBatcher(Generic[P, R]):
         self._on_batch = on_batch
         self._on_queue_depth = on_queue_depth
         self._on_error = on_error
+        self._clock = clock
+        self._now = clock.now
         # Shared with the model's thread, under _lock: the queue and whether a batch job is queued or
         # running on the executor. _ready (same lock) wakes a batch held open by max_queue_delay_s.
         self._lock = threading.Lock()
@@ -204,8 +247,8 @@ class DynamicBatcher(Generic[P, R]):
     # -- the request side (event loop) ------------------------------------------------------------
     async def submit(self, payload: P, rows: int = 1, deadline: float | None = None) -> BatchResult[R]:
         """Queue ``payload`` (``rows`` rows of the batch) and wait for its result, at the latest until
-        ``request_timeout_s`` from now or ``deadline`` (a ``time.perf_counter()`` value), whichever
-        comes first."""
+        ``request_timeout_s`` from now or ``deadline`` (a time of the batcher's clock, by default
+        ``time.perf_counter()``), whichever comes first."""
         if self._closing:
             raise BatcherClosedError(f"model {self.name!r} is shutting down")
         if self._loop is None:
@@ -214,12 +257,13 @@ class DynamicBatcher(Generic[P, R]):
             raise QueueFullError(f"model {self.name!r} has {len(self._pending)} requests queued (the limit "
                                  f"is max_queue_length = {self.max_queue_length})", self._retry_after())
         timeout = self.request_timeout_s
+        now = self._now()
         if deadline is not None:
-            timeout = min(timeout, deadline - time.perf_counter())
+            timeout = min(timeout, deadline - now)
             if timeout <= 0:
                 raise RequestTimeoutError(f"model {self.name!r}: the request's deadline (request_timeout_s "
                                           f"= {self.request_timeout_s} s) passed before it was queued")
-        item = _Pending(payload, rows, self._loop.create_future())
+        item = _Pending(payload, rows, self._loop.create_future(), now)
         with self._ready:
             self._pending.append(item)
             self._outstanding_rows += rows
@@ -300,35 +344,14 @@ class DynamicBatcher(Generic[P, R]):
             self._arrival_gaps.append(now - self._last_submit)
         self._last_submit, self._last_submit_busy = now, busy
 
-    def _arrival_spacing_s(self) -> float:
-        """s: the median of the recent gaps (0 before any). The median, because the gaps also span the
-        pauses between bursts of returning requests, which are not the event loop's pace."""
-        gaps = sorted(self._arrival_gaps)
-        return gaps[len(gaps) // 2] if gaps else 0.0
-
-    def _fixed_cost_s(self) -> float:
-        """a of the least-squares line f(n) ≈ a + b·n through the measured forward times, at most the
-        cheapest measured batch's time (b ≥ 0). With one batch size measured, that time: the bound is
-        tried, and the held batch measures a second size (traffic that settles into equal half batches
-        would otherwise never show the line). 0 before any batch."""
-        if not self._forward_s:
-            return 0.0
-        sizes, times = list(self._forward_s), list(self._forward_s.values())
-        if len(sizes) == 1:
-            return times[0]
-        mean_n, mean_t = sum(sizes) / len(sizes), sum(times) / len(times)
-        slope = (sum((n - mean_n) * (t - mean_t) for n, t in zip(sizes, times, strict=True))
-                 / sum((n - mean_n) ** 2 for n in sizes))
-        return min(max(0.0, mean_t - slope * mean_n), min(times))
-
     def _hold_s(self, rows: int, expected: int) -> float:
         """How long to hold a batch of ``rows`` open for ``expected`` rows (0: run it now)."""
         if self.max_queue_delay_s <= 0 or rows >= expected or expected > self.max_batch_size:
-            return 0.0
-        saving = self._fixed_cost_s()
-        if expected * self._arrival_spacing_s() >= saving:
-            return 0.0
-        return min(saving, self.max_queue_delay_s)
+            return 0.0                       # the cheap tests first: most batches stop here
+        return hold_window_s(rows, expected, max_batch_size=self.max_batch_size,
+                             max_queue_delay_s=self.max_queue_delay_s,
+                             fixed_cost_s=fixed_cost_s(self._forward_s),
+                             spacing_s=median_spacing_s(self._arrival_gaps))
 
     def _collect(self) -> tuple[list[_Pending], int]:
         """The next batch and its rows (empty when nothing is queued), held open while the adaptive
@@ -341,24 +364,23 @@ class DynamicBatcher(Generic[P, R]):
             self._peak_rows = self._outstanding_rows        # the peak is measured from batch to batch
             hold_s = self._hold_s(rows, expected) if batch and not self._pending else 0.0
             if hold_s > 0:
-                deadline = time.perf_counter() + hold_s
+                deadline = self._now() + hold_s
                 while rows < expected and not self._pending and not self._closing:
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:
+                    if self._now() >= deadline:
                         break
-                    self._ready.wait(remaining)
+                    self._clock.wait(self._ready, deadline)
                     rows = self._take(batch, rows)
             self._queue_depth_changed()
         return batch, rows
 
     def _run(self, payloads: list[P]) -> tuple[Sequence[R], float]:
-        start = time.perf_counter()
+        start = self._now()
         with torch.inference_mode():
             results = self._run_batch(payloads)
         if len(results) != len(payloads):
             raise RuntimeError(f"run_batch of model {self.name!r} returned {len(results)} results for "
                                f"{len(payloads)} requests")
-        return results, time.perf_counter() - start
+        return results, self._now() - start
 
     def _run_next(self) -> None:
         """One executor job: run the next batch, hand its outcomes to the event loop, and queue the next
@@ -377,7 +399,7 @@ class DynamicBatcher(Generic[P, R]):
                 self._loop.call_soon_threadsafe(self._mark_idle)
 
     def _run_batch_of(self, batch: list[_Pending], rows: int) -> None:
-        started = time.perf_counter()
+        started = self._now()
         try:
             results, inference_s = self._run([item.payload for item in batch])
         except Exception as batch_error:
@@ -389,7 +411,7 @@ class DynamicBatcher(Generic[P, R]):
             for item in batch:
                 if item.future.done():
                     continue
-                started = time.perf_counter()
+                started = self._now()
                 try:
                     (result,), inference_s = self._run([item.payload])
                 except Exception as error:
