@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, list[str] | None] = {
     "soak": [],
     "signing_verify": [],
     "v2_vs_json": [],
+    "hot_swap": [],
     "paper_figures": None,
 }
 
