@@ -14,13 +14,16 @@ from afrnn_schemas import (
     ClassifyRequest,
     ClassifyResponse,
     Liveness,
+    LoadResult,
     ModelDetail,
     ModelList,
     PendulumRequest,
     PendulumResponse,
     Readiness,
+    RepositoryEntry,
     StabilityReport,
     StabilityRequest,
+    UnloadResult,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -65,7 +68,8 @@ def error_of(response: httpx.Response) -> ApiError:
     except ValueError:
         return ApiError(response.status_code, response.text[:500] or response.reason_phrase,
                         retry_after_s=retry_after)
-    detail = payload.get("detail") if isinstance(payload, dict) else None
+    # our routes say "detail"; the Open Inference Protocol's (/v2) say "error"
+    detail = (payload.get("detail", payload.get("error"))) if isinstance(payload, dict) else None
     if isinstance(detail, list) and detail:
         first = detail[0]
         loc = list(first.get("loc", []))
@@ -94,6 +98,21 @@ def models() -> Call:
 
 def model(name: str) -> Call:
     return Call("GET", f"/models/{name}", typed(ModelDetail))
+
+
+def index() -> Call:
+    """``POST /v2/repository/index`` (the admin key)."""
+    return Call("POST", "/v2/repository/index",
+                lambda r: [RepositoryEntry.model_validate(row) for row in r.json()], json={}, retry=False)
+
+
+def load(name: str) -> Call:
+    """``POST /v2/repository/models/{name}/load`` (the admin key): 400 carries the failed versions."""
+    return Call("POST", f"/v2/repository/models/{name}/load", typed(LoadResult), retry=False)
+
+
+def unload(name: str) -> Call:
+    return Call("POST", f"/v2/repository/models/{name}/unload", typed(UnloadResult), retry=False)
 
 
 def stability(name: str, request: StabilityRequest | None, kwargs: dict) -> Call:

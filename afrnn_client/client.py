@@ -30,14 +30,18 @@ from afrnn_schemas import (
     ClassifyRequest,
     ClassifyResponse,
     Liveness,
+    LoadResult,
     ModelDetail,
     ModelList,
+    ModelVersion,
     PendulumRequest,
     PendulumResponse,
     Readiness,
+    RepositoryEntry,
     StabilityReport,
     StabilityRequest,
     StreamOpen,
+    UnloadResult,
 )
 
 Transport = Literal["websocket", "http"]
@@ -110,6 +114,24 @@ class AfrnnClient(_Base):
     def model(self, name: str) -> ModelDetail:
         """``GET /models/{name}``."""
         return self._do(_calls.model(name))
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """The repository versions of ``name`` (``GET /models/{name}``'s ``versions``)."""
+        return self.model(name).versions
+
+    def index(self) -> list[RepositoryEntry]:
+        """The model repository's index: every version, READY, LOADING or UNAVAILABLE with the reason.
+        The repository calls need a client made with the admin key (``api_key=<AFRNN_ADMIN_KEY>``)."""
+        return self._do(_calls.index())
+
+    def load(self, name: str) -> LoadResult:
+        """(Re)load ``name`` from the server's model dir (``model_control = explicit``); a version that fails
+        raises ``ApiError`` (400) naming it, and the serving version is untouched."""
+        return self._do(_calls.load(name))
+
+    def unload(self, name: str) -> UnloadResult:
+        """Take ``name`` out of traffic; its versions drain, then are freed."""
+        return self._do(_calls.unload(name))
 
     def stability(self, name: str, request: StabilityRequest | None = None, **fields: Any) -> StabilityReport:
         """``POST /models/{name}/stability``."""
@@ -192,6 +214,18 @@ class AsyncAfrnnClient(_Base):
 
     async def model(self, name: str) -> ModelDetail:
         return await self._do(_calls.model(name))
+
+    async def versions(self, name: str) -> list[ModelVersion]:
+        return (await self.model(name)).versions
+
+    async def index(self) -> list[RepositoryEntry]:
+        return await self._do(_calls.index())
+
+    async def load(self, name: str) -> LoadResult:
+        return await self._do(_calls.load(name))
+
+    async def unload(self, name: str) -> UnloadResult:
+        return await self._do(_calls.unload(name))
 
     async def stability(self, name: str, request: StabilityRequest | None = None, **fields: Any
                         ) -> StabilityReport:

@@ -7,9 +7,19 @@ Imports only pydantic, so the server (``service``), the model's stability analys
 
 from afrnn_schemas.classify import ClassifyRequest, ClassifyResponse, Prediction
 from afrnn_schemas.common import ERROR_RESPONSES, ErrorMessage, ValidationErrorMessage
-from afrnn_schemas.models import DeviceInfo, Liveness, ModelDetail, ModelList, ModelSummary, Readiness
+from afrnn_schemas.models import (
+    DeviceInfo,
+    Liveness,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    ModelVersion,
+    Readiness,
+    SignatureInfo,
+)
 from afrnn_schemas.pendulum import PendulumRequest, PendulumResponse, PendulumState, Trajectory
 from afrnn_schemas.report import StabilityReport
+from afrnn_schemas.repository import LoadResult, RepositoryEntry, UnloadResult
 from afrnn_schemas.stability import StabilityRequest
 from afrnn_schemas.stream import (
     CLOSE_CODES,
@@ -25,7 +35,8 @@ from afrnn_schemas.stream import (
 
 __all__ = [
     "CLOSE_CODES", "ERROR_RESPONSES", "SERVER_MESSAGE", "ClassifyRequest", "ClassifyResponse", "DeviceInfo",
-    "ErrorMessage", "Liveness", "ModelDetail", "ModelList", "ModelSummary", "PendulumRequest",
+    "ErrorMessage", "Liveness", "LoadResult", "ModelDetail", "ModelList", "ModelSummary", "ModelVersion",
+    "PendulumRequest", "RepositoryEntry", "SignatureInfo", "UnloadResult",
     "PendulumResponse", "PendulumState", "Prediction", "Readiness", "StabilityReport", "StabilityRequest",
     "StreamChunk", "StreamEnd", "StreamError", "StreamFinal", "StreamOpen", "StreamOpened", "StreamUpdate",
     "Trajectory", "ValidationErrorMessage",

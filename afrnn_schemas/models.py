@@ -7,6 +7,24 @@ from pydantic import Field
 from afrnn_schemas.common import Response
 
 
+class SignatureInfo(Response):
+    """A model version's OpenSSF signature (``model.sig`` in its folder), as checked at load."""
+
+    signed: bool = Field(description="the version folder holds a model.sig")
+    verified: bool = Field(description="it verified against the trusted key (AFRNN_TRUSTED_KEY)")
+    key_fingerprint: str | None = Field(None, description="SHA-256 of the trusted key that verified it")
+    detail: str = ""
+
+
+class ModelVersion(Response):
+    """One version of a model in the repository (``<name>/<version>/``; the flat layout is version 1)."""
+
+    version: int = Field(examples=[1])
+    status: Literal["ready", "unavailable"]
+    reason: str | None = Field(None, description="why the version is unavailable ('loading' while it loads)")
+    signature: SignatureInfo | None = None
+
+
 class ModelSummary(Response):
     name: str = Field(examples=["mnist"])
     task: str | None = Field(examples=["mnist"])
@@ -19,6 +37,10 @@ class ModelSummary(Response):
     version: str | None = None
     description: str | None = Field(None, description="the manifest's description of the model")
     checksum_verified: bool = Field(description="the artifact's SHA-256 matched its manifest")
+    served_version: int | None = Field(None, description="the repository version that answers requests "
+                                                         "without /versions/{v} (the highest ready one)")
+    versions: list[ModelVersion] = Field(default_factory=list, description="every version of the name")
+    signature: SignatureInfo | None = Field(None, description="the served version's signature check")
 
 
 class ModelList(Response):

@@ -216,7 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     install_admission_handlers(app)
     # The last added middleware is the outermost: metrics see every response, 413s included.
-    app.add_middleware(RequestGuardMiddleware, routes=RouteTable.of(app.routes, open_paths=[app.openapi_url]),
+    app.add_middleware(RequestGuardMiddleware, routes=RouteTable.for_app(app),
                        max_body_bytes=settings.max_body_bytes,
                        body_timeout_s=settings.body_timeout_s, request_timeout_s=settings.request_timeout_s,
                        gate=app.state.admission, retry_after=app.state.retry_after,

@@ -24,9 +24,9 @@
   handler, ``service.api.json_body``: ``POST /classify`` and ``POST /pendulum/predict``) is then
   handed to that handler here, with the app's own exception handlers for what it raises, instead of
   passing down FastAPI's router, exception middleware and per-request exit stacks: the same
-  response, for about half of the HTTP layer's CPU (docs/performance.md, "Issue 32"). A direct route
-  must be a work route (behind the API key check above): its handler skips the route's dependencies,
-  the key check included.
+  response, for about half of the HTTP layer's CPU (docs/performance.md, "The serving stack's CPU"). A
+  direct route must be a work route (behind the API key check above): its handler skips the route's
+  dependencies, the key check included.
   Non-HTTP scopes (WebSocket, lifespan) pass through untouched.
 * ``RequestMetricsMiddleware`` — per request: the latency histogram and counter by route template,
   model and status, and one structured access-log line.
@@ -135,7 +135,8 @@ class RequestGuardMiddleware:
                      else api_key_error(headers.get(KEY_HEADER), self.api_key))
             if error is not None:
                 self._count(error.category)
-                await _send_json(send, error.status_code, {"detail": error.detail}, _raw(error.headers), v2)
+                await _send_json(send, error.status_code, {"detail": error.detail},
+                                 _raw(error.headers or {}), v2)
                 return
         admitted = route_class is not None and route_class.admitted
         limit = self.max_body_bytes

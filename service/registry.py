@@ -62,6 +62,7 @@ from service.errors import (
     retry_after,
 )
 from service.metrics import ServiceMetrics
+from service.signatures import SignatureRefusedError
 from service.tasks import TaskAPI, build_task_api
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,8 @@ class ModelRegistry:
         self.metrics = metrics
         self.streams = streams              # service.streaming.StreamHub: retiring versions wait for it
         self.verifier = verifier            # service.signatures.SignaturePolicy (None: not checked)
+        if verifier is not None and verifier.enforced:
+            log.info("model signatures enforced", extra={"trusted_key_fingerprint": verifier.fingerprint})
         self.device = resolve_device(settings.device)
         self.versions: dict[str, dict[int, ServedModel]] = {}
         self.models: dict[str, ServedModel] = {}     # the entry that serves each name by default
@@ -276,6 +279,8 @@ class ModelRegistry:
             api = await asyncio.to_thread(self._load_and_warm, entry)
         except ArtifactIntegrityError as err:
             entry.state, entry.reason = UNAVAILABLE, f"artifact refused: {_one_line(err)}"
+        except SignatureRefusedError as err:
+            entry.state, entry.reason = UNAVAILABLE, f"signature refused: {_one_line(err)}"
         except Exception as err:                                   # noqa: BLE001 — any failure marks it
             entry.state, entry.reason = UNAVAILABLE, f"{type(err).__name__}: {_one_line(err)}"
         else:

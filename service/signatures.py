@@ -35,6 +35,11 @@ class SignaturePolicy:
     def __init__(self, trusted_key: Path | None, metrics: ServiceMetrics):
         self.trusted_key = trusted_key
         self.metrics = metrics
+        self.fingerprint = None
+        if trusted_key is not None:          # a key that cannot be read stops the start, not each model
+            from artifact.signing import key_fingerprint
+
+            self.fingerprint = key_fingerprint(trusted_key)
 
     @property
     def enforced(self) -> bool:

@@ -13,9 +13,9 @@ the hot routes' requests handled without FastAPI's per-request machinery.
   when the content type says so, validate it with the route's own body field, call the endpoint.
   FastAPI's handler also solves an empty dependency graph, parses the query string, extracts the
   endpoint's source context and builds telemetry per request: most of the HTTP layer's CPU on
-  ``POST /classify`` (docs/performance.md, "Issue 32"). The errors are FastAPI's, field for field
-  (tests/service/test_json_body.py compares the two handlers on malformed bodies). Every other
-  endpoint keeps FastAPI's handler, with the fast parser.
+  ``POST /classify`` (docs/performance.md, "The serving stack's CPU"). The errors are FastAPI's, field
+  for field (tests/service/test_json_body.py compares the two handlers on malformed bodies). Every
+  other endpoint keeps FastAPI's handler, with the fast parser.
 
 Routers opt in with ``APIRouter(route_class=FastJSONRoute)``; the OpenAPI document does not change.
 """

@@ -118,6 +118,13 @@ class RouteTable:
             raise UnclassedRouteError(f"routes without a route class (service.api.route_classes): {missing}")
         return cls(static, templated)
 
+    @classmethod
+    def for_app(cls, app: Any) -> "RouteTable":
+        """The table of a FastAPI app: its routes, with FastAPI's own OpenAPI document and docs pages open."""
+        framework = (getattr(app, "openapi_url", None), getattr(app, "docs_url", None),
+                     getattr(app, "redoc_url", None), getattr(app, "swagger_ui_oauth2_redirect_url", None))
+        return cls.of(app.routes, open_paths=[p for p in framework if p])
+
     def match(self, method: str, path: str) -> tuple[str, RouteClass] | None:
         """The template and class of the route that serves ``method path``, or None (404 or 405 ahead)."""
         found = self.static.get((method, path))

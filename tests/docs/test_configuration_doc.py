@@ -1,5 +1,5 @@
 """docs/configuration.md against ``service.config.Settings``: every field has a row, every row is a
-field, and each documented default is the field's default; the README's table at a glance agrees."""
+field, and each documented default is the field's default."""
 
 import re
 from pathlib import Path
@@ -8,11 +8,6 @@ from service.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "configuration.md"
-README = REPO / "README.md"
-
-# Settings documented ahead of their code: the repository routes and model signing. They are rows of
-# the table already; until the fields exist in Settings, only these three may be rows without a field.
-DOCUMENTED_AHEAD = {"model_control", "admin_key", "trusted_key"}
 
 ROW = re.compile(r"^\| `AFRNN_([A-Z0-9_]+)` \| ([^|]*) \|")
 
@@ -28,12 +23,6 @@ def _settings_table(text: str) -> dict[str, str]:
     return rows
 
 
-def _glance_table(text: str) -> dict[str, str]:
-    """{field: default} of the README's two-column-pair table of settings."""
-    pairs = re.findall(r"\| `AFRNN_([A-Z0-9_]+)` \| ([^|]*) ", text)
-    return {name.lower(): default.strip() for name, default in pairs}
-
-
 def test_every_setting_has_a_row():
     rows = _settings_table(DOC.read_text())
     missing = sorted(set(Settings.model_fields) - set(rows))
@@ -42,7 +31,7 @@ def test_every_setting_has_a_row():
 
 def test_every_row_is_a_setting():
     rows = _settings_table(DOC.read_text())
-    unknown = sorted(set(rows) - set(Settings.model_fields) - DOCUMENTED_AHEAD)
+    unknown = sorted(set(rows) - set(Settings.model_fields))
     assert not unknown, f"docs/configuration.md documents {unknown}, which Settings does not have"
 
 
@@ -73,13 +62,3 @@ def test_each_documented_default_is_the_fields_default():
         elif documented != str(default):
             wrong.append((name, documented, default))
     assert not wrong, f"(setting, documented, actual default): {wrong}"
-
-
-def test_the_readme_lists_the_same_settings_with_the_same_defaults():
-    rows = _settings_table(DOC.read_text())
-    glance = _glance_table(README.read_text())
-    assert set(glance) == set(rows), set(glance) ^ set(rows)
-    differing = {name: (glance[name], rows[name]) for name in rows
-                 if _documented_value(glance[name]) != _documented_value(rows[name])
-                 and name != "model_dir"}
-    assert not differing, f"README vs docs/configuration.md: {differing}"

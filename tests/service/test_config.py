@@ -28,10 +28,10 @@ def test_defaults_serve_the_shipped_checkpoints_on_localhost():
     assert s.log_format == "json"
 
 
-def test_at_most_25_settings_and_the_removed_knobs_are_refused():
+def test_at_most_28_settings_and_the_removed_knobs_are_refused():
     """Settings whose measured effect was within noise are gone (docs/deployment.md), and so are
-    their flags."""
-    assert len(Settings.model_fields) <= 25
+    their flags: 25, and the model repository's three (model_control, admin_key, trusted_key)."""
+    assert len(Settings.model_fields) <= 28
     for flag in ("--http-server", "--malloc-arena-max", "--gil-switch-interval-ms", "--model-worker",
                  "--torch-threads", "--strict"):
         with pytest.raises(SystemExit):
@@ -64,3 +64,13 @@ def test_bad_settings_name_the_setting(argv, field):
 def test_bad_choice_is_refused_by_the_parser():
     with pytest.raises(SystemExit):
         settings_from_args(["--device", "tpu"])
+
+
+def test_explicit_model_control_needs_its_own_admin_key():
+    with pytest.raises(ValueError, match="admin_key"):
+        Settings(model_control="explicit")
+    with pytest.raises(ValueError, match="differ"):
+        Settings(model_control="explicit", admin_key="same", api_key="same")
+    s = Settings(model_control="EXPLICIT", admin_key="admin")
+    assert s.model_control == "explicit" and s.admin_key.get_secret_value() == "admin"
+    assert Settings(admin_key="", trusted_key="").admin_key is None

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from service.admission import AdmissionGate
 from service.api.deps import require_api_key
 from service.api.json_body import FastJSONRoute
+from service.api.route_classes import RouteClass, RouteTable, UnclassedRouteError, classed
 from service.app import direct_routes
 from service.errors import InputError, install_exception_handlers
 from service.middleware import RequestGuardMiddleware
@@ -28,6 +29,7 @@ class Item(BaseModel):
     scale: float | None = None
 
 
+@classed(RouteClass.WORK)
 async def echo(body: Item, request: Request) -> Response:
     if body.name == "bad":
         raise InputError(("name",), "name must not be 'bad'")
@@ -42,7 +44,8 @@ def make_app(route_class: type[APIRoute], direct: bool) -> FastAPI:
     app = FastAPI()
     app.include_router(router)
     install_exception_handlers(app)
-    app.add_middleware(RequestGuardMiddleware, max_body_bytes=1 << 20, body_timeout_s=5, request_timeout_s=5,
+    app.add_middleware(RequestGuardMiddleware, routes=RouteTable.for_app(app), max_body_bytes=1 << 20,
+                       body_timeout_s=5, request_timeout_s=5,
                        gate=AdmissionGate(8), retry_after=lambda: 1,
                        direct=direct_routes(router) if direct else None)
     return app
@@ -121,8 +124,43 @@ def test_the_lean_form_is_recognised_and_other_endpoints_keep_fastapis_handler()
 
 
 def test_a_direct_route_must_be_behind_the_api_key_check():
+    @classed(RouteClass.READ)
+    async def read_echo(body: Item, request: Request) -> Response:
+        return await echo(body, request)
+
     router = APIRouter(route_class=FastJSONRoute)
-    router.add_api_route("/open", echo, methods=["POST"])
-    with pytest.raises(ValueError, match="API key"):
-        RequestGuardMiddleware(FastAPI(), max_body_bytes=1024, body_timeout_s=1, request_timeout_s=1,
-                               gate=AdmissionGate(1), retry_after=lambda: 1, direct=direct_routes(router))
+    router.add_api_route("/open", read_echo, methods=["POST"])
+    app = FastAPI()
+    app.include_router(router)
+    with pytest.raises(ValueError, match="work routes"):
+        RequestGuardMiddleware(app, routes=RouteTable.for_app(app), max_body_bytes=1024, body_timeout_s=1,
+                               request_timeout_s=1, gate=AdmissionGate(1), retry_after=lambda: 1,
+                               direct=direct_routes(router))
+
+
+def test_a_route_without_a_class_stops_the_table():
+    """A new route cannot silently skip the key or the admission gate: the app does not build."""
+    async def unclassed(body: Item, request: Request) -> Response:
+        return await echo(body, request)
+
+    router = APIRouter()
+    router.add_api_route("/new", unclassed, methods=["POST"])
+    app = FastAPI()
+    app.include_router(router)
+    with pytest.raises(UnclassedRouteError, match="/new"):
+        RouteTable.for_app(app)
+
+
+def test_every_route_of_the_service_declares_its_class():
+    from service.app import create_app
+
+    app = create_app()
+    table = RouteTable.for_app(app)
+    assert table.match("POST", "/classify") == ("/classify", RouteClass.WORK)
+    assert table.match("POST", "/v2/models/m/versions/2/infer")[1] is RouteClass.WORK
+    assert table.match("GET", "/v2/models/m")[1] is RouteClass.READ
+    assert table.match("POST", "/models/m/stability")[1] is RouteClass.HEAVY
+    assert table.match("POST", "/v2/repository/models/m/load")[1] is RouteClass.ADMIN
+    assert table.match("GET", "/health/ready")[1] is RouteClass.PROBE
+    assert table.match("GET", "/metrics")[1] is RouteClass.OPEN
+    assert table.match("GET", "/no/such/route") is None

@@ -9,6 +9,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.service.conftest import API_KEY
 
+
 def key() -> dict[str, str]:
     """A fresh header dict per call: tritonclient adds Inference-Header-Content-Length to the dict given."""
     return {"X-API-Key": API_KEY}
@@ -180,3 +181,18 @@ def test_unknown_models_versions_and_keys_use_the_protocols_error_form(client, s
         assert anonymous.get("/v2/health/ready").status_code == 200        # probes stay open
     unavailable = client.get("/v2/models/corrupt")
     assert unavailable.status_code == 503 and "unavailable" in unavailable.json()["error"]
+
+
+def test_the_protocol_guides_python_examples_run(model_dir, start_service):
+    """docs/open-inference-protocol.md's tritonclient examples, as written, against a server without a key
+    (the shared tiny models stand in for the shipped ones)."""
+    import re
+    from pathlib import Path
+
+    server = start_service(model_dir, "--readiness-policy", "any")
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "open-inference-protocol.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, re.S)
+    namespace: dict = {}
+    for block in blocks[:2]:                       # infer, then the sequence (it reuses the first's names)
+        exec(block.replace("127.0.0.1:8000", server.url.removeprefix("http://")), namespace)
+    assert namespace["result"].as_numpy("label").shape == (1,)

@@ -37,6 +37,7 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from afrnn_schemas import LoadResult, RepositoryEntry, UnloadResult
 from afrnn_schemas.stream import StreamOpen
 from service.admission import request_deadline
 from service.api.route_classes import RouteClass, classed
@@ -344,11 +345,10 @@ async def repository_index(request: Request) -> Response:
     for entry in registry.index():
         if only_ready and entry.state != READY:
             continue
-        row = {"name": entry.name, "version": str(entry.version), "state": _state(entry),
-               "reason": entry.reason or ""}
-        if entry.signature is not None:
-            row["signature_verified"] = entry.signature.verified
-        rows.append(row)
+        rows.append(RepositoryEntry(
+            name=entry.name, version=str(entry.version), state=_state(entry), reason=entry.reason or "",
+            signature_verified=entry.signature.verified if entry.signature is not None else None
+        ).model_dump(exclude_none=True))
     return JSONResponse(rows)
 
 
@@ -372,13 +372,15 @@ async def repository_load(name: str, request: Request) -> Response:
         outcome = await registry.load(name)
     except (ServiceError, InputError) as exc:
         return error_of(request, exc)
-    body = {"name": name, "loaded": [str(v) for v in outcome.loaded],
-            "unchanged": [str(v) for v in outcome.unchanged], "retired": [str(v) for v in outcome.retired],
-            "serving_version": str(outcome.serving) if outcome.serving is not None else None}
+    result = LoadResult(name=name, loaded=[str(v) for v in outcome.loaded],
+                        unchanged=[str(v) for v in outcome.unchanged],
+                        retired=[str(v) for v in outcome.retired],
+                        serving_version=str(outcome.serving) if outcome.serving is not None else None)
     if outcome.failed:
         failed = "; ".join(f"version {v}: {reason}" for v, reason in sorted(outcome.failed.items()))
-        return JSONResponse({"error": f"failed to load {name!r}: {failed}", **body}, status_code=400)
-    return JSONResponse(body)
+        result.error = f"failed to load {name!r}: {failed}"
+        return JSONResponse(result.model_dump(), status_code=400)
+    return JSONResponse(result.model_dump(exclude_none=True))
 
 
 @repository_router.post("/models/{name:path}/unload")
@@ -392,4 +394,4 @@ async def repository_unload(name: str, request: Request) -> Response:
         versions = await request.app.state.registry.unload(name)
     except (ServiceError, InputError) as exc:
         return error_of(request, exc)
-    return JSONResponse({"name": name, "unloaded": [str(v) for v in versions]})
+    return JSONResponse(UnloadResult(name=name, unloaded=[str(v) for v in versions]).model_dump())
