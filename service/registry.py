@@ -400,6 +400,7 @@ class ModelRegistry:
             await self.streams.retire(entry)
         await asyncio.to_thread(entry.executor.shutdown, True)
         entry.api = entry.batcher = entry.executor = None    # the module goes with its last reference
+        self.metrics.models_loaded.dec()
         entry.state, entry.reason = UNAVAILABLE, "retired"
         log.info("model version retired", extra={"model": entry.name, "version": entry.version,
                                                  "drain_seconds": round(time.perf_counter() - started, 3)})

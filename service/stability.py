@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 
 from model.stability import SECTIONS, StabilityArgumentError, StabilityReport, stability_report
@@ -75,27 +74,21 @@ class StabilityReports:
 
     @staticmethod
     def default_input(entry: ServedModel) -> torch.Tensor | None:
-        api = entry.api
-        if entry.manifest.output.kind == "states":
-            return api.network_input(torch.zeros(1, 4), api.trained_steps)
-        return None
+        return entry.api.stability_default_input()
 
     @staticmethod
     def sample_input(entry: ServedModel, pixels: Any, scale: float | None, initial_state: dict | None,
                      units: str, steps: int | None, max_steps: int) -> torch.Tensor:
         """The network input (1, T, C) for a caller's sample, normalised as for inference."""
         api = entry.api
-        if entry.manifest.output.kind == "classes":
-            if initial_state is not None:
-                raise InputError(("initial_state",), f"model {entry.name!r} is a classifier: give `pixels`")
-            return torch.from_numpy(api.decode_image(pixels, scale, ("pixels",)))[None]
-        if pixels is not None:
-            raise InputError(("pixels",), f"model {entry.name!r} is a pendulum model: give `initial_state`")
-        steps = steps if steps is not None else api.trained_steps
-        if steps > max_steps:
-            raise InputError(("steps",), f"steps must be ≤ pendulum_max_steps = {max_steps}, got {steps}")
-        x0 = api.decode([initial_state], units, [("initial_state",)])
-        return api.network_input(torch.from_numpy(x0.astype(np.float32)), steps)
+        given = {"pixels": pixels, "initial_state": initial_state}
+        wrong = next((field for field, value in given.items()
+                      if value is not None and field != api.SAMPLE_FIELD), None)
+        if wrong is not None:
+            kind = "a classifier" if api.SAMPLE_FIELD == "pixels" else "a pendulum model"
+            raise InputError((wrong,), f"model {entry.name!r} is {kind}: give `{api.SAMPLE_FIELD}`")
+        return api.stability_sample(pixels=pixels, scale=scale, initial_state=initial_state, units=units,
+                                    steps=steps, max_steps=max_steps)
 
     # -- computing --------------------------------------------------------------------------------
     def _compute(self, entry: ServedModel, x: torch.Tensor | None, sections: tuple[str, ...] | None,

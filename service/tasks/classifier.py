@@ -87,11 +87,13 @@ class ClassifierAPI:
     STREAMS = True                  # a stream (and a V2 sequence) can feed it its pixels step by step
     V2_INPUT = "pixels"
     V2_SEQUENCE_OUTPUTS = ("sequence_labels", "sequence_confidence")
+    SAMPLE_FIELD = "pixels"          # a stability report's sample of this kind, and its options
+    SAMPLE_OPTIONS = frozenset({"scale"})
 
 
     def __init__(self, manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device):
-        if manifest.output.kind != "classes":
-            raise ValueError(f"{manifest.name}: output kind {manifest.output.kind!r} is not 'classes'")
+        if manifest.output.kind != self.KIND:
+            raise ValueError(f"{manifest.name}: output kind {manifest.output.kind!r} is not {self.KIND!r}")
         spec = manifest.input
         self.manifest = manifest
         self.module = module
@@ -274,6 +276,15 @@ class ClassifierAPI:
                 self.run_batch([ClassifyJob(zero)])
             self.run_batch([ClassifyJob(zero, every_step=True)])
             self.run_batch([ClassifyJob(np.repeat(zero, max_batch_size, axis=0))])
+
+    # -- stability reports (service.stability) ---------------------------------------------------------
+    def stability_default_input(self) -> torch.Tensor | None:
+        """None: a classifier's report runs on its own default input (zeros)."""
+        return None
+
+    def stability_sample(self, pixels: Any, scale: float | None, **_: Any) -> torch.Tensor:
+        """A caller's image as the network input (1, T, C), normalised as for inference."""
+        return torch.from_numpy(self.decode_image(pixels, scale, ("pixels",)))[None]
 
     # -- the Open Inference Protocol -----------------------------------------------------------------
     def v2_signature(self) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:

@@ -25,6 +25,7 @@ order θ₁, θ₂, ω₁, ω₂), request parameter ``steps`` (default: the tra
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,11 +59,13 @@ class PendulumAPI:
     STREAMS = False                 # a rollout is one request: no streams, no V2 sequences
     V2_INPUT = "initial_state"
     V2_SEQUENCE_OUTPUTS = ()
+    SAMPLE_FIELD = "initial_state"   # a stability report's sample of this kind, and its options
+    SAMPLE_OPTIONS = frozenset({"units", "steps"})
 
 
     def __init__(self, manifest: Manifest, module: torch.jit.ScriptModule, device: torch.device):
-        if manifest.output.kind != "states":
-            raise ValueError(f"{manifest.name}: output kind {manifest.output.kind!r} is not 'states'")
+        if manifest.output.kind != self.KIND:
+            raise ValueError(f"{manifest.name}: output kind {manifest.output.kind!r} is not {self.KIND!r}")
         spec, out = manifest.input, manifest.output
         if spec.channels != 4:
             raise ValueError(f"{manifest.name}: a pendulum model takes 4 input channels, manifest says "
@@ -124,6 +127,20 @@ class PendulumAPI:
                                                    f"range {bounds} of the training data of model "
                                                    f"{self.manifest.name!r}")
         return x0
+
+    # -- stability reports (service.stability) ---------------------------------------------------------
+    def stability_default_input(self) -> torch.Tensor:
+        """The rest state rolled out over the trained horizon."""
+        return self.network_input(torch.zeros(1, 4), self.trained_steps)
+
+    def stability_sample(self, initial_state: dict, units: str, steps: int | None, max_steps: int,
+                         **_: Any) -> torch.Tensor:
+        """A caller's initial state as the network input (1, steps, 4)."""
+        steps = steps if steps is not None else self.trained_steps
+        if steps > max_steps:
+            raise InputError(("steps",), f"steps must be ≤ pendulum_max_steps = {max_steps}, got {steps}")
+        x0 = self.decode([initial_state], units, [("initial_state",)])
+        return self.network_input(torch.from_numpy(x0.astype(np.float32)), steps)
 
     # -- the Open Inference Protocol -----------------------------------------------------------------
     def v2_signature(self) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:

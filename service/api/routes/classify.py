@@ -15,7 +15,7 @@ from service.api.json_body import FastJSONRoute
 from service.api.route_classes import RouteClass, classed
 from service.api.submit import submit
 from service.errors import InputError
-from service.tasks import ClassifyJob
+from service.tasks import ClassifierAPI, ClassifyJob
 from service.tasks.classifier import no_booleans
 
 router = APIRouter(tags=["inference"], route_class=FastJSONRoute)
@@ -27,7 +27,7 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
     """Classify one image (`pixels`) or a batch (`images`) with a pixel-sequence classifier."""
     started = time.perf_counter()
     registry, settings = registry_of(request), settings_of(request)   # not Depends: see service.api.deps
-    entry = registry.resolve(body.model, "classes")
+    entry = registry.resolve(body.model, ClassifierAPI.KIND)
     request.state.model, request.state.model_version = entry.name, str(entry.version)
     api = entry.api
     images = body.image_list

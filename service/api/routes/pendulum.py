@@ -17,7 +17,7 @@ from service.api.json_body import FastJSONRoute
 from service.api.route_classes import RouteClass, classed
 from service.api.submit import run_heavy, submit
 from service.errors import InputError
-from service.tasks import PendulumJob
+from service.tasks import PendulumAPI, PendulumJob
 
 router = APIRouter(prefix="/pendulum", tags=["inference"], route_class=FastJSONRoute)
 
@@ -28,7 +28,7 @@ async def predict(body: PendulumRequest, request: Request) -> Response:
     """Predict the double pendulum's states at dt, 2 dt, …, steps·dt from its initial state(s)."""
     started = time.perf_counter()
     registry, settings = registry_of(request), settings_of(request)
-    entry = registry.resolve(body.model, "states", default="pendulum")
+    entry = registry.resolve(body.model, PendulumAPI.KIND, default="pendulum")
     request.state.model, request.state.model_version = entry.name, str(entry.version)
     api = entry.api
     states = body.state_list

@@ -37,11 +37,11 @@ async def stability(entry: ModelDep, body: StabilityRequest, reports: StabilityD
 
 def _reject_fields_that_do_not_apply(entry: ServedModel, body: StabilityRequest) -> None:
     """Sample options (`scale`; `units`, `steps`) only describe a sample of the model's own kind."""
-    classifier = entry.manifest.output.kind == "classes"
-    if body.has_sample and (body.pixels is not None) != classifier:
+    api = entry.api
+    if body.has_sample and getattr(body, api.SAMPLE_FIELD) is None:
         return                          # a sample for the other kind: sample_input names that field
     given = body.model_fields_set
-    own = {"scale"} if classifier else {"units", "steps"}
+    own = api.SAMPLE_OPTIONS
     for field in sorted(given & {"scale", "units", "steps"}):
         if field not in own:
             raise InputError((field,), f"`{field}` does not apply to model {entry.name!r} "

@@ -38,6 +38,18 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from afrnn_schemas import LoadResult, RepositoryEntry, UnloadResult
+from afrnn_schemas.inference_protocol import (
+    ADMIN_ERRORS,
+    PROTOCOL_ERRORS,
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    ModelReady,
+    ProtocolError,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
 from afrnn_schemas.stream import StreamOpen
 from service.admission import request_deadline
 from service.api.route_classes import RouteClass, classed
@@ -59,6 +71,37 @@ except PackageNotFoundError:                       # run from a source tree with
     SERVER_VERSION = "0"
 EXTENSIONS = ["binary_tensor_data", "sequence", "model_repository", "model_configuration"]
 PLATFORM = "pytorch_torchscript"
+
+
+def _inlined(schema: dict) -> dict:
+    """A JSON schema with its ``$defs`` substituted where they are referenced (an OpenAPI requestBody
+    given by ``openapi_extra`` cannot refer to definitions of its own)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if ref is not None and ref.startswith("#/$defs/"):
+                return resolve(dict(defs[ref.rsplit("/", 1)[1]]))
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+# The request body is read by service.v2_tensors (JSON, or a JSON header and binary tensors), not by
+# FastAPI: the document says what it is.
+INFER_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": _inlined(InferRequest.model_json_schema())},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                            "description": "a JSON header of Inference-Header-Content-Length "
+                                                           "bytes, then the binary tensors"}}}}}
+BINARY_ANSWER = {200: {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                          "format": "binary"}}},
+                       "description": "JSON, or a JSON header (Inference-Header-Content-Length) and binary "
+                                      "outputs"}}
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -96,20 +139,20 @@ def _tensors(specs: list[tuple[str, str, list[int]]]) -> list[dict[str, Any]]:
 
 
 # -- server ---------------------------------------------------------------------------------------
-@router.get("")
+@router.get("", response_model=ServerMetadata)
 @classed(RouteClass.OPEN)
 async def server_metadata() -> dict:
     """The server's name, version and protocol extensions."""
     return {"name": "afrnn-serving", "version": SERVER_VERSION, "extensions": EXTENSIONS}
 
 
-@router.get("/health/live")
+@router.get("/health/live", response_model=ServerLive)
 @classed(RouteClass.PROBE)
 async def server_live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", response_model=ServerReady, responses={503: {"model": ServerReady}})
 @classed(RouteClass.PROBE)
 async def server_ready(request: Request) -> Response:
     app = request.app
@@ -139,14 +182,14 @@ def _metadata(request: Request, name: str, version_text: str | None) -> Response
                        "signature_key_fingerprint": signature.key_fingerprint if signature else None}})
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", response_model=ModelMetadata, responses=PROTOCOL_ERRORS)
 @classed(RouteClass.READ)
 async def model_metadata(name: str, request: Request) -> Response:
     """A model's tensors (name, datatype, shape; −1 is the batch) and its ready versions."""
     return _metadata(request, name, None)
 
 
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, responses=PROTOCOL_ERRORS)
 @classed(RouteClass.READ)
 async def model_version_metadata(name: str, version: str, request: Request) -> Response:
     return _metadata(request, name, version)
@@ -162,13 +205,15 @@ def _ready(request: Request, name: str, version_text: str | None) -> Response:
                         status_code=200 if ready else 503)
 
 
-@router.get("/models/{name}/ready")
+@router.get("/models/{name}/ready", response_model=ModelReady,
+            responses={**PROTOCOL_ERRORS, 503: {"model": ModelReady}})
 @classed(RouteClass.READ)
 async def model_ready(name: str, request: Request) -> Response:
     return _ready(request, name, None)
 
 
-@router.get("/models/{name}/versions/{version}/ready")
+@router.get("/models/{name}/versions/{version}/ready", response_model=ModelReady,
+            responses={**PROTOCOL_ERRORS, 503: {"model": ModelReady}})
 @classed(RouteClass.READ)
 async def model_version_ready(name: str, version: str, request: Request) -> Response:
     return _ready(request, name, version)
@@ -198,13 +243,14 @@ def _config(request: Request, name: str, version_text: str | None) -> Response:
         "parameters": {"stream_idle_timeout_s": {"string_value": f"{settings.stream_idle_timeout_s:g}"}}})
 
 
-@router.get("/models/{name}/config")
+@router.get("/models/{name}/config", response_model=dict[str, Any], responses=PROTOCOL_ERRORS)
 @classed(RouteClass.READ)
 async def model_config(name: str, request: Request) -> Response:
     return _config(request, name, None)
 
 
-@router.get("/models/{name}/versions/{version}/config")
+@router.get("/models/{name}/versions/{version}/config", response_model=dict[str, Any],
+            responses=PROTOCOL_ERRORS)
 @classed(RouteClass.READ)
 async def model_version_config(name: str, version: str, request: Request) -> Response:
     return _config(request, name, version)
@@ -213,8 +259,10 @@ async def model_version_config(name: str, version: str, request: Request) -> Res
 # -- inference ------------------------------------------------------------------------------------
 async def _infer(request: Request, name: str, version_text: str | None) -> Response:
     try:
+        body = await request.body()                   # read by the request guard already
+        # from here to the batcher's submit nothing awaits: the version resolved is the one that
+        # answers, even while a load switches traffic (service.registry)
         entry = _model(request, name, version_text).require_ready()
-        body = await request.body()                   # read by the request guard: no wait here
         infer = parse_request(body, request.headers.get(HEADER_LENGTH))
         api = entry.api
         known_outputs = {n for n, _, _ in api.v2_signature()[1]}
@@ -310,14 +358,16 @@ async def _sequence_step(request: Request, entry: ServedModel, infer, array: np.
                      "sequence_end": bool(params.get("sequence_end"))}
 
 
-@router.post("/models/{name}/infer")
+@router.post("/models/{name}/infer", response_model=InferResponse,
+             responses={**PROTOCOL_ERRORS, **BINARY_ANSWER}, openapi_extra=INFER_BODY)
 @classed(RouteClass.WORK)
 async def infer(name: str, request: Request) -> Response:
     """Inference: JSON tensors, or a JSON header and binary tensors (``Inference-Header-Content-Length``)."""
     return await _infer(request, name, None)
 
 
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post("/models/{name}/versions/{version}/infer", response_model=InferResponse,
+             responses={**PROTOCOL_ERRORS, **BINARY_ANSWER}, openapi_extra=INFER_BODY)
 @classed(RouteClass.WORK)
 async def infer_version(name: str, version: str, request: Request) -> Response:
     return await _infer(request, name, version)
@@ -328,7 +378,7 @@ def _state(entry: ServedModel) -> str:
     return {"ready": "READY", "loading": "LOADING"}.get(entry.state, "UNAVAILABLE")
 
 
-@repository_router.post("/index")
+@repository_router.post("/index", response_model=list[RepositoryEntry], responses=ADMIN_ERRORS)
 @classed(RouteClass.ADMIN)
 async def repository_index(request: Request) -> Response:
     """Every version in the repository: READY, LOADING or UNAVAILABLE with the reason."""
@@ -359,7 +409,10 @@ def _explicit(request: Request) -> JSONResponse | None:
     return None
 
 
-@repository_router.post("/models/{name:path}/load")
+@repository_router.post("/models/{name:path}/load", response_model=LoadResult,
+                        responses={**ADMIN_ERRORS, 400: {"model": LoadResult | ProtocolError, "description":
+                                                         "a version failed to load (LoadResult.error), or "
+                                                         "the name is refused"}})
 @classed(RouteClass.ADMIN)
 async def repository_load(name: str, request: Request) -> Response:
     """(Re)read the folder of ``name`` in the model dir: new and changed versions load and warm up beside
@@ -383,7 +436,7 @@ async def repository_load(name: str, request: Request) -> Response:
     return JSONResponse(result.model_dump(exclude_none=True))
 
 
-@repository_router.post("/models/{name:path}/unload")
+@repository_router.post("/models/{name:path}/unload", response_model=UnloadResult, responses=ADMIN_ERRORS)
 @classed(RouteClass.ADMIN)
 async def repository_unload(name: str, request: Request) -> Response:
     """Take ``name`` out of traffic; its versions finish their requests and streams, then are freed."""
