@@ -4,6 +4,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -108,11 +109,13 @@ def index() -> Call:
 
 def load(name: str) -> Call:
     """``POST /v2/repository/models/{name}/load`` (the admin key): 400 carries the failed versions."""
-    return Call("POST", f"/v2/repository/models/{name}/load", typed(LoadResult), retry=False)
+    return Call("POST", f"/v2/repository/models/{quote(name, safe='')}/load", typed(LoadResult), retry=False)
 
 
 def unload(name: str) -> Call:
-    return Call("POST", f"/v2/repository/models/{name}/unload", typed(UnloadResult), retry=False)
+    # the name travels as one path segment, whatever it holds: the server judges it (400 for a path)
+    return Call("POST", f"/v2/repository/models/{quote(name, safe='')}/unload", typed(UnloadResult),
+                retry=False)
 
 
 def stability(name: str, request: StabilityRequest | None, kwargs: dict) -> Call:

@@ -244,3 +244,21 @@ def test_a_triton_error_is_an_inference_server_exception(explicit):
             client.load_model("..", headers=dict(ADMIN))
     finally:
         client.close()
+
+
+def test_the_typed_client_drives_the_repository(explicit, repository):
+    from afrnn_client import AfrnnClient, ApiError
+
+    with AfrnnClient(explicit.url, api_key=ADMIN_KEY) as admin:
+        assert any(e.name == "digits" and e.state == "READY" for e in admin.index())
+        result = admin.load("pendulum")
+        assert result.serving_version == "1" and result.error is None
+        assert admin.unload("pendulum").unloaded == ["1"]
+        assert admin.load("pendulum").loaded == ["1"]
+        with pytest.raises(ApiError) as err:
+            admin.load("../etc")
+        assert err.value.status == 400 and "not a model name" in str(err.value)
+    with AfrnnClient(explicit.url, api_key=API_KEY) as user:
+        versions = user.versions("digits")
+        assert versions and all(v.status == "ready" for v in versions)
+        assert [v.version for v in versions] == sorted(v.version for v in versions)
