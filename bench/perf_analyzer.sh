@@ -20,9 +20,11 @@
 # thread, max queue length 1024, otherwise its defaults. perf_analyzer reads GET /v2, GET
 # /v2/models/mnist and /v2/models/mnist/config, then sends synchronous requests of one image
 # (pixels UINT8 [1, 784], random bytes; binary tensors, its default) at each concurrency of the range,
-# each level measured in windows of --interval-ms until 3 consecutive windows agree within 30 %
-# (-s 30: this is a shared 2-core machine; perf_analyzer's default 10 % rarely settles there). An
-# error answer or an unsettled level makes perf_analyzer exit non-zero, and this script with it.
+# each level measured in windows of --interval-ms until 3 consecutive windows agree within --stability
+# percent (default 50: this is a shared 2-core machine; perf_analyzer's default 10 % rarely settles
+# there), at most --max-trials windows (default 20). An error answer makes perf_analyzer exit
+# non-zero; a level that does not settle ends its sweep. Either fails this script (exit status 1), as
+# does any non-200 answer of the server during the run.
 #
 # Writes <out>/perf_analyzer.csv (perf_analyzer's -f output) and <out>/perf_analyzer.json (the
 # rows, the server's non-200 answers counted from its /metrics, the machine record of
@@ -39,7 +41,8 @@ PACKAGES=libc-bin,libstdc++6,zlib1g,libssl3t64,libgcc-s1
 OUT=$REPO/docs/performance-data
 RANGE=1:64:9
 INTERVAL_MS=2000
-STABILITY=30
+STABILITY=50
+MAX_TRIALS=20
 QUICK=false
 COMMAND="bench/perf_analyzer.sh${*:+ $*}"
 
@@ -49,12 +52,17 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --range) RANGE=$2; shift ;;
     --interval-ms) INTERVAL_MS=$2; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --stability) STABILITY=$2; shift ;;
+    --max-trials) MAX_TRIALS=$2; shift ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { print }' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-[ -x "$PA" ] || { echo "$PA is missing: install tritonclient (pip install 'tritonclient[http]==2.60.0')" >&2; exit 2; }
+if [ ! -x "$PA" ]; then
+  echo "$PA is missing: install tritonclient (pip install 'tritonclient[http]==2.60.0')" >&2
+  exit 2
+fi
 [ "$(id -u)" = 0 ] || { echo "chroot and mount need root" >&2; exit 2; }
 
 # 1. The root filesystem (once).
@@ -72,15 +80,16 @@ fi
 if ! cmp -s "$PA" "$ROOTFS/usr/local/bin/perf_analyzer"; then
   install -D -m 755 "$PA" "$ROOTFS/usr/local/bin/perf_analyzer"
 fi
-if chroot "$ROOTFS" ldd /usr/local/bin/perf_analyzer | grep -q "not found"; then
-  chroot "$ROOTFS" ldd /usr/local/bin/perf_analyzer >&2
+LIBRARIES=$(chroot "$ROOTFS" ldd /usr/local/bin/perf_analyzer)
+if [[ $LIBRARIES == *"not found"* ]]; then
+  echo "$LIBRARIES" >&2
   echo "a shared library of perf_analyzer is missing from $ROOTFS: add its package to PACKAGES and" \
        "delete $ROOTFS to rebuild" >&2
   exit 1
 fi
-HOST_ERROR=$(cd "$REPO" && .venv/bin/perf_analyzer --version 2>&1 | head -1 || true)
-ROOTFS_GLIBC=$(chroot "$ROOTFS" ldd --version | head -1)
-PA_VERSION=$(chroot "$ROOTFS" /usr/local/bin/perf_analyzer --version 2>&1 | head -1)
+HOST_ERROR=$(cd "$REPO" && .venv/bin/perf_analyzer --version 2>&1 | sed -n 1p || true)
+ROOTFS_GLIBC=$(chroot "$ROOTFS" ldd --version | sed -n 1p)
+PA_VERSION=$(chroot "$ROOTFS" /usr/local/bin/perf_analyzer --version 2>&1 | sed -n 1p)
 
 # 2. The service.
 WORK=$(mktemp -d /tmp/perf-analyzer-XXXXXX)
@@ -117,7 +126,7 @@ echo "perf_analyzer ($PA_VERSION) in $ROOTFS ($ROOTFS_GLIBC) against 127.0.0.1:$
 unshare --mount --propagation private sh -c \
   "mount -t proc proc '$ROOTFS/proc' && exec chroot '$ROOTFS' /usr/local/bin/perf_analyzer -m mnist \
    -u 127.0.0.1:$PORT -i http --concurrency-range $RANGE --measurement-interval $INTERVAL_MS \
-   -s $STABILITY -f $CSV" | tee "$WORK/perf_analyzer.log"
+   -s $STABILITY --max-trials $MAX_TRIALS -f $CSV" | tee "$WORK/perf_analyzer.log"
 metrics >"$WORK/metrics.after"
 mkdir -p "$OUT"
 cp "$ROOTFS$CSV" "$OUT/perf_analyzer.csv"
@@ -125,7 +134,7 @@ rm -f "$ROOTFS$CSV"
 
 # 4. The figures.
 cd "$REPO"
-"$PY" - "$OUT" "$WORK" "$COMMAND" "$QUICK" "$RANGE" "$INTERVAL_MS" "$STABILITY" "$PA_VERSION" \
+"$PY" - "$OUT" "$WORK" "$COMMAND" "$QUICK" "$RANGE" "$INTERVAL_MS" "$STABILITY" "$MAX_TRIALS" "$PA_VERSION" \
   "$ROOTFS_GLIBC" "$HOST_ERROR" <<'EOF'
 import csv, json, sys
 from pathlib import Path
@@ -135,7 +144,7 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, "bench")
 import machine
 
-out, work, command, quick, span, interval, stability, version, glibc, host_error = sys.argv[1:]
+out, work, command, quick, span, interval, stability, trials, version, glibc, host_error = sys.argv[1:]
 
 
 def answers(path):
@@ -153,18 +162,27 @@ during = {k: int(v - before.get(k, 0)) for k, v in after.items() if v > before.g
 rows = []
 with open(f"{out}/perf_analyzer.csv") as f:
     for r in csv.DictReader(f):
-        rows.append({"concurrency": int(r["Concurrency"]), "infer_per_s": round(float(r["Inferences/Second"]), 1),
+        rows.append({"concurrency": int(r["Concurrency"]),
+                     "infer_per_s": round(float(r["Inferences/Second"]), 1),
                      **{f"p{p}_ms": round(int(r[f"p{p} latency"]) / 1000, 2) for p in (50, 90, 95, 99)},
                      "client_send_us": int(r["Client Send"]), "client_recv_us": int(r["Client Recv"])})
 record = machine.describe()
 record["command"] = command
+rows.sort(key=lambda r: r["concurrency"])           # perf_analyzer's CSV is in order of throughput
+start, end, step = (int(x) for x in span.split(":"))
+expected = list(range(start, end + 1, step))
 figures = {"rows": rows, "concurrencies": [r["concurrency"] for r in rows],
+           "expected_concurrencies": expected,
+           "complete": [r["concurrency"] for r in rows] == expected,
            "max_infer_per_s": max(r["infer_per_s"] for r in rows),
            "answers_during_run": during,
            "non_200_answers": sum(v for k, v in during.items() if not k.endswith(" 200")),
            "perf_analyzer": version, "rootfs_glibc": glibc, "host_error": host_error,
            "concurrency_range": span, "measurement_interval_ms": int(interval),
-           "stability_percentage": int(stability), "quick": quick == "true", "machine": record}
+           "stability_percentage": int(stability), "max_trials": int(trials), "quick": quick == "true",
+           "machine": record}
 Path(f"{out}/perf_analyzer.json").write_text(json.dumps(figures, indent=1) + "\n")
 print(json.dumps(figures))
+if not figures["complete"] or figures["non_200_answers"]:
+    sys.exit("perf_analyzer did not measure every concurrency of the range, or the server answered non-200")
 EOF
