@@ -227,6 +227,68 @@ def overheads(d: dict) -> str:
     return block(d, table(["figure", "value"], rows))
 
 
+V2_ARMS = {"classify": "`POST /classify`, JSON", "v2_json": "`POST /v2/models/mnist/infer`, JSON tensors",
+           "v2_binary": "`POST /v2/models/mnist/infer`, binary tensors"}
+
+
+def v2_vs_json(d: dict) -> str:
+    rows = []
+    for arm, label in V2_ARMS.items():
+        a = d["arms"][arm]
+        rows.append([label, num(a["per_s"], 1), f"{num(a['p50_ms'], 1)} / {num(a['p99_ms'], 1)} ms",
+                     f"{num(a['server_cpu_ms_per_request'], 3)} ms",
+                     f"{num(a['loop_cpu_ms_per_request'], 3)} ms",
+                     str(a["errors"]), str(d["request_bytes"][arm])])
+    rounds = ", ".join(num(r, 3) for r in d["round_ratios_binary_vs_classify"])
+    header = ["route, one image a request", "req/s (median)", "p50 / p99", "server CPU a request",
+              "of which the event loop", "errors", "request bytes"]
+    return block(d, table(header, rows)
+                 + ["", f"Binary V2 ÷ `/classify`: **{num(d['v2_binary_vs_classify'], 3)}** (rounds: "
+                        f"{rounds}; goal ≥ 1.0); JSON V2 ÷ `/classify`: {num(d['v2_json_vs_classify'], 3)}. "
+                        f"{d['clients']} clients, {d['rounds']} rounds of {num(d['seconds_per_run'], 0)} s "
+                        f"per route, alternating; load generator {d['load_generator']}."])
+
+
+def hot_swap(d: dict) -> str:
+    steady, swaps = d["steady"], d["swaps"]
+    loads = d["loads"]
+    median_load = sorted(x["seconds"] for x in loads)[len(loads) // 2]
+    rows = [
+        ["steady: req/s; p50 / p99", f"{num(steady['per_s'], 1)}; {num(steady['p50_ms'], 1)} / "
+                                     f"{num(steady['p99_ms'], 1)} ms", ""],
+        ["during the swaps: req/s; p50 / p99", f"{num(swaps['per_s'], 1)}; {num(swaps['p50_ms'], 1)} / "
+                                               f"{num(swaps['p99_ms'], 1)} ms", ""],
+        ["loads under load (new versions + the changed artifact)",
+         f"{d['versions']} + 1 in {num(d['swap_phase_s'], 1)} s, median {num(median_load, 2)} s each; "
+         f"{d['loads_not_as_expected']} not as expected", ""],
+        ["failed requests during the swaps (client errors + server non-200)", f"**{d['failed_requests']}**",
+         "0"],
+        ["p99 during the swaps ÷ steady", f"**{num(d['p99_swaps_vs_steady'], 2)}**", "≤ 2"],
+        ["the changed artifact serves after its reload",
+         "yes" if d["changed_version_serves"] else "**no**", ""],
+        ["server RSS: at start; with all versions loaded", f"{num(d['rss_mb_start'], 0)} MB; "
+                                                           f"{num(d['rss_mb_after_swaps'], 0)} MB", ""],
+        [f"server RSS before / after {d['cycles']} unload + load cycles",
+         f"{num(d['rss_mb_before'], 1)} / {num(d['rss_mb_after'], 1)} MB "
+         f"(**{d['rss_growth'] * 100:+.1f} %**)", "≤ +10 %"],
+    ]
+    return block(d, table(["figure", "value", "goal"], rows)
+                 + ["", f"{d['clients']} clients on `{d['route']}`; steady window {num(d['steady_s'], 0)} "
+                        f"s; loads {num(d['swap_interval_s'], 1)} s apart; load generator "
+                        f"{d['load_generator']}; {d['cycle_failures']} of {d['cycles']} cycles failed."])
+
+
+def perf_analyzer(d: dict) -> str:
+    rows = [[str(r["concurrency"]), num(r["infer_per_s"], 1), f"{num(r['p50_ms'], 1)} ms",
+             f"{num(r['p90_ms'], 1)} ms", f"{num(r['p95_ms'], 1)} ms", f"{num(r['p99_ms'], 1)} ms"]
+            for r in d["rows"]]
+    return block(d, table(["concurrency", "infer/s", "p50", "p90", "p95", "p99"], rows)
+                 + ["", f"{d['perf_analyzer']} in a Debian trixie root filesystem ({d['rootfs_glibc']}); "
+                        f"concurrency range {d['concurrency_range']}, windows of "
+                        f"{num(d['measurement_interval_ms'], 0)} ms, stability {d['stability_percentage']} "
+                        f"%; the server's non-200 answers during the run: **{d['non_200_answers']}**."])
+
+
 def current(data: dict[str, dict]) -> str:
     """The first screen: the headline figures, each with its goal and the run it comes from."""
     runs: list[str] = []
@@ -302,6 +364,9 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "streaming": (("streaming",), streaming),
     "stability-report": (("stability_report",), stability_report),
     "fixed-costs": (("overheads",), overheads),
+    "v2-vs-json": (("v2_vs_json",), v2_vs_json),
+    "hot-swap": (("hot_swap",), hot_swap),
+    "perf-analyzer": (("perf_analyzer",), perf_analyzer),
 }
 # the first screen's table reads whichever of these the folder has
 CURRENT_SOURCES = ("service_load", "ceiling_ratio", "peer_compare", "http_floor", "recurrence", "streaming",

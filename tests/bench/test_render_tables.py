@@ -178,9 +178,68 @@ def fixtures() -> dict[str, dict]:
     SHOWN["current"] = ["0.865", "0.377 ms", "1.177", "0.844 (0.795–0.892)", "1.47 / 1.19 / 1.52 / 1.39",
                         "2.63", "0.551 ms", "0.60 (1.83 ms)", "0.19", "0.42", "28.5", "1.97 s",
                         "1. `python bench/service_load.py --quick` (quick mode); Test CPU 9000"]
+
+    def arm(per_s: float, p50: float, p99: float, cpu: float, loop: float) -> dict:
+        """One route of bench/v2_vs_json.py: the medians over its rounds."""
+        return {"per_s": per_s, "p50_ms": p50, "p99_ms": p99, "server_cpu_ms_per_request": cpu,
+                "loop_cpu_ms_per_request": loop, "mean_batch_size": 12.0, "client_cpu_ms_per_request": 0.03,
+                "errors": 0, "rounds_per_s": [per_s], "rounds_p99_ms": [p99]}
+
+    v2 = {"v2_binary_vs_classify": 0.939, "v2_json_vs_classify": 0.898,
+          "round_ratios_binary_vs_classify": [0.964, 0.906, 0.948], "goal_met": False,
+          "arms": {"classify": arm(551.1, 28.71, 38.37, 1.794, 0.358),
+                   "v2_json": arm(495.0, 30.75, 53.53, 1.985, 0.574),
+                   "v2_binary": arm(517.4, 29.77, 54.41, 2.007, 0.571)},
+          "clients": 16, "rounds": 3, "seconds_per_run": 6.0,
+          "request_bytes": {"classify": 2586, "v2_json": 2624, "v2_binary": 1009}, "load_generator": "wrk",
+          "server_args": "", "quick": False, "load_average_before": 3.48, "wall_s": 68.0,
+          "machine": machine("python bench/v2_vs_json.py")}
+    SHOWN["v2-vs-json"] = ["551.1", "28.7 / 38.4 ms", "1.794 ms", "0.358 ms", "2586", "495.0",
+                           "30.8 / 53.5 ms", "1.985 ms", "0.574 ms", "2624", "517.4", "29.8 / 54.4 ms",
+                           "2.007 ms", "0.571 ms",
+                           "1009", "**0.939**", "0.964, 0.906, 0.948", "0.898", "16 clients, 3 rounds of 6 s",
+                           "`python bench/v2_vs_json.py`;"]
+    loads = [{"version": v, "seconds": 0.2 + v / 100, "status": 200, "loaded": [str(v)], "serving": str(v)}
+             for v in range(2, 12)]
+    loads.append({"version": 11, "changed_artifact": True, "seconds": 0.5, "status": 200, "loaded": ["11"],
+                  "retired": ["11"], "serving": "11"})
+    swap = {"failed_requests": 0, "p99_swaps_vs_steady": 2.328, "rss_growth": 0.0506,
+            "goals_met": {"no_failed_requests": True, "p99_within_2x": False, "rss_within_10_percent": True},
+            "steady": loadgen_row(618.6, 25.56, 34.1, 1.673, 12.3, 0.316),
+            "swaps": {"requests": 9022, "errors": 0, "error_kinds": {}, "per_s": 521.8, "window_s": 17.3,
+                      "p50_ms": 26.96, "p99_ms": 79.39},
+            "server_non_200_during_swaps": {}, "loads": loads, "loads_not_as_expected": 0,
+            "swap_phase_s": 15.26,
+            "versions": 10, "swap_interval_s": 1.0, "served_version_after": "v-reweighted",
+            "changed_version": "v-reweighted", "changed_version_serves": True, "rss_mb_start": 341.4,
+            "rss_mb_after_swaps": 432.1, "rss_mb_before": 431.9, "rss_mb_after": 453.8,
+            "rss_mb_trace": [441.5, 453.8], "cycles": 50, "cycle_failures": 0, "clients": 16,
+            "route": "/classify", "steady_s": 15.0, "load_generator": "wrk", "quick": False,
+            "load_average_before": 2.02, "wall_s": 47.6, "machine": machine("python bench/hot_swap.py")}
+    SHOWN["hot-swap"] = ["618.6; 25.6 / 34.1 ms", "521.8; 27.0 / 79.4 ms",
+                         "10 + 1 in 15.3 s, median 0.27 s each", "0 not as expected", "**0**", "**2.33**",
+                         "| yes |", "341 MB; 432 MB",
+                         "before / after 50 unload + load cycles", "431.9 / 453.8 MB (**+5.1 %**)",
+                         "16 clients on `/classify`", "0 of 50 cycles failed"]
+
+    def level(c: int, per_s: float, p50: float) -> dict:
+        return {"concurrency": c, "infer_per_s": per_s, "p50_ms": p50, "p90_ms": p50 + 1, "p95_ms": p50 + 2,
+                "p99_ms": p50 + 3, "client_send_us": 150, "client_recv_us": 1}
+
+    perf = {"rows": [level(1, 73.2, 10.68), level(64, 143.9, 389.56)], "concurrencies": [1, 64],
+            "max_infer_per_s": 143.9, "answers_during_run": {"POST /v2/models/{name}/infer 200": 847},
+            "non_200_answers": 0, "perf_analyzer": "Perf Analyzer Version 2.60.0 (commit unknown)",
+            "rootfs_glibc": "ldd (Debian GLIBC 2.41-12) 2.41", "host_error": "version `GLIBC_2.38' not found",
+            "concurrency_range": "1:64:63", "measurement_interval_ms": 1000, "stability_percentage": 30,
+            "quick": True, "machine": machine("bench/perf_analyzer.sh --quick")}
+    SHOWN["perf-analyzer"] = ["| 1 | 73.2 | 10.7 ms | 11.7 ms | 12.7 ms | 13.7 ms |",
+                              "| 64 | 143.9 | 389.6 ms | 390.6 ms | 391.6 ms | 392.6 ms |",
+                              "Perf Analyzer Version 2.60.0", "GLIBC 2.41", "1:64:63", "1\u202f000 ms",
+                              "stability 30 %", "**0**", "`bench/perf_analyzer.sh --quick` (quick mode)"]
     return {"service_load": service_load, "ceiling_ratio": ceiling, "peer_compare": peer, "http_floor": http,
             "recurrence": recurrence, "recurrence_nothp": nothp, "streaming": streaming,
-            "stability_report": stability, "overheads": overheads}
+            "stability_report": stability, "overheads": overheads, "v2_vs_json": v2, "hot_swap": swap,
+            "perf_analyzer": perf}
 
 
 def blocks(doc: str) -> dict[str, str]:
@@ -208,12 +267,14 @@ def test_each_table_shows_the_figures_of_json_in_the_benchmarks_shape(tmp_path):
         assert not missing, f"table {name} lacks {missing}:\n{body}"
 
 
-@pytest.mark.parametrize("table", ["service-load", "recurrence-training", "service-vs-litserve"])
+@pytest.mark.parametrize("table", ["service-load", "recurrence-training", "service-vs-litserve", "v2-vs-json",
+                                   "hot-swap", "perf-analyzer"])
 def test_a_field_the_table_reads_missing_from_the_json_is_an_error(tmp_path, table):
     sources, fn = render_tables.TABLES[table]
     data = fixtures()[sources[0]]
     used = {"service-load": "stack_cpu_ms_64", "recurrence-training": "afrnn_train_s_fused",
-            "service-vs-litserve": "stack_busy_c64_vs_peer"}[table]
+            "service-vs-litserve": "stack_busy_c64_vs_peer", "v2-vs-json": "v2_binary_vs_classify",
+            "hot-swap": "p99_swaps_vs_steady", "perf-analyzer": "non_200_answers"}[table]
     del data[used]
     with pytest.raises(KeyError):
         fn(data, *(fixtures()[s] for s in sources[1:]))
