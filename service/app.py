@@ -222,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        gate=app.state.admission, retry_after=app.state.retry_after,
                        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
                        admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
-                       metrics=app.state.metrics, direct=direct_routes(classify.router, pendulum.router))
+                       metrics=app.state.metrics,
+                       direct=direct_routes(classify.router, pendulum.router) | v2.direct_routes())
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

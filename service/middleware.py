@@ -20,8 +20,9 @@
   A client that disconnects before its body is complete (routine under load) is one INFO line and the
   status ``499`` in the request metrics: nothing to answer, nothing that reaches the server as an error.
 
-  **Direct routes.** A request for one of ``direct`` (``(method, path)`` → the route and its lean
-  handler, ``service.api.json_body``: ``POST /classify`` and ``POST /pendulum/predict``) is then
+  **Direct routes.** A request for one of ``direct`` (``(method, route template)`` → the route and its
+  lean handler: ``POST /classify`` and ``POST /pendulum/predict``, ``service.api.json_body``, and the
+  Open Inference Protocol's ``infer``, ``service.api.routes.v2``) is then
   handed to that handler here, with the app's own exception handlers for what it raises, instead of
   passing down FastAPI's router, exception middleware and per-request exit stacks: the same
   response, for about half of the HTTP layer's CPU (docs/performance.md, "The serving stack's CPU"). A
@@ -186,7 +187,7 @@ class RequestGuardMiddleware:
                     return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
                 return await receive()
 
-            direct = self.direct.get((method, path)) if chunks is not None else None
+            direct = self.direct.get((method, route)) if chunks is not None else None
             if direct is None:
                 await self.app(scope, replay, send)
             else:

@@ -39,7 +39,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -76,6 +78,16 @@ UNAVAILABLE: ModelState = "unavailable"
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 # How often a retiring version looks whether its open streams have ended.
 RETIRE_POLL_S = 0.1
+# The loading thread's nice value: a version that loads and warms up beside the serving ones takes the
+# CPU the model threads leave (Linux schedules threads by their own nice value).
+LOADER_NICE = 19
+
+
+def _lower_priority() -> None:
+    """Make the calling thread (the loader) yield the CPU to the model threads; where the OS does not
+    allow it, it runs at the process's priority."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
 
 
 class ModelLoadError(RuntimeError):
@@ -180,6 +192,8 @@ class ModelRegistry:
         self.models: dict[str, ServedModel] = {}     # the entry that serves each name by default
         self.loaded = asyncio.Event()
         self._control = asyncio.Lock()               # one load or unload at a time
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader",
+                                          initializer=_lower_priority)
         self._retiring: set[asyncio.Task] = set()
 
     # -- discovery --------------------------------------------------------------------------------
@@ -276,7 +290,7 @@ class ModelRegistry:
     async def _load(self, entry: ServedModel) -> None:
         started = time.perf_counter()
         try:
-            api = await asyncio.to_thread(self._load_and_warm, entry)
+            api = await asyncio.get_running_loop().run_in_executor(self._loader, self._load_and_warm, entry)
         except ArtifactIntegrityError as err:
             entry.state, entry.reason = UNAVAILABLE, f"artifact refused: {_one_line(err)}"
         except SignatureRefusedError as err:
@@ -480,6 +494,7 @@ class ModelRegistry:
         await asyncio.gather(*(e.batcher.close(drain_timeout_s) for e in batchers))
         for entry in batchers:
             entry.executor.shutdown(wait=True)
+        self._loader.shutdown(wait=False, cancel_futures=True)
 
 
 # An absolute file path: reasons are shown by open endpoints, so only the file name is kept.

@@ -87,6 +87,7 @@ class ClassifierAPI:
     STREAMS = True                  # a stream (and a V2 sequence) can feed it its pixels step by step
     V2_INPUT = "pixels"
     V2_SEQUENCE_OUTPUTS = ("sequence_labels", "sequence_confidence")
+    V2_OUTPUTS = frozenset({"label", "probabilities", *V2_SEQUENCE_OUTPUTS})
     SAMPLE_FIELD = "pixels"          # a stability report's sample of this kind, and its options
     SAMPLE_OPTIONS = frozenset({"scale"})
 

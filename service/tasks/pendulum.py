@@ -59,6 +59,7 @@ class PendulumAPI:
     STREAMS = False                 # a rollout is one request: no streams, no V2 sequences
     V2_INPUT = "initial_state"
     V2_SEQUENCE_OUTPUTS = ()
+    V2_OUTPUTS = frozenset({"trajectory", "times"})
     SAMPLE_FIELD = "initial_state"   # a stability report's sample of this kind, and its options
     SAMPLE_OPTIONS = frozenset({"units", "steps"})
 

@@ -164,3 +164,15 @@ def test_every_route_of_the_service_declares_its_class():
     assert table.match("GET", "/health/ready")[1] is RouteClass.PROBE
     assert table.match("GET", "/metrics")[1] is RouteClass.OPEN
     assert table.match("GET", "/no/such/route") is None
+
+
+def test_the_protocols_infer_routes_are_direct_work_routes():
+    from service.api.routes import v2
+
+    direct = v2.direct_routes()
+    assert set(direct) == {("POST", "/v2/models/{name}/infer"),
+                           ("POST", "/v2/models/{name}/versions/{version}/infer")}
+    app = FastAPI()
+    app.include_router(v2.router)
+    RequestGuardMiddleware(app, routes=RouteTable.for_app(app), max_body_bytes=1024, body_timeout_s=1,
+                           request_timeout_s=1, gate=AdmissionGate(1), retry_after=lambda: 1, direct=direct)

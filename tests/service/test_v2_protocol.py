@@ -196,3 +196,12 @@ def test_the_protocol_guides_python_examples_run(model_dir, start_service):
     for block in blocks[:2]:                       # infer, then the sequence (it reuses the first's names)
         exec(block.replace("127.0.0.1:8000", server.url.removeprefix("http://")), namespace)
     assert namespace["result"].as_numpy("label").shape == (1,)
+
+
+@pytest.mark.parametrize("model", ["mnist", "pendulum"])
+def test_the_declared_outputs_are_the_signatures(triton_client, model):
+    """V2_OUTPUTS, which the infer route checks requests against, is what the metadata declares."""
+    meta = triton_client.get_model_metadata(model, headers=key())
+    from service.tasks import TASK_APIS
+    declared = {o["name"] for o in meta["outputs"]}
+    assert any(api.V2_OUTPUTS == declared for api in TASK_APIS.values())

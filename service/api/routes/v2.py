@@ -265,7 +265,7 @@ async def _infer(request: Request, name: str, version_text: str | None) -> Respo
         entry = _model(request, name, version_text).require_ready()
         infer = parse_request(body, request.headers.get(HEADER_LENGTH))
         api = entry.api
-        known_outputs = {n for n, _, _ in api.v2_signature()[1]}
+        known_outputs = api.V2_OUTPUTS
         requested = None if infer.outputs is None else set(infer.outputs)
         if requested is not None and not requested <= known_outputs:
             raise InputError(("outputs",), f"unknown outputs {sorted(requested - known_outputs)} of model "
@@ -371,6 +371,23 @@ async def infer(name: str, request: Request) -> Response:
 @classed(RouteClass.WORK)
 async def infer_version(name: str, version: str, request: Request) -> Response:
     return await _infer(request, name, version)
+
+
+def direct_routes() -> dict[tuple[str, str], tuple[Any, Any]]:
+    """The ``infer`` routes for the request guard to call directly (``service.middleware``): the same
+    answers without FastAPI's router, whose route matching would try every template per request."""
+    handlers = {infer: _direct_infer, infer_version: _direct_infer}
+    return {("POST", route.path): (route, handlers[route.endpoint])
+            for route in router.routes if getattr(route, "endpoint", None) in handlers}
+
+
+async def _direct_infer(request: Request) -> Response:
+    """``/v2/models/{name}/infer`` or ``/v2/models/{name}/versions/{version}/infer``, its parameters read
+    off the (decoded) path as the router would."""
+    parts = request.scope["path"].split("/")
+    name, version_text = parts[3], (parts[5] if len(parts) == 7 else None)
+    request.scope["path_params"] = {"name": name} | ({"version": version_text} if version_text else {})
+    return await _infer(request, name, version_text)
 
 
 # -- the model repository -------------------------------------------------------------------------
