@@ -38,7 +38,7 @@ class Progress:
     step_in_epoch: int = 0          # optimizer steps already done in the current epoch
     global_step: int = 0
     elapsed_s: float = 0.0          # training wall time accumulated over all resumed runs
-    sessions: int = 0
+    resumes: int = 0                # times the run was continued with --resume
     best_value: float | None = None
     best_epoch: float | None = None
     best_step: int | None = None
@@ -47,6 +47,15 @@ class Progress:
     epoch_count: int = 0
     grad_norm_sum: float = 0.0
     grad_norm_max: float = 0.0
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "Progress":
+        """The progress of a saved state. States written before ``resumes`` counted each start of the
+        run instead (``sessions``: the first run and each resume), so ``resumes = sessions − 1``."""
+        saved = dict(saved)
+        if "sessions" in saved:
+            saved["resumes"] = max(0, int(saved.pop("sessions")) - 1)
+        return cls(**saved)
 
     def reset_epoch_sums(self) -> None:
         self.epoch_sums, self.epoch_count, self.grad_norm_sum, self.grad_norm_max = {}, 0, 0.0, 0.0

@@ -146,7 +146,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.lr
             self.log(f"resume: learning rate {saved_lr:g} -> {self.cfg.lr:g} (optimizer state kept)")
-        self.progress = p = Progress(**state["progress"])
+        self.progress = p = Progress.from_saved(state["progress"])
+        p.resumes += 1
         self.best_state = state.get("best_state")
         self.records.history = list(state.get("history", []))
         if self.cfg.epochs != TrainConfig(**state["config"]).epochs:
@@ -174,7 +175,7 @@ class Trainer:
         self.records.log(message)
 
     def _elapsed(self) -> float:
-        return self.progress.elapsed_s + (time.monotonic() - self._session_start)
+        return self.progress.elapsed_s + (time.monotonic() - self._run_start)
 
     def epoch_position(self) -> float:
         return self.progress.epoch + self.progress.step_in_epoch / self.steps_per_epoch
@@ -183,7 +184,7 @@ class Trainer:
         """Write the training state atomically (collective: every rank must call it)."""
         sums, count, gsum, gmax = epoch_totals(self.progress, self.ctx, self.device)
         self.progress.elapsed_s = self._elapsed()
-        self._session_start = time.monotonic()
+        self._run_start = time.monotonic()
         if self.ctx.is_main:
             progress = asdict(self.progress)
             progress.update(epoch_sums=sums, epoch_count=count, grad_norm_sum=gsum, grad_norm_max=gmax)
@@ -296,8 +297,7 @@ class Trainer:
     def fit(self) -> Manifest | None:
         """Train (or continue), then evaluate and export; returns the manifest on rank 0."""
         cfg, run, p = self.cfg, self.run, self.progress
-        self._session_start = self._last_save = time.monotonic()
-        p.sessions += 1
+        self._run_start = self._last_save = time.monotonic()
         self.log(f"run {cfg.name}: {cfg.task} / {cfg.model}, {count_parameters(self.model)} parameters, "
                  f"{len(self.train_data)} train / {len(self.val_data) if self.val_data else 0} val / "
                  f"{len(self.test_data)} test samples, {self.steps_per_epoch} steps per epoch, "
@@ -306,7 +306,8 @@ class Trainer:
         show_bar = self.ctx.is_main and (run.progress if run.progress is not None else sys.stderr.isatty())
         stop_reason = self._budget_spent()     # a resumed run whose budget is already used trains no step
         if stop_reason is not None:
-            self.log(f"{stop_reason} before this session: raise --max-minutes / --max-steps to continue")
+            self.log(f"{stop_reason} before this run started: raise --max-minutes / --max-steps to "
+                     "continue")
         while p.epoch < cfg.epochs and stop_reason is None:
             stop_reason = self._train_epoch(show_bar)
             if p.step_in_epoch >= self.steps_per_epoch:

@@ -54,19 +54,19 @@ def test_mid_epoch_resume_matches_the_uninterrupted_run(tmp_path, mnist_dir):
     a, b = load_state(straight), load_state(resumed)
     assert_same_tensors(a["model"], b["model"], "model")
     assert_same_tensors(a["optimizer"], b["optimizer"], "optimizer")
-    # (best_state may differ: the stopped session validated its step-3 weights as one more candidate)
+    # (best_state may differ: the stopped run validated its step-3 weights as one more candidate)
     assert a["scheduler"] == b["scheduler"]
     assert a["progress"]["global_step"] == b["progress"]["global_step"] == 10
-    assert b["progress"]["sessions"] == 2
+    assert stopped["progress"]["resumes"] == 0 and b["progress"]["resumes"] == 1
     epochs_a = [r for r in a["history"] if r["kind"] == "epoch"]
     epochs_b = [r for r in b["history"] if r["kind"] == "epoch"]
     for ra, rb in zip(epochs_a, epochs_b, strict=True):
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "step"):
             assert ra[key] == rb[key], key
-    # the metrics file holds the stop record of the first session, then the epochs, then the test
+    # the metrics file holds the stop record of the first run, then the epochs, then the test
     kinds = [json.loads(s)["kind"] for s in (resumed / "mnist.metrics.jsonl").read_text().splitlines()]
     assert kinds == ["stop", "epoch", "epoch", "test"]
-    # wall time accumulates across sessions into the manifest
+    # wall time accumulates across resumes into the manifest
     manifest = json.loads((resumed / "mnist.json").read_text())
     assert manifest["training"]["wall_time_s"] == pytest.approx(b["progress"]["elapsed_s"], abs=1e-3)
     assert manifest["training"]["wall_time_s"] >= stopped["progress"]["elapsed_s"]
@@ -147,3 +147,27 @@ def test_a_training_state_of_another_format_version_is_refused(tmp_path):
     message = f"training-state version {STATE_VERSION + 1}, expected {STATE_VERSION}"
     with pytest.raises(ConfigError, match=message):
         read_state(path)
+
+
+def test_a_state_saved_with_the_old_sessions_counter_still_loads():
+    """States written before ``resumes`` counted every start of the run (``sessions``)."""
+    from training.state import Progress
+
+    old = {"epoch": 3, "step_in_epoch": 0, "global_step": 120, "elapsed_s": 61.5, "sessions": 3,
+           "best_value": 0.9, "best_epoch": 2.0, "best_step": 80}
+    progress = Progress.from_saved(old)
+    assert progress.resumes == 2 and progress.global_step == 120 and progress.elapsed_s == 61.5
+    assert Progress.from_saved({"sessions": 1}).resumes == 0
+    assert Progress.from_saved({"resumes": 4}).resumes == 4
+
+
+def test_the_shipped_state_written_with_sessions_loads_as_resumes():
+    from pathlib import Path
+
+    from training.state import Progress, read_state
+
+    state = read_state(Path(__file__).resolve().parents[2] / "checkpoints" / "mnist-frnn.train.pt")
+    assert "sessions" in state["progress"]                   # written before the rename
+    progress = Progress.from_saved(state["progress"])
+    assert progress.resumes == state["progress"]["sessions"] - 1
+    assert progress.global_step == state["progress"]["global_step"]
