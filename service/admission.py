@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from service.batching import BatcherClosedError, QueueFullError, RequestTimeoutError
+from service.clock import SYSTEM_CLOCK, Clock
 
 R = TypeVar("R")
 
@@ -73,14 +74,15 @@ request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
                                                                                 default=None)
 
 
-def remaining_s(deadline: float | None) -> float | None:
-    """Seconds left until ``deadline`` (None: no deadline)."""
-    return None if deadline is None else deadline - time.perf_counter()
+def remaining_s(deadline: float | None, now: Callable[[], float] = time.perf_counter) -> float | None:
+    """Seconds left until ``deadline`` (None: no deadline), by the clock ``now``."""
+    return None if deadline is None else deadline - now()
 
 
-def check_deadline(deadline: float | None, what: str) -> None:
-    """``RequestTimeoutError`` when ``deadline`` has passed (called between pieces of long work)."""
-    if deadline is not None and time.perf_counter() >= deadline:
+def check_deadline(deadline: float | None, what: str, now: Callable[[], float] = time.perf_counter) -> None:
+    """``RequestTimeoutError`` when ``deadline`` has passed by the clock ``now`` (called between
+    pieces of long work)."""
+    if deadline is not None and now() >= deadline:
         raise RequestTimeoutError(f"{what} did not finish within request_timeout_s")
 
 
@@ -219,13 +221,17 @@ class WorkLane:
         on_job: optional observer ``(kind, work, seconds)`` of each job that completed or was stopped
             at its deadline (``_measures_cost``).
         on_queue_depth: optional observer of the number of waiting jobs.
+        clock: what deadlines, elapsed and measured times are read from (``service.clock``; the
+            system's ``time.perf_counter`` by default, the clock of ``request_deadline``). The
+            lane's timers run on the event loop's own time.
     """
 
     def __init__(self, name: str, *, max_concurrency: int, max_queue_length: int,
                  retry_after: Callable[[], int] | None = None,
                  job_seconds: Callable[[str, float], float] | None = None,
                  on_job: Callable[[str, float, float], None] | None = None,
-                 on_queue_depth: Callable[[int], None] | None = None):
+                 on_queue_depth: Callable[[int], None] | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be ≥ 1, got {max_concurrency}")
         if max_queue_length < 0:
@@ -237,6 +243,7 @@ class WorkLane:
         self._job_seconds = job_seconds or (lambda kind, work: 0.0)
         self._on_job = on_job
         self._on_queue_depth = on_queue_depth
+        self._now = clock.now
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"lane-{name}")
         self._waiting: deque[asyncio.Future] = deque()
         self._waiters: dict[asyncio.Future, _Waiter] = {}     # waiting job → what it is, its timer
@@ -257,7 +264,7 @@ class WorkLane:
     def backlog_s(self) -> float:
         """Estimated seconds of work ahead of a new job: the waiting jobs' estimates plus what is left
         of the running ones' (summed over slots; divide by the cap for the wait)."""
-        now = time.perf_counter()
+        now = self._now()
         waiting = sum(w.estimate for turn, w in self._waiters.items() if not turn.done())
         return waiting + sum(max(0.0, est - (now - start)) for start, est in self._started.values())
 
@@ -273,7 +280,7 @@ class WorkLane:
         if self._closing:
             raise BatcherClosedError(f"{self.name} is shutting down")
         deadline = request_deadline.get() if deadline is None else deadline
-        check_deadline(deadline, f"{self.name} job")
+        check_deadline(deadline, f"{self.name} job", self._now)
         loop = asyncio.get_running_loop()
         estimate = self._job_seconds(kind, work)
         waited = self._running >= self.max_concurrency or bool(self.queue_depth)
@@ -282,7 +289,7 @@ class WorkLane:
                 raise QueueFullError(f"{self.name} has {self.queue_depth} jobs queued (the limit is "
                                      f"{self.max_queue_length})",
                                      self._retry_after())
-            left, ahead = remaining_s(deadline), self.backlog_s
+            left, ahead = remaining_s(deadline, self._now), self.backlog_s
             if left is not None and estimate > 0:
                 expected = ahead / self.max_concurrency + estimate
                 if expected > left:
@@ -310,32 +317,32 @@ class WorkLane:
                 self._depth_changed()
             estimate = waiter.estimate     # re-judged while it waited (``_rejudge``)
         else:
-            left = remaining_s(deadline)
+            left = remaining_s(deadline, self._now)
             if left is not None and estimate > left:       # the request spent its time before the lane
                 raise QueueFullError(f"{self.name} is busy: this {kind} job takes about {estimate:.1f} s, "
                                      f"and the request has {max(left, 0):.1f} s left", self._retry_after())
             self._running += 1
         try:
-            check_deadline(deadline, f"{self.name} job")
-            left = remaining_s(deadline)
+            check_deadline(deadline, f"{self.name} job", self._now)
+            left = remaining_s(deadline, self._now)
             if waited and left is not None and estimate > left:
                 raise QueueFullError(self._too_late(kind, estimate, left), self._retry_after())
         except (RequestTimeoutError, QueueFullError):
             self._release()
             raise
-        started = time.perf_counter()
+        started = self._now()
         job = loop.run_in_executor(self._executor, fn, *args)
         self._started[id(job)] = (started, estimate)
 
         def finished(_):
             self._started.pop(id(job), None)
             if self._on_job is not None and _measures_cost(job):
-                self._on_job(kind, work, time.perf_counter() - started)
+                self._on_job(kind, work, self._now() - started)
                 self._rejudge()
             self._release()
 
         job.add_done_callback(finished)
-        left = remaining_s(deadline)
+        left = remaining_s(deadline, self._now)
         try:
             return await asyncio.wait_for(asyncio.shield(job), left)
         except TimeoutError:
@@ -347,7 +354,7 @@ class WorkLane:
         if waiter.timer is not None:
             waiter.timer.cancel()
             waiter.timer = None
-        left = remaining_s(waiter.deadline)
+        left = remaining_s(waiter.deadline, self._now)
         if left is not None:
             waiter.timer = asyncio.get_running_loop().call_later(
                 max(0.0, left - waiter.estimate), self._give_up, turn, waiter)
@@ -375,7 +382,7 @@ class WorkLane:
         if turn.done():
             return
         if waiter.estimate > 0:
-            left = remaining_s(waiter.deadline)
+            left = remaining_s(waiter.deadline, self._now)
             turn.set_exception(QueueFullError(self._too_late(waiter.kind, waiter.estimate, left),
                                               self._retry_after()))
         else:

@@ -56,10 +56,11 @@ class ManualClock:
     holds, re-checked whenever the clock moves, a thread starts waiting in ``wait``, or ``notify`` is
     called (what a simulated job calls when it reaches a point a test waits for).
 
-    ``guard_s`` of real time bounds both only so that a broken rule fails instead of hanging: a thread
+    ``guard_s`` of real time bounds them only so that a broken rule fails instead of hanging: a thread
     that waits that long with nothing advancing the clock moves it to its deadline and is recorded in
-    ``stalls``, which ``run`` reports as an error. It is a hang guard, not a margin: what a test
-    asserts never depends on how long anything took.
+    ``stalls``, which ``run`` reports as an error; and ``run`` cancels a coroutine still running after
+    twice that (one that awaits a timer the clock never reaches). These are hang guards, not margins:
+    what a test asserts never depends on how long anything took.
     """
 
     def __init__(self, start: float = 1000.0, guard_s: float = 30.0):
@@ -130,9 +131,23 @@ class ManualClock:
         return ManualTimeLoop()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """``asyncio.run(coro)`` on an event loop that keeps this clock's time."""
+        """``asyncio.run(coro)`` on an event loop that keeps this clock's time; cancelled (a
+        ``TimeoutError``) when it has not finished within ``2 × guard_s`` of real time."""
+        async def guarded() -> T:
+            task = asyncio.current_task()
+            loop = asyncio.get_running_loop()
+            guard = threading.Timer(2 * self.guard_s, loop.call_soon_threadsafe, (task.cancel,))
+            guard.start()
+            try:
+                return await coro
+            except asyncio.CancelledError:
+                raise TimeoutError(f"still running after {2 * self.guard_s} s: a timer the clock "
+                                   f"never reached?") from None
+            finally:
+                guard.cancel()
+
         with asyncio.Runner(loop_factory=self.event_loop) as runner:
-            result = runner.run(coro)
+            result = runner.run(guarded())
         if self.stalls:
             raise AssertionError(f"a thread waited for the clock to reach {self.stalls} and nothing "
                                  f"advanced it (the guard did, after {self.guard_s} s)")
