@@ -1,12 +1,16 @@
 """Print the results tables of ``docs/results.md`` from exported manifests, next to the paper's values.
 
     python -m training.results_table checkpoints results/pendulum-paper
+    python -m training.results_table checkpoints results/      # folders are searched recursively
+
+Only manifests are read: other JSON files in the folders (benchmark figures, configs) are skipped.
 
 Every number comes from a manifest (test metrics on the full test split, epochs, wall time, hardware
 and the exact training command), so the tables cannot drift from the shipped artifacts.
 """
 
 import argparse
+import json
 from pathlib import Path
 
 from artifact.export import read_manifest
@@ -20,8 +24,26 @@ PAPER_RESULTS = {
 }
 
 
-def collect(dirs: list[Path]) -> list[tuple[Path, Manifest]]:
-    return [(path, read_manifest(path)) for directory in dirs for path in sorted(directory.glob("*.json"))]
+# The keys every manifest has (artifact.manifest.Manifest); a JSON file without them is something else
+# (a benchmark's figures, a config) and is not a row.
+MANIFEST_KEYS = frozenset({"schema_version", "name", "task", "architecture", "artifact", "metrics"})
+
+
+def is_manifest(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return False
+    return isinstance(data, dict) and MANIFEST_KEYS <= data.keys()
+
+
+def collect(paths: list[Path]) -> list[tuple[Path, Manifest]]:
+    """The manifests in ``paths`` (folders, searched recursively, or files), each validated; JSON files
+    that are not manifests are skipped, and a file that is one but fails validation raises."""
+    files = []
+    for path in paths:
+        files += [path] if path.is_file() else sorted(path.rglob("*.json"))
+    return [(path, read_manifest(path)) for path in files if is_manifest(path)]
 
 
 def _row(path: Path, m: Manifest) -> str:
@@ -56,7 +78,9 @@ def render(manifests: list[tuple[Path, Manifest]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dirs", nargs="+", type=Path, help="directories holding <name>.json manifests")
+    parser.add_argument("dirs", nargs="+", type=Path,
+                        help="folders holding <name>.json manifests (searched recursively), or manifest "
+                             "files")
     args = parser.parse_args(argv)
     print(render(collect(args.dirs)))
 
