@@ -1,13 +1,11 @@
 """The double-pendulum generator against independent physics: energy conservation and a fine-step RK4
-of the Lagrangian equations in mass-matrix form (not the paper's eqs. 19–20 that the generator uses)."""
+of the Lagrangian equations in mass-matrix form (not the paper's eqs. 19–20 that the generator uses).
+The data set built from it is tested in ``tests/training/test_pendulum_data.py``."""
 
 import numpy as np
 import pytest
-import torch
 
 from physics.pendulum import DT, simulate, total_energy
-from training.data import pendulum
-from training.data.errors import DataFormatError
 
 ENERGY_DRIFT_BOUND_J = 1e-6       # |E(t) − E(0)| over 2.9 s; the solver's rtol = atol = 1e-10
 RK4_AGREEMENT_BOUND = 1e-6        # max |solve_ivp − RK4(h = 2.5e-4 s)| over all 30 samples
@@ -93,41 +91,3 @@ def test_simulate_rejects_bad_input():
         simulate(np.zeros(4), steps=0)
     with pytest.raises(ValueError, match="finite"):
         simulate(np.array([np.nan, 0, 0, 0]), steps=3)
-
-
-def test_data_set_is_seeded_cached_and_hash_checked(tmp_path):
-    spec = pendulum.PendulumDataSpec(trajectories=12, train=9)
-    states, digest = pendulum.load_or_generate(tmp_path, spec, verbose=False)
-    assert states.shape == (12, 30, 4)
-    low, high = np.deg2rad(-90), np.deg2rad(90)
-    assert states[:, 0].min() >= low and states[:, 0].max() <= high
-    cache = next(tmp_path.glob("pendulum-*.npz"))
-    mtime = cache.stat().st_mtime_ns
-    again, digest_again = pendulum.load_or_generate(tmp_path, spec, verbose=False)
-    assert cache.stat().st_mtime_ns == mtime and digest_again == digest
-    np.testing.assert_array_equal(again, states)
-    # a fresh generation (no cache) reproduces the same trajectories: seeded and deterministic
-    fresh, fresh_digest = pendulum.load_or_generate(tmp_path / "other", spec, verbose=False)
-    assert fresh_digest == digest
-    np.testing.assert_array_equal(fresh, states)
-    other_seed, _ = pendulum.load_or_generate(tmp_path, pendulum.PendulumDataSpec(12, seed=1, train=9),
-                                              verbose=False)
-    assert not np.allclose(other_seed, states)
-    # tampering is detected
-    with np.load(cache) as z:
-        items = dict(z)
-    items["states"] = items["states"] + 1e-3
-    np.savez(cache, **items)
-    with pytest.raises(DataFormatError, match="do not match their parameters or content hash"):
-        pendulum.load_or_generate(tmp_path, spec, verbose=False)
-
-
-def test_network_view_of_a_trajectory(tmp_path):
-    spec = pendulum.PendulumDataSpec(trajectories=10, train=9)
-    train, test, _ = pendulum.load_pendulum(tmp_path, spec)
-    assert len(train) == 9 and len(test) == 1
-    x, y = train.batch(torch.tensor([3, 5]))
-    assert x.shape == (2, 29, 4) and y.shape == (2, 29, 4)
-    torch.testing.assert_close(x[:, 0], train.states[[3, 5], 0])
-    assert bool((x[:, 1:] == 1.0).all())
-    torch.testing.assert_close(y, train.states[[3, 5], 1:])
