@@ -53,11 +53,35 @@ def _test_sample(task: str, index: int, data_dir: str | None) -> torch.Tensor:
     except ImportError as err:
         raise ValueError(f"--sample-index needs the data loaders in training.data ({err})") from err
     except FileNotFoundError as err:
+        if data_dir is None and task in ("mnist", "cifar10"):
+            return _shipped_sample(task, index)
         raise ValueError(f"--data-dir: {err}") from err
     if not 0 <= index < len(test):
         raise ValueError(f"--sample-index must be in 0 … {len(test) - 1} for the {task} test split, "
                          f"got {index}")
     inputs, _ = test.batch(torch.tensor([index]))
+    return inputs[0]
+
+
+def _shipped_sample(task: str, index: int) -> torch.Tensor:
+    """Test image ``index`` from the sample that ships with the package (``artifact.samples``: the first
+    300 test images), normalised as in training; used when no data directory is present."""
+    from artifact import specs
+    from artifact.samples import load_sample
+    from training.data.sequences import ImageSequences
+
+    sample = load_sample(task)
+    positions = {int(i): pos for pos, i in enumerate(sample.indices)}
+    if index not in positions:
+        raise ValueError(f"no data directory, and test image {index} is not in the shipped {task} sample "
+                         f"(test images {min(positions)} … {max(positions)}); pass --data-dir for the rest")
+    mean, std = ((specs.MNIST_MEAN, specs.MNIST_STD) if task == "mnist"
+                 else (specs.CIFAR10_MEAN, specs.CIFAR10_STD))
+    labels = torch.from_numpy(sample.labels).long()
+    images = ImageSequences(torch.from_numpy(sample.pixels), labels, mean, std)
+    print(f"no data directory: test image {index} from the shipped {task} sample ({sample.source})",
+          file=sys.stderr)
+    inputs, _ = images.batch(torch.tensor([positions[index]]))
     return inputs[0]
 
 

@@ -94,8 +94,6 @@ def test_afrnn_demo_runs():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="afrnn-stability --sample-index falls back on the shipped samples "
-                                        "(artifact/samples) only once training.stability_cli does so")
 def test_the_stability_command_runs_on_a_clone_without_a_data_directory(tmp_path):
     """The README's command, as on a fresh clone: no $AFRNN_DATA_DIR and no ../shared/data."""
     words = command("afrnn-stability --checkpoint")
@@ -109,6 +107,7 @@ def test_the_stability_command_runs_on_a_clone_without_a_data_directory(tmp_path
     env = {k: v for k, v in os.environ.items() if k != "AFRNN_DATA_DIR"}
     done = run([sys.executable, "-c", script, str(tmp_path / "no-data"), *words[1:]], env=env)
     assert done.returncode == 0, done.stderr
+    assert "from the shipped mnist sample" in done.stderr
     assert (tmp_path / "report.json").is_file() and (tmp_path / "figs" / "report.png").is_file()
 
 

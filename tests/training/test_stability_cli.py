@@ -125,3 +125,21 @@ def test_runs_as_a_module(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["model"]["variant"] == "2-arnn"
     assert report["theorem"]["coupling_structure"] == "block_triangular"
+
+
+@pytest.mark.parametrize("task,index", [("mnist", 0), ("mnist", 299), ("cifar10", 17)])
+def test_the_shipped_sample_stands_in_for_the_data_set(task, index, monkeypatch, tmp_path):
+    """Without a data directory, --sample-index takes the image from artifact/samples; with the real data
+    (when present) it is the same normalised input, value for value."""
+    import training.data.paths as paths
+    from training.stability_cli import _shipped_sample, _test_sample
+
+    shipped = _shipped_sample(task, index)
+    monkeypatch.delenv("AFRNN_DATA_DIR", raising=False)
+    monkeypatch.setattr(paths, "WORKSPACE_DATA_DIR", tmp_path / "no-data")
+    assert torch.equal(_test_sample(task, index, None), shipped)
+    with pytest.raises(ValueError, match="not in the shipped"):
+        _test_sample(task, 300, None)
+    real = Path(__file__).resolve().parents[3] / "shared" / "data"
+    if (real / ("mnist" if task == "mnist" else "cifar10")).is_dir():
+        assert torch.equal(_test_sample(task, index, str(real)), shipped)
