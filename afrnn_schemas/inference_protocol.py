@@ -48,8 +48,9 @@ class ModelMetadata(Response):
     platform: str = Field(examples=["pytorch_torchscript"])
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
-    parameters: dict[str, Any] = Field(default_factory=dict, description="the answering version, its task, "
-                                                                         "and its checksum and signature checks")
+    parameters: dict[str, Any] = Field(default_factory=dict,
+                                       description="the answering version, its task, and its checksum and "
+                                                   "signature checks")
 
 
 class ModelReady(Response):
