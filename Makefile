@@ -60,15 +60,18 @@ bench: install
 	$(BIN)/python bench/run_all.py --quick --out $(BENCH_OUT)
 
 # Re-resolve the three locks from pyproject.toml (newest versions that fit; needs PyPI). Run it after
-# every dependency change, commit the requirements/ files, then `make install`.
+# every dependency change, commit the requirements/ files, then `make install`. The dev lock is resolved
+# first and constrains the runtime lock, so a package pinned in both has one version (pip-audit reads
+# both files together and refuses two pins of one package).
 lock: | $(BIN)/activate
 	$(BIN)/python -m uv --version >/dev/null 2>&1 || $(BIN)/pip install --quiet "$$(grep -o 'uv==[0-9.]*' pyproject.toml)"
 	mkdir -p requirements
-	$(BIN)/python -m uv pip compile pyproject.toml $(LOCK_FLAGS) --python-version 3.11 \
-	    --find-links $(TORCH_FIND_LINKS) --no-emit-package torch -o requirements/runtime.txt
 	$(BIN)/python -m uv pip compile pyproject.toml --all-extras $(LOCK_FLAGS) --python-version 3.11 \
 	    --find-links $(TORCH_FIND_LINKS) --no-emit-package torch --no-emit-package afrnn-serving \
 	    -o requirements/dev.txt
+	$(BIN)/python -m uv pip compile pyproject.toml $(LOCK_FLAGS) --python-version 3.11 \
+	    --find-links $(TORCH_FIND_LINKS) --no-emit-package torch --constraint requirements/dev.txt \
+	    -o requirements/runtime.txt
 	echo "$(TORCH_PIN)" | $(BIN)/python -m uv pip compile - $(LOCK_FLAGS) --python-version 3.12 \
 	    --constraint requirements/runtime.txt -o requirements/torch-cuda.txt
 	@echo "lock: wrote $(LOCKS)"
