@@ -25,7 +25,7 @@ TORCH_PIN = $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 LOCKS = requirements/runtime.txt requirements/dev.txt requirements/torch-cuda.txt
 LOCK_FLAGS = --quiet --generate-hashes --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
 
-.PHONY: install serve test lint lock image clean bench
+.PHONY: install serve test test-fast lint lock image clean bench
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,17 @@ serve: install
 test: install
 	$(BIN)/ruff check model artifact physics training service afrnn_client afrnn_schemas tests bench
 	$(BIN)/python -m pytest -q
+
+# The fast lane: ruff and the tests that start no service process (the `server` marker, set from a
+# test's fixtures in tests/conftest.py), no container, no browser, need no real data and are not
+# marked slow; also left out: the README's commands (they serve and train), the multi-process
+# training test, and the fifty-step training comparison of the fused recurrence. `make test` runs all.
+FAST_MARKERS = not slow and not container and not browser and not realdata and not server
+FAST_LEFT_OUT = --ignore=tests/docs/test_readme_commands.py --ignore=tests/training/test_ddp.py \
+    --deselect tests/model/test_fused_recurrence.py::test_fifty_mnist_shaped_training_steps_match_autograd
+test-fast: install
+	$(BIN)/ruff check model artifact physics training service afrnn_client afrnn_schemas tests bench
+	$(BIN)/python -m pytest -q -m "$(FAST_MARKERS)" $(FAST_LEFT_OUT)
 
 lint: install
 	$(BIN)/ruff check model artifact physics training service afrnn_client afrnn_schemas tests bench
