@@ -23,7 +23,9 @@ of recent gaps between submissions). So a batch of k < P rows is held only when
 until it has P rows or min(a, ``max_queue_delay_s``) has passed. A recurrent forward over T steps has a
 large a when its per-step overhead dominates (TorchScript on a CPU, any GPU), and waiting pays; the C
 loop's a is small, and it is not held. A lone client (P = 1) is never held, and traffic that shrinks
-lowers P at the next batch. With ``max_queue_delay_s`` = 0 no batch is held.
+lowers P at the next batch. With ``max_queue_delay_s`` = 0 no batch is held. The rule's arithmetic is
+``hold_window_s``, a pure function of the measured inputs; why the window is built this way, and
+what it was measured against: docs/decisions/0003-adaptive-batch-window.md.
 
 Overload never queues forever:
 
