@@ -171,10 +171,6 @@ class LoadOutcome:
     failed: dict[int, str] = field(default_factory=dict)
     serving: int | None = None
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed and self.serving is not None
-
 
 class ModelRegistry:
     """All served models of one app, by name and version."""
@@ -488,8 +484,7 @@ class ModelRegistry:
     # -- shutdown ---------------------------------------------------------------------------------
     async def close(self, drain_timeout_s: float) -> None:
         """Stop every batcher after its queue has drained (graceful shutdown)."""
-        with contextlib.suppress(Exception):
-            await self.settled()
+        await self.settled()                 # gathers with return_exceptions: never raises
         batchers = [e for versions in self.versions.values() for e in versions.values() if e.batcher]
         await asyncio.gather(*(e.batcher.close(drain_timeout_s) for e in batchers))
         for entry in batchers:

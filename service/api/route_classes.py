@@ -19,7 +19,7 @@ A route declares its class with the ``classed`` decorator under the router's own
     @classed(RouteClass.WORK)
     async def classify(...): ...
 
-``RouteTable.of(app)`` reads the classes of every route of the app when the middleware is built, and
+``RouteTable.for_app(app)`` reads the classes of every route of the app when the middleware is built, and
 refuses to build when one has none: a new route cannot silently skip the key or the admission gate.
 Only FastAPI's own OpenAPI document and mounted static folders are open without declaring it.
 """

@@ -17,6 +17,18 @@ from service.streaming.batcher import SequenceBatcher, Stream
 from service.streaming.errors import StreamRuleError
 
 
+def check_values(arr: np.ndarray, scale: float, value_range: tuple[float, float]) -> None:
+    """Raw step values (float32) finite and inside the manifest's value range at ``scale``, else
+    ``StreamRuleError('invalid_input')`` naming the first value that is not."""
+    low, high = value_range[0] * scale, value_range[1] * scale
+    bad = ~np.isfinite(arr) | (arr < low) | (arr > high)
+    if bad.any():
+        index = int(np.flatnonzero(bad.ravel())[0])
+        raise StreamRuleError("invalid_input", f"values must be finite and lie in [{low:g}, {high:g}] "
+                              f"for scale {scale:g}; found {arr.ravel()[index]:g} at flat index {index}",
+                              loc=["values", index])
+
+
 class ClassifierStream:
     """``api`` is the model's ``service.tasks.ClassifierAPI`` (decode constants and ``encode``)."""
 
@@ -64,13 +76,7 @@ class ClassifierStream:
                                   f"({c} channel{'s' if c > 1 else ''} per step)", loc=["values"])
         self.batcher.check_chunk(self.stream, arr.shape[0])        # size rules before the value scan
         arr = arr.astype(np.float32, copy=False)
-        low, high = self.api.value_range[0] * scale, self.api.value_range[1] * scale
-        bad = ~np.isfinite(arr) | (arr < low) | (arr > high)
-        if bad.any():
-            index = int(np.flatnonzero(bad.ravel())[0])
-            raise StreamRuleError("invalid_input", f"values must be finite and lie in [{low:g}, {high:g}] "
-                                  f"for scale {scale:g}; found {arr.ravel()[index]:g} at flat index {index}",
-                                  loc=["values", index])
+        check_values(arr, scale, self.api.value_range)
         return self.normalise(arr, scale)
 
     def normalise(self, arr: np.ndarray, scale: float) -> np.ndarray:
@@ -85,7 +91,6 @@ class ClassifierStream:
         """Advance by the normalised steps ``x`` (n, C) float32 (``decode``, or a V2 sequence's pixels,
         normalised alike); the answer is the anytime prediction after the last of them."""
         started = time.perf_counter()
-        self.batcher.check_chunk(self.stream, x.shape[0])
         result = await self.batcher.advance(self.stream, x)
         probs = result.output
         self.probabilities = probs

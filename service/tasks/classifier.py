@@ -88,6 +88,7 @@ class ClassifierAPI:
     V2_INPUT = "pixels"
     V2_SEQUENCE_OUTPUTS = ("sequence_labels", "sequence_confidence")
     V2_OUTPUTS = frozenset({"label", "probabilities", *V2_SEQUENCE_OUTPUTS})
+    V2_SCALES = {"UINT8": 255.0, "FP32": 1.0}     # pixels' datatype → the value of full intensity
     SAMPLE_FIELD = "pixels"          # a stability report's sample of this kind, and its options
     SAMPLE_OPTIONS = frozenset({"scale"})
 
@@ -305,13 +306,7 @@ class ClassifierAPI:
         if array.shape[0] > max_rows:
             raise InputError((where,), f"at most classify_max_batch = {max_rows} images per request, got "
                                        f"{array.shape[0]}")
-        if datatype == "UINT8":
-            scale = 255.0
-        elif datatype == "FP32":
-            scale = 1.0
-        else:
-            raise InputError((where,), f"datatype {datatype} is not accepted: UINT8 (grey values 0–255) or "
-                                       "FP32 (values in [0, 1])")
+        scale = self.v2_scale(datatype, where)
         low, high = self._bounds(scale)
         if not (low <= array.min() and array.max() <= high):       # NaN fails both comparisons
             bad = ~np.isfinite(array) | (array < low) | (array > high)
@@ -325,6 +320,14 @@ class ClassifierAPI:
         out -= self.mean
         out /= self.std
         return out
+
+    def v2_scale(self, datatype: str, where: str) -> float:
+        """The value of full intensity of ``pixels`` sent as ``datatype`` (UINT8: 255, FP32: 1)."""
+        scale = self.V2_SCALES.get(datatype)
+        if scale is None:
+            raise InputError((where,), f"datatype {datatype} is not accepted: UINT8 (grey values 0–255) or "
+                                       "FP32 (values in [0, 1])")
+        return scale
 
     def v2_outputs(self, probabilities: np.ndarray, requested: set[str] | None
                    ) -> list[tuple[str, np.ndarray]]:

@@ -4,23 +4,14 @@ a flat output is refused (exit 2) before any training."""
 import shutil
 
 import pytest
-import torch
 
 from artifact.signing import SIGNATURE_FILE, verify_folder
 from tests.artifact.conftest import CHECKPOINTS, make_version_folder, write_key_pair
-from tests.training.conftest import write_mnist
+from tests.training.conftest import _one_thread, write_mnist  # noqa: F401 (_one_thread: autouse fixture)
 from training import cli, reexport
 
 TINY = ["--task", "mnist", "--hidden-size", "4", "--batch-size", "16", "--epochs", "1", "--val-size", "0",
         "--limit-train", "32", "--limit-test", "8", "--seed", "0", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_training_into_a_version_folder_signs_it(tmp_path, keys):

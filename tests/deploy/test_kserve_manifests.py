@@ -241,7 +241,7 @@ def route_table() -> RouteTable:
     from service.app import create_app
 
     app = create_app(Settings(_env_file=None))        # the routes only: the lifespan (loading) never runs
-    return RouteTable.of(app.routes, open_paths=[app.openapi_url])
+    return RouteTable.for_app(app)
 
 
 def test_probes_are_v2_health_routes_that_need_no_key(container, route_table):

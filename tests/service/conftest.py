@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,23 @@ from training.data.sequences import ImageSequences
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key"
+
+_blocking: list[threading.Event] = []
+
+
+def blocking_event() -> threading.Event:
+    """An event that a job blocks on until the test sets it; set after each test whatever happened
+    (``_unblock_workers``), so that a failed test leaves no worker thread blocked."""
+    event = threading.Event()
+    _blocking.append(event)
+    return event
+
+
+@pytest.fixture(autouse=True)
+def _unblock_workers():
+    yield
+    while _blocking:
+        _blocking.pop().set()
 
 
 def _manifest_fields(model: torch.nn.Module, name: str, task: str, version: str = "0.1.0-test") -> dict:

@@ -21,23 +21,7 @@ from service.admission import (
 )
 from service.batching import QueueFullError, RequestTimeoutError
 from service.clock import ManualClock
-
-_blocking: list[threading.Event] = []
-
-
-def _event() -> threading.Event:
-    """An event that a job blocks on until the test sets it; set after each test whatever happened,
-    so that a failed test leaves no worker thread blocked."""
-    event = threading.Event()
-    _blocking.append(event)
-    return event
-
-
-@pytest.fixture(autouse=True)
-def _unblock_workers():
-    yield
-    while _blocking:
-        _blocking.pop().set()
+from tests.service.conftest import blocking_event
 
 
 def _lane(clock: ManualClock, **overrides) -> WorkLane:
@@ -56,7 +40,7 @@ def test_the_lane_never_runs_more_than_its_cap():
     clock = ManualClock()
     running, peak = 0, 0
     lock = threading.Lock()
-    go = _event()
+    go = blocking_event()
 
     def job(i):
         nonlocal running, peak
@@ -88,7 +72,7 @@ def test_the_lane_never_runs_more_than_its_cap():
 
 def test_a_full_lane_queue_raises_queue_full_with_retry_after():
     clock = ManualClock()
-    release = _event()
+    release = blocking_event()
 
     async def scenario():
         lane = _lane(clock, max_concurrency=1, max_queue_length=1, retry_after=lambda: 7)
@@ -110,7 +94,7 @@ def test_a_full_lane_queue_raises_queue_full_with_retry_after():
 
 def test_work_whose_deadline_passed_while_queued_is_never_started():
     clock = ManualClock()
-    release = _event()
+    release = blocking_event()
     started = []
 
     async def scenario():
@@ -136,7 +120,7 @@ def test_work_whose_deadline_passed_while_queued_is_never_started():
 
 def test_a_running_job_past_its_deadline_answers_at_the_deadline_and_keeps_its_slot():
     clock = ManualClock()
-    release = _event()
+    release = blocking_event()
 
     async def scenario():
         lane = _lane(clock, max_concurrency=1)
@@ -259,7 +243,7 @@ def test_a_job_that_cannot_finish_before_its_deadline_is_refused_at_once():
     would finish in (0.5 + 0.5) / 1 + 0.5 = 1.5 s: refused at once (503 + Retry-After), before the
     clock moves, not queued to time out; with 5 s left it queues and runs."""
     clock = ManualClock()
-    release = _event()
+    release = blocking_event()
 
     async def scenario():
         lane = _lane(clock, max_concurrency=1, max_queue_length=8, retry_after=lambda: 3,
@@ -289,7 +273,7 @@ def test_a_small_job_is_admitted_where_a_large_one_of_the_same_kind_is_refused()
     0.1 + 0.2 s) queues and runs, a 30-unit job (about 0.1 + 3 s) is refused at once: one average per
     job would have treated both alike. The backlog counts what is left of the running job."""
     clock = ManualClock()
-    release = _event()
+    release = blocking_event()
 
     async def scenario():
         lane = _lane(clock, max_concurrency=1, max_queue_length=8,
@@ -322,7 +306,7 @@ def test_a_waiting_job_is_refused_when_only_its_own_time_is_left_and_its_slot_go
     only its 0.3 s are left, at 0.3 s, not at its deadline with a 504, and it never runs; the job
     behind it, with time to spare, gets the slot."""
     clock = ManualClock()
-    release = _event()
+    release = blocking_event()
     started = []
 
     async def scenario():
@@ -453,7 +437,7 @@ def test_jobs_that_queued_with_no_estimate_are_rejudged_when_the_first_of_their_
     (503), and the third, with time to spare, runs."""
     clock = ManualClock()
     load = LoadEstimate(deviations=0.0)
-    go = _event()
+    go = blocking_event()
     ran = []
 
     def first_job():

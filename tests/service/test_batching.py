@@ -27,26 +27,11 @@ from service.batching import (
 )
 from service.clock import ManualClock
 from service.tasks import ClassifierAPI, ClassifyJob
+from tests.service.conftest import blocking_event
 
 torch.set_num_threads(1)
 
 
-_blocking: list[threading.Event] = []
-
-
-def _event() -> threading.Event:
-    """An event that a job blocks on until the test sets it; set after each test whatever happened,
-    so that a failed test leaves no worker thread blocked."""
-    event = threading.Event()
-    _blocking.append(event)
-    return event
-
-
-@pytest.fixture(autouse=True)
-def _unblock_workers():
-    yield
-    while _blocking:
-        _blocking.pop().set()
 
 
 class Forward:
@@ -59,7 +44,7 @@ class Forward:
         self.clock, self.fixed_s, self.per_row_s = clock, fixed_s, per_row_s
         self.batches: list[list] = []
         self.threads: set[str] = set()
-        self._open = _event()
+        self._open = blocking_event()
         self._open.set()
 
     def pause(self) -> None:
@@ -485,8 +470,8 @@ def test_batched_classifier_forward_equals_unbatched(manifest_fields):
                                    [("images", i) for i in range(n)]), every_step=(n == 2))
             for n in (1, 3, 2)]
     clock = ManualClock()
-    started = _event()
-    go = _event()
+    started = blocking_event()
+    go = blocking_event()
 
     def run_batch(payloads):
         started.set()

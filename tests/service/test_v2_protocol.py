@@ -205,3 +205,14 @@ def test_the_declared_outputs_are_the_signatures(triton_client, model):
     from service.tasks import TASK_APIS
     declared = {o["name"] for o in meta["outputs"]}
     assert any(api.V2_OUTPUTS == declared for api in TASK_APIS.values())
+
+
+def test_a_sequence_start_with_values_out_of_range_is_refused_and_opens_nothing(client):
+    body = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 3], "data": [0.5, 2.0, 0.1]}],
+            "parameters": {"sequence_id": "refused-start", "sequence_start": True}}
+    r = client.post("/v2/models/mnist/infer", json=body)
+    assert r.status_code == 400 and "[0, 1]" in r.json()["error"] and "flat index 1" in r.json()["error"]
+    body["parameters"] = {"sequence_id": "refused-start"}
+    body["inputs"][0]["data"] = [0.5, 0.5, 0.1]
+    after = client.post("/v2/models/mnist/infer", json=body)
+    assert after.status_code == 400 and "unknown sequence_id" in after.json()["error"]

@@ -29,6 +29,7 @@ request carries the next pixels of one image ([1, k·C]), answers the anytime pr
 stream was closed after ``stream_idle_timeout_s``, gets 400.
 """
 
+import json
 import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -59,6 +60,7 @@ from service.batching import BatcherClosedError, QueueFullError, RequestTimeoutE
 from service.errors import InputError, ServiceError
 from service.registry import READY, ServedModel
 from service.streaming import StreamRuleError
+from service.streaming.session import check_values
 from service.tasks import ClassifierAPI, ClassifyJob, PendulumJob
 from service.v2_tensors import HEADER_LENGTH, OutputTensor, TensorError, encode_response, parse_request
 
@@ -324,13 +326,12 @@ async def _sequence_step(request: Request, entry: ServedModel, infer, array: np.
     if array.ndim != 2 or array.shape[0] != 1 or array.shape[1] == 0 or array.shape[1] % api.channels:
         raise InputError((where,), f"a sequence request carries the next steps of one image: shape [1, k·"
                                    f"{api.channels}] (k ≥ 1), got {list(array.shape)}")
-    scale = {"UINT8": 255.0, "FP32": 1.0}.get(datatype)
-    if scale is None:
-        raise InputError((where,), f"datatype {datatype} is not accepted: UINT8 (0–255) or FP32 ([0, 1])")
+    scale = api.v2_scale(datatype, where)
     values = array.reshape(-1, api.channels).astype(np.float32)
-    low, high = api.value_range[0] * scale, api.value_range[1] * scale
-    if not (low <= values.min() and values.max() <= high):
-        raise InputError((where,), f"{datatype} pixel values must be finite and lie in [{low:g}, {high:g}]")
+    try:                                     # before a sequence starts: a refused start opens nothing
+        check_values(values, scale, api.value_range)
+    except StreamRuleError as err:
+        raise InputError((where, *err.loc[1:]), err.detail) from None
     hub = request.app.state.streams
     try:
         if params.get("sequence_start"):
@@ -403,7 +404,6 @@ async def repository_index(request: Request) -> Response:
     only_ready = False
     if body.strip():
         try:
-            import json
             only_ready = bool(json.loads(body).get("ready", False))
         except (ValueError, AttributeError):
             return error(400, "the index request body must be a JSON object, e.g. {\"ready\": true}")
